@@ -1,0 +1,120 @@
+"""The model directory: the contract between training and serving.
+
+It holds ``model.pt`` (a state_dict) and ``model_config.json`` (architecture, class
+names in index order, image size, normalisation). The server needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from classifier import constants
+from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+FORMAT_VERSION = 1
+
+
+class ModelArtifactError(RuntimeError):
+    """The model directory is missing, incomplete or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    architecture: str
+    class_names: tuple[str, ...]
+    image_size: int
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["class_names"] = list(self.class_names)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model_config.json") -> "ModelSpec":
+        try:
+            data = json.loads(text)
+            spec = cls(
+                architecture=str(data["architecture"]),
+                class_names=tuple(str(name) for name in data["class_names"]),
+                image_size=int(data["image_size"]),
+                mean=tuple(float(v) for v in data.get("mean", IMAGENET_MEAN)),
+                std=tuple(float(v) for v in data.get("std", IMAGENET_STD)),
+                format_version=int(data.get("format_version", FORMAT_VERSION)),
+                extra=dict(data.get("extra", {})),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelArtifactError(f"{source} is not a valid model config: {error!r}") from error
+        if spec.num_classes < 1 or len(set(spec.class_names)) != spec.num_classes:
+            raise ModelArtifactError(f"{source}: class_names must be non-empty and unique")
+        return spec
+
+
+def save_model(model_dir: str | os.PathLike, state_dict: dict, spec: ModelSpec) -> Path:
+    """Write weights and config; the config last, so a present config means a complete model."""
+    import torch
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(state_dict, model_dir / constants.MODEL_WEIGHTS_FILE)
+    config_path = model_dir / constants.MODEL_CONFIG_FILE
+    tmp = config_path.with_suffix(".json.tmp")
+    tmp.write_text(spec.to_json())
+    tmp.replace(config_path)
+    return model_dir
+
+
+def _extract_archive_if_needed(model_dir: Path) -> None:
+    """SageMaker unpacks model.tar.gz for us; `docker run` users may drop the archive in as is."""
+    archive = model_dir / constants.MODEL_ARCHIVE_FILE
+    if (model_dir / constants.MODEL_CONFIG_FILE).exists() or not archive.exists():
+        return
+    with tarfile.open(archive) as tar:
+        tar.extractall(model_dir, filter="data")
+
+
+def load_model_spec(model_dir: str | os.PathLike) -> ModelSpec:
+    model_dir = Path(model_dir)
+    _extract_archive_if_needed(model_dir)
+    config_path = model_dir / constants.MODEL_CONFIG_FILE
+    if not config_path.exists():
+        present = sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else "missing"
+        raise ModelArtifactError(
+            f"no {constants.MODEL_CONFIG_FILE} in model directory {model_dir} (contents: {present})"
+        )
+    return ModelSpec.from_json(config_path.read_text(), str(config_path))
+
+
+def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
+    """The trained network in eval mode on ``device``, and its spec."""
+    import torch
+
+    from classifier.models import create_model
+
+    model_dir = Path(model_dir)
+    spec = load_model_spec(model_dir)
+    weights_path = model_dir / constants.MODEL_WEIGHTS_FILE
+    if not weights_path.exists():
+        raise ModelArtifactError(f"no {constants.MODEL_WEIGHTS_FILE} in model directory {model_dir}")
+    model = create_model(spec.architecture, spec.num_classes)
+    state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        raise ModelArtifactError(
+            f"{weights_path} does not fit {spec.architecture} with {spec.num_classes} classes: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+    return model.to(device).eval(), spec

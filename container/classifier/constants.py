@@ -1,0 +1,45 @@
+"""Every environment variable and path name the image reads, in one place."""
+
+# Root of the SageMaker tree; the sagemaker-training convention for running outside /opt/ml.
+BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
+DEFAULT_BASE_DIR = "/opt/ml"
+
+# Paths relative to the base dir.
+HYPERPARAMETERS_FILE = "input/config/hyperparameters.json"
+INPUT_DATA_CONFIG_FILE = "input/config/inputdataconfig.json"
+RESOURCE_CONFIG_FILE = "input/config/resourceconfig.json"
+DEBUGHOOK_CONFIG_FILE = "input/config/debughookconfig.json"
+PROFILER_CONFIG_FILE = "input/config/profilerconfig.json"
+INPUT_DATA_DIR = "input/data"
+MODEL_DIR = "model"
+OUTPUT_DIR = "output"
+OUTPUT_DATA_DIR = "output/data"
+FAILURE_FILE = "output/failure"
+CHECKPOINT_DIR = "checkpoints"
+
+# Training channels.
+TRAIN_CHANNEL = "train"
+VALID_CHANNELS = ("valid", "validation")
+TEST_CHANNEL = "test"
+PRETRAINED_CHANNEL = "pretrained"
+
+# Distributed training overrides (torch's own names win when set).
+MASTER_ADDR_ENV = "MASTER_ADDR"
+MASTER_PORT_ENV = "MASTER_PORT"
+DEFAULT_MASTER_PORT = 29500
+# Processes per host; defaults to the number of GPUs, or 1 on CPU.
+PROCESSES_PER_HOST_ENV = "SM_PROCESSES_PER_HOST"
+
+# Serving (names shared with the official SageMaker toolkits).
+BIND_TO_PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
+DEFAULT_PORT = 8080
+MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+MODEL_SERVER_TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+MAX_PAYLOAD_IN_MB_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+BATCH_STRATEGY_ENV = "SAGEMAKER_BATCH_STRATEGY"
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+# Model directory contract between training and serving.
+MODEL_WEIGHTS_FILE = "model.pt"
+MODEL_CONFIG_FILE = "model_config.json"
+MODEL_ARCHIVE_FILE = "model.tar.gz"
