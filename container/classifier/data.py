@@ -1,0 +1,215 @@
+"""Channels as ImageFolder data sets that survive the real world.
+
+A channel holds an ImageFolder tree or one .zip/.tar/.tar.gz of it. Class names are the
+sorted folder names of the train channel and must be the same in every channel. Corrupt,
+truncated and non-image files are skipped and reported, never fatal to an epoch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import tarfile
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+from torch.utils.data.dataloader import default_collate
+from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+from classifier.transforms import to_rgb
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+# Errors Pillow raises for files that are not images, are truncated or are too large.
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
+
+
+class DataError(RuntimeError):
+    """A channel's layout or content makes training impossible; the message says where."""
+
+
+def _is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _visible_entries(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+
+
+def _descend_single_folders(root: Path) -> Path:
+    """``dogImages.zip`` holds ``dogImages/train/...``: step down through lone wrapper folders."""
+    while True:
+        entries = _visible_entries(root)
+        if len(entries) == 1 and entries[0].is_dir():
+            subfolders = [p for p in _visible_entries(entries[0]) if p.is_dir()]
+            if subfolders:
+                root = entries[0]
+                continue
+        return root
+
+
+def _extract(archive: Path, scratch_root: Path) -> Path:
+    """Extract once per host; concurrent processes wait on a lock and reuse the result."""
+    stat = archive.stat()
+    key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    target = scratch_root / key[:16]
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    with open(scratch_root / f"{key[:16]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done_marker = target / ".extracted"
+        if not done_marker.exists():
+            logger.info("extracting %s to %s", archive, target)
+            target.mkdir(parents=True, exist_ok=True)
+            try:
+                if archive.name.lower().endswith(".zip"):
+                    with zipfile.ZipFile(archive) as zipped:
+                        zipped.extractall(target)
+                else:
+                    with tarfile.open(archive) as tar:
+                        tar.extractall(target, filter="data")
+            except (zipfile.BadZipFile, tarfile.TarError, OSError) as error:
+                raise DataError(f"cannot extract channel archive {archive}: {error}") from error
+            done_marker.touch()
+    return target
+
+
+def resolve_channel(channel_dir: Path, scratch_root: Path | None = None) -> Path:
+    """The ImageFolder root of a channel, extracting a lone archive if that is what it holds."""
+    entries = _visible_entries(channel_dir)
+    folders = [p for p in entries if p.is_dir()]
+    archives = [p for p in entries if _is_archive(p)]
+    if not folders and len(archives) == 1:
+        scratch_root = scratch_root or Path(tempfile.gettempdir()) / "classifier-channels"
+        return _descend_single_folders(_extract(archives[0], scratch_root))
+    if not folders:
+        raise DataError(
+            f"channel {channel_dir} holds neither class folders nor a single archive "
+            f"({', '.join(ARCHIVE_SUFFIXES)}); found: {sorted(p.name for p in entries) or 'nothing'}"
+        )
+    return _descend_single_folders(channel_dir)
+
+
+def find_class_names(root: Path) -> list[str]:
+    names = sorted(p.name for p in _visible_entries(root) if p.is_dir())
+    if not names:
+        raise DataError(f"no class folders in {root}")
+    return names
+
+
+def check_same_classes(reference: list[str], root: Path, channel: str) -> None:
+    """Every channel must use the train channel's index→name map, or labels silently shift."""
+    names = find_class_names(root)
+    missing = sorted(set(reference) - set(names))
+    extra = sorted(set(names) - set(reference))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"classes missing from {channel}: {', '.join(missing)}")
+        if extra:
+            parts.append(f"classes in {channel} but not in train: {', '.join(extra)}")
+        raise DataError(f"{'; '.join(parts)} ({root})")
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+class ImageFolderDataset(Dataset):
+    """ImageFolder whose unreadable files become :class:`SkippedFile` entries, not exceptions."""
+
+    def __init__(self, root: Path, class_names: list[str], transform, channel: str):
+        self.root = root
+        self.channel = channel
+        self.class_names = list(class_names)
+        self.transform = transform
+        class_to_idx = {name: index for index, name in enumerate(self.class_names)}
+        self.samples = make_dataset(str(root), class_to_idx, IMG_EXTENSIONS, allow_empty=True)
+        if not self.samples:
+            raise DataError(f"channel {channel} ({root}) has no image files ({', '.join(IMG_EXTENSIONS)})")
+        self.targets = [target for _, target in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    image.load()
+                    rgb = to_rgb(image)
+            return self.transform(rgb), target
+        except IMAGE_ERRORS as error:
+            return SkippedFile(path, f"{type(error).__name__}: {error}")
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor | None
+    targets: torch.Tensor | None
+    skipped: list[SkippedFile]
+
+    def __len__(self) -> int:
+        return 0 if self.targets is None else len(self.targets)
+
+
+def collate_skipping(items) -> Batch:
+    """Collate the readable samples; carry the unreadable ones along so the loop can count them."""
+    good = [item for item in items if not isinstance(item, SkippedFile)]
+    skipped = [item for item in items if isinstance(item, SkippedFile)]
+    if not good:
+        return Batch(None, None, skipped)
+    images, targets = default_collate(good)
+    return Batch(images, targets, skipped)
+
+
+class ShardSampler(Sampler[int]):
+    """Every index exactly once across ranks (no padding), so eval metrics are exact."""
+
+    def __init__(self, length: int, rank: int, world_size: int):
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def class_counts(dataset: ImageFolderDataset) -> dict[str, int]:
+    counts = {name: 0 for name in dataset.class_names}
+    for target in dataset.targets:
+        counts[dataset.class_names[target]] += 1
+    return counts
+
+
+def check_skipped_share(
+    channel: str, skipped: list[SkippedFile], total: int, max_fraction: float
+) -> None:
+    if total and len(skipped) / total > max_fraction:
+        listing = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:20])
+        more = f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        raise DataError(
+            f"{len(skipped)} of {total} files in channel {channel} are unreadable, more than "
+            f"max_skipped_fraction={max_fraction}: {listing}{more}"
+        )
+
+
+def pin_memory_for(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def default_num_workers() -> int:
+    return max(1, (os.cpu_count() or 1) - 1)

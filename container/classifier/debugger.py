@@ -1,0 +1,194 @@
+"""SageMaker Debugger (smdebug) hook wiring.
+
+On SageMaker, the service writes ``debughookconfig.json`` and the hook is built from it
+(collections, save intervals, S3-synced LocalPath). Elsewhere (``docker run``, local
+mode) the ``debug`` hyperparameter switches on the same hook with a local out_dir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# Collections saved when the hook is switched on by the `debug` hyperparameter; the rules
+# in classifier.rules read these.
+DEFAULT_COLLECTIONS = ("losses", "weights", "biases", "gradients")
+DEFAULT_SAVE_INTERVAL = 10
+
+
+class DebuggerConfigError(RuntimeError):
+    """debughookconfig.json exists but smdebug cannot build a hook from it."""
+
+
+def _import_smdebug():
+    # smdebug logs about profiler config on import; keep that out of module import.
+    import smdebug.pytorch as smd
+
+    return smd
+
+
+def create_hook(config_file: Path, debug: bool, out_dir: Path):
+    """The hook SageMaker asked for, or the local one ``debug`` asks for, or None."""
+    if config_file.exists():
+        smd = _import_smdebug()
+        try:
+            json.loads(config_file.read_text())
+            hook = smd.Hook.create_from_json_file(str(config_file))
+        except (ValueError, KeyError, TypeError) as error:
+            raise DebuggerConfigError(f"cannot build the smdebug hook from {config_file}: {error}") from error
+        logger.info("smdebug hook from %s, tensors to %s", config_file, hook.out_dir)
+        return hook
+    if not debug:
+        return None
+    smd = _import_smdebug()
+    hook = smd.Hook(
+        out_dir=str(out_dir),
+        export_tensorboard=False,
+        save_config=smd.SaveConfig(save_interval=DEFAULT_SAVE_INTERVAL),
+        include_collections=list(DEFAULT_COLLECTIONS),
+    )
+    logger.info("smdebug hook from debug=true, tensors to %s", out_dir)
+    return hook
+
+
+def attach(hook, model, loss_fn) -> None:
+    """Register the module and the loss, as SageMaker's framework containers do."""
+    if hook is None:
+        return
+    hook.register_module(model)
+    hook.register_loss(loss_fn)
+
+
+def set_mode(hook, train: bool) -> None:
+    if hook is None:
+        return
+    smd = _import_smdebug()
+    hook.set_mode(smd.modes.TRAIN if train else smd.modes.EVAL)
+
+
+def close(hook) -> None:
+    """Flush the last saved steps so the rules see every tensor."""
+    if hook is not None:
+        hook.close()
+
+
+# --- tensors the rules need (owned by the debugger-rules work; see docs/debugger.md) -------
+#
+# The lead's hook code above decides *whether* there is a hook. The functions below decide
+# *what* it saves so that classifier.rules can judge the run:
+#   configure_hook(hook, model, apply_defaults)  after create_hook, before register_module;
+#   record_batch(hook, labels, logits)           every train step, after the model's forward
+#                                                and BEFORE the loss forward (the loss
+#                                                module's forward hook writes them into
+#                                                the same step).
+
+LABELS_COLLECTION = "labels"
+PREDICTIONS_COLLECTION = "predictions"
+RELU_INPUT_COLLECTION = "relu_input"
+
+# Scalars and per-sample integers: cheap, and the loss/imbalance rules need every step.
+EVERY_STEP_COLLECTIONS = ("losses", LABELS_COLLECTION, PREDICTIONS_COLLECTION)
+# Whole tensors: saved as reductions (a few floats each) every TENSOR_SAVE_INTERVAL steps
+# and for each of the first INITIAL_STEPS steps, which poor_weight_initialization inspects.
+REDUCED_COLLECTIONS = ("weights", "biases", "gradients", RELU_INPUT_COLLECTION)
+TENSOR_SAVE_INTERVAL = 100
+INITIAL_STEPS = 10
+REDUCTIONS = ("mean", "std", "min", "max")
+ABS_REDUCTIONS = ("mean",)
+
+
+def hook_collections(
+    tensor_save_interval: int = TENSOR_SAVE_INTERVAL, initial_steps: int = INITIAL_STEPS
+) -> dict[str, dict[str, str]]:
+    """Collection name -> smdebug CollectionParameters (strings, as SageMaker wants them).
+
+    The same mapping configures the local hook (``configure_hook``) and, on the client,
+    the DebuggerHookConfig CollectionConfigurations, so both save what the rules read.
+    """
+    initial = ",".join(str(step) for step in range(initial_steps))
+    collections: dict[str, dict[str, str]] = {
+        name: {"save_interval": "1"} for name in EVERY_STEP_COLLECTIONS
+    }
+    for name in REDUCED_COLLECTIONS:
+        collections[name] = {
+            "save_interval": str(tensor_save_interval),
+            "save_steps": initial,
+            "reductions": ",".join(REDUCTIONS),
+            "abs_reductions": ",".join(ABS_REDUCTIONS),
+            "save_shape": "true",
+        }
+    collections[LABELS_COLLECTION]["include_regex"] = f"^{LABELS_COLLECTION}$"
+    collections[PREDICTIONS_COLLECTION]["include_regex"] = f"^{PREDICTIONS_COLLECTION}$"
+    return collections
+
+
+def collection_configurations(**kwargs) -> list[dict]:
+    """``hook_collections`` in the CreateTrainingJob DebugHookConfig request shape."""
+    return [
+        {"CollectionName": name, "CollectionParameters": dict(parameters)}
+        for name, parameters in hook_collections(**kwargs).items()
+    ]
+
+
+def configure_hook(hook, model, apply_defaults: bool = True, **kwargs) -> None:
+    """Make ``hook`` save what the rules need; call before ``hook.register_module(model)``.
+
+    The labels/predictions collections and the ReLU input tensors always exist (smdebug
+    crashes on ``save_tensor`` into a collection created after the first step). With
+    ``apply_defaults`` (the local ``debug=true`` hook) the save intervals and reductions of
+    ``hook_collections`` are applied; a hook built from SageMaker's debughookconfig.json
+    keeps the intervals the job asked for.
+    """
+    if hook is None:
+        return
+    smd = _import_smdebug()
+    from smdebug.core.reduction_config import ReductionConfig
+    from torch import nn
+
+    for name in (LABELS_COLLECTION, PREDICTIONS_COLLECTION):
+        hook.get_collection(name).add_tensor_name(name)
+    relu_inputs = hook.get_collection(RELU_INPUT_COLLECTION)
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            relu_inputs.add_module_tensors(module, inputs=True, outputs=False)
+    for name in (*EVERY_STEP_COLLECTIONS, RELU_INPUT_COLLECTION):
+        if name not in hook.include_collections:
+            hook.include_collections.append(name)
+    if not apply_defaults:
+        return
+    for name, parameters in hook_collections(**kwargs).items():
+        collection = hook.get_collection(name)
+        steps = [int(s) for s in parameters.get("save_steps", "").split(",") if s]
+        collection.save_config = smd.SaveConfig(
+            save_interval=int(parameters["save_interval"]), save_steps=steps or None
+        )
+        if "reductions" in parameters:
+            collection.reduction_config = ReductionConfig(
+                reductions=list(REDUCTIONS), abs_reductions=list(ABS_REDUCTIONS), save_shape=True
+            )
+        if name not in hook.include_collections:
+            hook.include_collections.append(name)
+
+
+def record_batch(hook, labels, logits) -> None:
+    """Queue this batch's labels and predicted classes for the class_imbalance rule.
+
+    smdebug writes queued tensors from the next module forward hook; calling this between
+    the model forward and the loss forward puts them into the current step and mode.
+    """
+    if hook is None:
+        return
+    for name in (LABELS_COLLECTION, PREDICTIONS_COLLECTION):
+        collection = hook.get_collection(name)
+        if collection.reduction_config is None:
+            # configure_hook was not called before the first step: smdebug would crash
+            # writing into a collection without a reduction config.
+            from smdebug.core.reduction_config import ReductionConfig
+
+            collection.add_tensor_name(name)
+            collection.reduction_config = ReductionConfig(save_raw_tensor=True)
+    hook.save_tensor(LABELS_COLLECTION, labels.detach(), LABELS_COLLECTION)
+    hook.save_tensor(PREDICTIONS_COLLECTION, logits.detach().argmax(dim=1), PREDICTIONS_COLLECTION)

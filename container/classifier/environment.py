@@ -1,0 +1,152 @@
+"""The SageMaker training contract, read once into one object.
+
+Why not ``sagemaker_training.environment.Environment``: it binds every path to
+``SAGEMAKER_BASE_DIR`` at import time, writes to ``os.environ`` and probes subprocesses on
+construction. We read the same files under the same names, at construction time, so a
+test can point ``SAGEMAKER_BASE_DIR`` at a fresh tree. Hardware counts still come from
+sagemaker-training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from classifier import constants
+
+
+class ContractError(RuntimeError):
+    """A SageMaker config file or channel is missing or malformed."""
+
+
+def _read_json(path: Path, required: bool, default: Any) -> Any:
+    if not path.exists():
+        if required:
+            raise ContractError(f"missing {path}")
+        return default
+    try:
+        return json.loads(path.read_text() or "null") or default
+    except json.JSONDecodeError as error:
+        raise ContractError(f"{path} is not valid JSON: {error}") from error
+
+
+@dataclass(frozen=True)
+class TrainingEnvironment:
+    base_dir: Path
+    hyperparameters: dict[str, Any]
+    input_data_config: dict[str, Any]
+    resource_config: dict[str, Any]
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "TrainingEnvironment":
+        environ = dict(os.environ if environ is None else environ)
+        base_dir = Path(environ.get(constants.BASE_DIR_ENV, constants.DEFAULT_BASE_DIR))
+        hyperparameters = _read_json(base_dir / constants.HYPERPARAMETERS_FILE, False, {})
+        if not isinstance(hyperparameters, dict):
+            raise ContractError(f"{constants.HYPERPARAMETERS_FILE} must hold a JSON object")
+        return cls(
+            base_dir=base_dir,
+            hyperparameters=hyperparameters,
+            input_data_config=_read_json(base_dir / constants.INPUT_DATA_CONFIG_FILE, False, {}),
+            resource_config=_read_json(base_dir / constants.RESOURCE_CONFIG_FILE, False, {}),
+            environ=environ,
+        )
+
+    # Paths ---------------------------------------------------------------
+    @property
+    def model_dir(self) -> Path:
+        return self.base_dir / constants.MODEL_DIR
+
+    @property
+    def output_dir(self) -> Path:
+        return self.base_dir / constants.OUTPUT_DIR
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.base_dir / constants.OUTPUT_DATA_DIR
+
+    @property
+    def failure_file(self) -> Path:
+        return self.base_dir / constants.FAILURE_FILE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.base_dir / constants.CHECKPOINT_DIR
+
+    @property
+    def tensors_dir(self) -> Path:
+        return self.output_dir / "tensors"
+
+    @property
+    def debughook_config_file(self) -> Path:
+        return self.base_dir / constants.DEBUGHOOK_CONFIG_FILE
+
+    # Channels ------------------------------------------------------------
+    def channel_dir(self, name: str) -> Path | None:
+        """The channel's folder if it exists (declared in inputdataconfig.json or just present)."""
+        path = self.base_dir / constants.INPUT_DATA_DIR / name
+        return path if path.is_dir() else None
+
+    def train_channel(self) -> Path:
+        path = self.channel_dir(constants.TRAIN_CHANNEL)
+        if path is None:
+            raise ContractError(
+                f"no 'train' channel: {self.base_dir / constants.INPUT_DATA_DIR / 'train'} is missing"
+            )
+        return path
+
+    def valid_channel(self) -> Path:
+        for name in constants.VALID_CHANNELS:
+            path = self.channel_dir(name)
+            if path is not None:
+                return path
+        raise ContractError(
+            "no validation channel: provide 'valid' or 'validation' under "
+            f"{self.base_dir / constants.INPUT_DATA_DIR}"
+        )
+
+    def test_channel(self) -> Path | None:
+        return self.channel_dir(constants.TEST_CHANNEL)
+
+    def pretrained_channel(self) -> Path | None:
+        return self.channel_dir(constants.PRETRAINED_CHANNEL)
+
+    # Cluster -------------------------------------------------------------
+    @property
+    def hosts(self) -> list[str]:
+        return sorted(self.resource_config.get("hosts") or [self.current_host])
+
+    @property
+    def current_host(self) -> str:
+        return self.resource_config.get("current_host") or socket.gethostname()
+
+    @property
+    def host_rank(self) -> int:
+        return self.hosts.index(self.current_host)
+
+    @property
+    def master_addr(self) -> str:
+        return self.environ.get(constants.MASTER_ADDR_ENV) or self.hosts[0]
+
+    @property
+    def master_port(self) -> int:
+        return int(self.environ.get(constants.MASTER_PORT_ENV) or constants.DEFAULT_MASTER_PORT)
+
+    def processes_per_host(self, num_gpus: int) -> int:
+        override = self.environ.get(constants.PROCESSES_PER_HOST_ENV)
+        if override:
+            try:
+                value = int(override)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise ContractError(
+                    f"{constants.PROCESSES_PER_HOST_ENV}={override!r} must be a positive integer"
+                )
+            return value
+        return max(num_gpus, 1)

@@ -1,0 +1,52 @@
+import pytest
+
+from classifier.environment import ContractError, TrainingEnvironment
+
+
+def test_reads_contract_files_from_base_dir(opt_ml, small_folder):
+    opt_ml.hyperparameters({"epochs": 2}).resource_config(["algo-2", "algo-1"], "algo-2")
+    opt_ml.channel("train", small_folder)
+    opt_ml.channel("validation", small_folder)
+    env = TrainingEnvironment.from_environ()
+    assert env.base_dir == opt_ml.root
+    assert env.hyperparameters == {"epochs": "2"}
+    assert env.input_data_config["train"]["TrainingInputMode"] == "File"
+    assert env.hosts == ["algo-1", "algo-2"]
+    assert (env.host_rank, env.master_addr) == (1, "algo-1")
+    assert env.train_channel() == opt_ml.root / "input/data/train"
+    assert env.valid_channel().name == "validation"
+    assert env.test_channel() is None
+    assert env.model_dir == opt_ml.root / "model"
+    assert env.failure_file == opt_ml.root / "output/failure"
+    assert env.checkpoint_dir == opt_ml.root / "checkpoints"
+
+
+def test_missing_channels_are_named(opt_ml):
+    env = TrainingEnvironment.from_environ()
+    with pytest.raises(ContractError, match="no 'train' channel"):
+        env.train_channel()
+    with pytest.raises(ContractError, match="'valid' or 'validation'"):
+        env.valid_channel()
+
+
+def test_malformed_json_names_the_file(opt_ml):
+    (opt_ml.root / "input/config/hyperparameters.json").write_text("{not json")
+    with pytest.raises(ContractError, match="hyperparameters.json is not valid JSON"):
+        TrainingEnvironment.from_environ()
+
+
+def test_master_and_processes_overrides(opt_ml, monkeypatch):
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29999")
+    monkeypatch.setenv("SM_PROCESSES_PER_HOST", "2")
+    env = TrainingEnvironment.from_environ()
+    assert (env.master_addr, env.master_port, env.processes_per_host(0)) == ("127.0.0.1", 29999, 2)
+    monkeypatch.setenv("SM_PROCESSES_PER_HOST", "zero")
+    with pytest.raises(ContractError, match="SM_PROCESSES_PER_HOST='zero'"):
+        TrainingEnvironment.from_environ().processes_per_host(0)
+
+
+def test_one_process_per_gpu_by_default(opt_ml):
+    env = TrainingEnvironment.from_environ()
+    assert env.processes_per_host(0) == 1
+    assert env.processes_per_host(8) == 8

@@ -1,0 +1,59 @@
+import pytest
+
+from classifier.hyperparameters import HyperparameterError, Hyperparameters, parse_hyperparameters
+
+
+def test_empty_gives_documented_defaults():
+    assert parse_hyperparameters({}) == Hyperparameters()
+
+
+def test_string_values_are_parsed_to_types():
+    hp = parse_hyperparameters(
+        {
+            "model": "efficientnet_b0", "epochs": "3", "batch_size": "64.0", "learning_rate": "1e-4",
+            "amp": "TRUE", "debug": "False", "optimizer": "AdamW", "lr_scheduler": "cosine",
+        }
+    )
+    assert (hp.model, hp.epochs, hp.batch_size, hp.learning_rate) == ("efficientnet_b0", 3, 64, 1e-4)
+    assert hp.amp is True and hp.debug is False and hp.optimizer == "adamw"
+
+
+def test_sagemaker_keys_are_accepted():
+    hp = parse_hyperparameters(
+        {"sagemaker_program": "x", "sagemaker_region": '"us-east-1"', "_tuning_objective_metric": "valid_accuracy"}
+    )
+    assert hp == Hyperparameters()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("epochs", "0", "epochs='0' is invalid: must be an integer in [1, 10000]"),
+        ("epochs", "2.5", "epochs='2.5' is invalid: must be an integer"),
+        ("learning_rate", "0", "learning_rate='0' is invalid: must be a number in (0.0, 10.0]"),
+        ("learning_rate", "fast", "learning_rate='fast' is invalid: must be a number"),
+        ("optimizer", "lbfgs", "must be one of sgd, adam, adamw, rmsprop"),
+        ("lr_scheduler", "onecycle", "must be one of none, step, cosine"),
+        ("amp", "yes", "amp='yes' is invalid: must be true or false"),
+        ("model", "resnet19", "model='resnet19' is invalid: must be a torchvision classification model"),
+        ("momentum", "1.5", "momentum='1.5' is invalid: must be a number in [0.0, 1.0]"),
+    ],
+)
+def test_bad_value_names_key_and_allowed_values(key, value, expected):
+    with pytest.raises(HyperparameterError) as error:
+        parse_hyperparameters({key: value})
+    assert expected in str(error.value)
+
+
+def test_unknown_key_lists_allowed_keys_and_all_problems_are_reported_at_once():
+    with pytest.raises(HyperparameterError) as error:
+        parse_hyperparameters({"epoch": "3", "batch_size": "-1"})
+    message = str(error.value)
+    assert "unknown hyperparameter 'epoch'; allowed: amp," in message
+    assert "batch_size='-1'" in message
+
+
+def test_freeze_backbone_needs_pretrained():
+    with pytest.raises(HyperparameterError, match="freeze_backbone=true needs pretrained=true"):
+        parse_hyperparameters({"freeze_backbone": "true"})
+    assert parse_hyperparameters({"freeze_backbone": "true", "pretrained": "true"}).freeze_backbone

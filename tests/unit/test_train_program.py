@@ -1,0 +1,184 @@
+"""The real ``train`` executable under the SageMaker contract, run as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from classifier.artifacts import load_model
+from classifier.metric_definitions import METRIC_DEFINITIONS
+from tests.unit.conftest import write_image_folder
+
+pytestmark = pytest.mark.slow
+
+FAST = {"model": "resnet18", "image_size": 16, "batch_size": 8, "num_workers": 0, "augmentation": "none"}
+CLASSES = {"cat": 12, "dog": 12, "fox": 12}
+
+
+def run_train(base_dir: Path, repo_root: Path, extra_env: dict | None = None, timeout: float = 180):
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base_dir), **(extra_env or {})}
+    return subprocess.run(
+        [sys.executable, str(repo_root / "train")], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_train(base_dir: Path, repo_root: Path, extra_env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base_dir), **(extra_env or {})}
+    return subprocess.Popen(
+        [sys.executable, str(repo_root / "train")], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def epoch_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("epoch=")]
+
+
+@pytest.fixture
+def job(opt_ml, tmp_path):
+    data = write_image_folder(tmp_path / "data", CLASSES, size=(20, 20))
+    for channel in ("train", "valid", "test"):
+        opt_ml.channel(channel, data)
+    return opt_ml
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_job_writes_model_reports_and_parsable_metrics(job, repo_root):
+    bad = job.root / "input/data/train/cat"
+    (bad / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (bad / "notes.png").write_text("not an image")
+    job.hyperparameters({**FAST, "epochs": 2, "max_skipped_fraction": 0.1, "sagemaker_region": "us-east-1"})
+
+    result = run_train(job.root, repo_root)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(epoch_lines(result.stdout)) == 2
+    for definition in METRIC_DEFINITIONS:
+        assert re.search(definition["Regex"], result.stdout, re.MULTILINE), definition["Name"]
+    model, spec = load_model(job.root / "model")
+    assert spec.class_names == ("cat", "dog", "fox") and spec.image_size == 16
+    assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 3)
+    output = job.root / "output/data"
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and metrics["skipped_files"]["train"] == 2
+    skipped = json.loads((output / "skipped_files.json").read_text())
+    assert sorted(Path(s["path"]).name for s in skipped["train"]) == ["broken.jpg", "notes.png"]
+    test_report = json.loads((output / "test_report.json").read_text())
+    assert len(test_report["confusion_matrix"]) == 3
+    assert sum(map(sum, test_report["confusion_matrix"])) == sum(CLASSES.values())
+    assert job.failure is None
+
+
+def test_bad_hyperparameter_fails_fast_with_reason_first(job, repo_root):
+    job.hyperparameters({"epochs": "zero", "optimizer": "lbfgs"})
+    result = run_train(job.root, repo_root)
+    assert result.returncode == 1
+    assert job.failure.startswith("HyperparameterError: hyperparameter epochs='zero' is invalid")
+    assert "optimizer='lbfgs'" in job.failure.splitlines()[0]
+
+
+def test_too_many_unreadable_images_fail_with_the_list(job, repo_root):
+    (job.root / "input/data/train/dog/bad.jpg").write_bytes(b"garbage")
+    job.hyperparameters({**FAST, "epochs": 1, "max_skipped_fraction": 0})
+    result = run_train(job.root, repo_root)
+    assert result.returncode == 1
+    assert job.failure.startswith("DataError: 1 of 37 files in channel train are unreadable")
+    assert "bad.jpg" in job.failure.splitlines()[0]
+
+
+def test_missing_class_in_valid_is_named(job, repo_root):
+    import shutil
+
+    shutil.rmtree(job.root / "input/data/valid/fox")
+    job.hyperparameters({**FAST, "epochs": 1})
+    result = run_train(job.root, repo_root)
+    assert result.returncode == 1
+    assert job.failure.startswith("DataError: classes missing from valid: fox")
+
+
+def test_sigterm_checkpoints_and_a_restart_resumes_to_the_same_epoch_count(job, repo_root):
+    job.hyperparameters({**FAST, "epochs": 200})
+    process = start_train(job.root, repo_root)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("epoch=2 "):
+            break
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
+    assert time.monotonic() - signalled < 60
+    assert job.failure.startswith("TrainingInterrupted: SIGTERM during epoch")
+    checkpoint = torch.load(job.root / "checkpoints/checkpoint.pt", weights_only=False)
+    done = checkpoint["epoch"]
+    assert done >= 2
+
+    job.hyperparameters({**FAST, "epochs": done + 1})
+    result = run_train(job.root, repo_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"resumed from checkpoint: epoch={done}" in result.stdout
+    assert [line.split()[0] for line in epoch_lines(result.stdout)] == [f"epoch={done + 1}"]
+    assert json.loads((job.root / "output/data/metrics.json").read_text())["epochs_run"] == done + 1
+    assert job.failure is None
+
+
+def test_checkpoint_of_another_model_is_refused(job, repo_root):
+    job.hyperparameters({**FAST, "epochs": 1})
+    assert run_train(job.root, repo_root).returncode == 0
+    job.hyperparameters({**FAST, "epochs": 2, "model": "squeezenet1_1"})
+    result = run_train(job.root, repo_root)
+    assert result.returncode == 1
+    assert job.failure.startswith("CheckpointMismatchError: checkpoint")
+    assert "model" in job.failure.splitlines()[0]
+
+
+def test_two_processes_on_one_host_train_one_ddp_job(job, repo_root):
+    job.hyperparameters({**FAST, "epochs": 2})
+    env = {"SM_PROCESSES_PER_HOST": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    result = run_train(job.root, repo_root, env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "joining gloo process group: rank 0 of 2" in output
+    assert "joining gloo process group: rank 1 of 2" in output
+    assert len(epoch_lines(result.stdout)) == 2
+    assert json.loads((job.root / "output/data/metrics.json").read_text())["world_size"] == 2
+
+
+def test_two_hosts_join_one_job_and_only_the_master_writes(opt_ml, tmp_path, repo_root):
+    data = write_image_folder(tmp_path / "data", CLASSES, size=(20, 20))
+    hosts = ["algo-2", "algo-1"]
+    port = str(free_port())
+    trees = {}
+    for host in hosts:
+        from tests.unit.conftest import OptMl
+
+        tree = OptMl(tmp_path / host)
+        tree.resource_config(hosts, host).hyperparameters({**FAST, "epochs": 2})
+        tree.channel("train", data)
+        tree.channel("valid", data)
+        trees[host] = tree
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    processes = {host: start_train(trees[host].root, repo_root, env) for host in hosts}
+    outputs = {host: p.communicate(timeout=240)[0] for host, p in processes.items()}
+    for host, process in processes.items():
+        assert process.returncode == 0, outputs[host]
+    assert "rank 0 of 2" in outputs["algo-1"] and "rank 1 of 2" in outputs["algo-2"]
+    assert len(epoch_lines(outputs["algo-1"])) == 2 and not epoch_lines(outputs["algo-2"])
+    assert (trees["algo-1"].root / "model/model.pt").exists()
+    assert not (trees["algo-2"].root / "model/model.pt").exists()
