@@ -5,7 +5,7 @@ VENV := .venv
 VENV_SDK := .venv-sdk
 STAMP := .make
 
-.PHONY: setup demo test test-unit test-sdk lint bench-train clean
+.PHONY: setup demo test test-unit test-sdk lint bench-train bench-serve clean
 
 setup: $(STAMP)/venv $(STAMP)/venv-sdk
 
@@ -34,6 +34,13 @@ test: test-unit test-sdk
 
 lint: $(STAMP)/venv
 	$(VENV)/bin/ruff check container classifier_client tests local_test benchmarks
+
+bench-train: $(STAMP)/venv
+	$(VENV)/bin/python benchmarks/training_bench.py
+
+# Needs wrk (or ab): apt-get install wrk apache2-utils.
+bench-serve: $(STAMP)/venv
+	$(VENV)/bin/python benchmarks/serving_bench.py
 
 clean:
 	rm -rf $(STAMP) $(VENV) $(VENV_SDK)

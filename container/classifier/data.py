@@ -10,11 +10,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import os
-import tarfile
 import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,37 +21,17 @@ from torch.utils.data import Dataset, Sampler
 from torch.utils.data.dataloader import default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
+from classifier import archives
 from classifier.transforms import to_rgb
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 # Errors Pillow raises for files that are not images, are truncated or are too large.
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
 
 
 class DataError(RuntimeError):
     """A channel's layout or content makes training impossible; the message says where."""
-
-
-def _is_archive(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _visible_entries(directory: Path) -> list[Path]:
-    return [p for p in directory.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-
-
-def _descend_single_folders(root: Path) -> Path:
-    """``dogImages.zip`` holds ``dogImages/train/...``: step down through lone wrapper folders."""
-    while True:
-        entries = _visible_entries(root)
-        if len(entries) == 1 and entries[0].is_dir():
-            subfolders = [p for p in _visible_entries(entries[0]) if p.is_dir()]
-            if subfolders:
-                root = entries[0]
-                continue
-        return root
 
 
 def _extract(archive: Path, scratch_root: Path) -> Path:
@@ -68,38 +45,32 @@ def _extract(archive: Path, scratch_root: Path) -> Path:
         done_marker = target / ".extracted"
         if not done_marker.exists():
             logger.info("extracting %s to %s", archive, target)
-            target.mkdir(parents=True, exist_ok=True)
             try:
-                if archive.name.lower().endswith(".zip"):
-                    with zipfile.ZipFile(archive) as zipped:
-                        zipped.extractall(target)
-                else:
-                    with tarfile.open(archive) as tar:
-                        tar.extractall(target, filter="data")
-            except (zipfile.BadZipFile, tarfile.TarError, OSError) as error:
-                raise DataError(f"cannot extract channel archive {archive}: {error}") from error
+                archives.extract(archive, target)
+            except archives.ArchiveError as error:
+                raise DataError(f"channel {error}") from error
             done_marker.touch()
     return target
 
 
 def resolve_channel(channel_dir: Path, scratch_root: Path | None = None) -> Path:
     """The ImageFolder root of a channel, extracting a lone archive if that is what it holds."""
-    entries = _visible_entries(channel_dir)
+    entries = archives.visible_entries(channel_dir)
     folders = [p for p in entries if p.is_dir()]
-    archives = [p for p in entries if _is_archive(p)]
-    if not folders and len(archives) == 1:
+    packed = [p for p in entries if archives.is_archive(p)]
+    if not folders and len(packed) == 1:
         scratch_root = scratch_root or Path(tempfile.gettempdir()) / "classifier-channels"
-        return _descend_single_folders(_extract(archives[0], scratch_root))
+        return archives.descend_single_folders(_extract(packed[0], scratch_root))
     if not folders:
         raise DataError(
             f"channel {channel_dir} holds neither class folders nor a single archive "
-            f"({', '.join(ARCHIVE_SUFFIXES)}); found: {sorted(p.name for p in entries) or 'nothing'}"
+            f"({', '.join(archives.ARCHIVE_SUFFIXES)}); found: {sorted(p.name for p in entries) or 'nothing'}"
         )
-    return _descend_single_folders(channel_dir)
+    return archives.descend_single_folders(channel_dir)
 
 
 def find_class_names(root: Path) -> list[str]:
-    names = sorted(p.name for p in _visible_entries(root) if p.is_dir())
+    names = sorted(p.name for p in archives.visible_entries(root) if p.is_dir())
     if not names:
         raise DataError(f"no class folders in {root}")
     return names
@@ -206,10 +177,3 @@ def check_skipped_share(
             f"max_skipped_fraction={max_fraction}: {listing}{more}"
         )
 
-
-def pin_memory_for(device: torch.device) -> bool:
-    return device.type == "cuda"
-
-
-def default_num_workers() -> int:
-    return max(1, (os.cpu_count() or 1) - 1)

@@ -50,7 +50,7 @@ def test_corrupt_archive_is_a_clear_error(tmp_path):
     channel = tmp_path / "channel"
     channel.mkdir()
     (channel / "train.zip").write_bytes(b"PK not really a zip")
-    with pytest.raises(data.DataError, match="cannot extract channel archive .*train.zip"):
+    with pytest.raises(data.DataError, match="channel cannot extract archive .*train.zip"):
         data.resolve_channel(channel, scratch_root=tmp_path / "scratch")
 
 
