@@ -1,0 +1,89 @@
+"""Step functions in-process: explicit arguments in, metrics out."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from classifier import data, distributed
+from classifier.hyperparameters import parse_hyperparameters
+from classifier.models import create_model
+from classifier.train import (
+    StopSignal, TrainingDiverged, build_optimizer, build_scheduler, confusion_report, evaluate,
+    make_loader, train_one_epoch,
+)
+from classifier.transforms import eval_transform
+
+CTX = distributed.DistributedContext()
+
+
+@pytest.fixture
+def setup(small_folder):
+    hp = parse_hyperparameters({"batch_size": "6", "num_workers": "0", "image_size": "16"})
+    dataset = data.ImageFolderDataset(small_folder, ["cat", "dog", "fox"], eval_transform(16), "train")
+    torch.manual_seed(0)
+    model = create_model("resnet18", 3).to(memory_format=torch.channels_last)
+    return hp, dataset, model
+
+
+def _scaler():
+    return torch.amp.GradScaler("cpu", enabled=False)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_train_epoch_and_evaluate_return_metrics(setup, amp):
+    hp, dataset, model = setup
+    loader = make_loader(dataset, hp, CTX, train=True)
+    optimizer = build_optimizer(hp, model.parameters())
+    loss_fn = nn.CrossEntropyLoss()
+    result = train_one_epoch(model, loader, loss_fn, optimizer, _scaler(), CTX, amp, None, None, StopSignal())
+    assert result.samples == 18 and math.isfinite(result.loss) and 0 <= result.accuracy <= 1
+    evaluation = evaluate(model, make_loader(dataset, hp, CTX, train=False), loss_fn, CTX, amp, None)
+    assert evaluation.samples == 18 and len(evaluation.predictions) == 18
+    report = confusion_report(["cat", "dog", "fox"], evaluation)
+    assert sum(map(sum, report["confusion_matrix"])) == 18
+    assert set(report["per_class_accuracy"]) == {"cat", "dog", "fox"}
+
+
+def test_nan_loss_stops_training_with_a_reason(setup):
+    hp, dataset, model = setup
+    optimizer = build_optimizer(hp, model.parameters())
+
+    def nan_loss(logits, targets):
+        return (logits * math.nan).sum()
+
+    with pytest.raises(TrainingDiverged, match="training loss became nan after 0 samples; lower learning_rate"):
+        train_one_epoch(
+            model, make_loader(dataset, hp, CTX, train=True), nan_loss, optimizer, _scaler(), CTX,
+            False, None, None, StopSignal(),
+        )
+
+
+def test_stop_signal_interrupts_between_steps(setup):
+    hp, dataset, model = setup
+    stop = StopSignal()
+    stop.received = True
+    result = train_one_epoch(
+        model, make_loader(dataset, hp, CTX, train=True), nn.CrossEntropyLoss(),
+        build_optimizer(hp, model.parameters()), _scaler(), CTX, False, None, None, stop,
+    )
+    assert result.interrupted and result.samples == 0
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
+def test_every_optimizer_and_scheduler_builds(name):
+    model = nn.Linear(2, 2)
+    for scheduler in ("none", "step", "cosine"):
+        hp = parse_hyperparameters({"optimizer": name, "lr_scheduler": scheduler, "epochs": "6"})
+        optimizer = build_optimizer(hp, model.parameters())
+        assert type(optimizer).__name__.lower() == name
+        built = build_scheduler(hp, optimizer)
+        assert (built is None) == (scheduler == "none")
+
+
+def test_frozen_parameters_are_left_out_of_the_optimizer():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    model[0].weight.requires_grad = False
+    optimizer = build_optimizer(parse_hyperparameters({}), model.parameters())
+    assert sum(len(group["params"]) for group in optimizer.param_groups) == 3
