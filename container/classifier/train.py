@@ -475,11 +475,18 @@ def _finish_reports(env, hook, history, profiler, test_report) -> None:
 # --- entry point -----------------------------------------------------------------------------
 
 
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _spawned(local_rank: int, env: TrainingEnvironment, hp: Hyperparameters, processes_per_host: int) -> None:
+    _configure_logging()
     try:
         run(env, hp, local_rank, processes_per_host)
-    except TrainingInterrupted:
-        raise
+    except TrainingInterrupted as error:
+        if local_rank == 0 and env.host_rank == 0:
+            job_outputs.write_failure(env.failure_file, error)
+        sys.exit(EXIT_SIGTERM)
     except BaseException as error:
         if not env.failure_file.exists():
             job_outputs.write_failure(env.failure_file, error)
@@ -508,14 +515,16 @@ def _run_processes(env: TrainingEnvironment, hp: Hyperparameters, processes_per_
         while not context.join():
             pass
     except mp.ProcessExitedException as error:
-        if error.exit_code == EXIT_SIGTERM or error.signal_name == "SIGTERM":
-            raise TrainingInterrupted("SIGTERM: worker processes stopped after checkpointing") from error
+        if error.exit_code == EXIT_SIGTERM:
+            raise TrainingInterrupted(
+                f"SIGTERM: worker processes stopped after checkpointing to {env.checkpoint_dir}"
+            ) from error
         raise
 
 
 def main() -> None:
     """Entry point of ``train``: run the job; turn any failure into output/failure and an exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging()
     env = TrainingEnvironment.from_environ()
     env.failure_file.unlink(missing_ok=True)
     try:
@@ -526,7 +535,8 @@ def main() -> None:
         _run_processes(env, hp, processes_per_host)
     except TrainingInterrupted as error:
         logger.warning("%s", error)
-        job_outputs.write_failure(env.failure_file, error)
+        if not env.failure_file.exists():
+            job_outputs.write_failure(env.failure_file, error)
         sys.exit(EXIT_SIGTERM)
     except BaseException as error:  # the one top-level handler: every failure gets a reason
         if isinstance(error, SystemExit) and error.code in (0, None):
