@@ -34,7 +34,10 @@ def bare_loop(data_dir: Path, args) -> float:
     torch.manual_seed(0)
     dataset = datasets.ImageFolder(str(data_dir / "train"), train_transform(args.image_size, "none"))
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.num_workers,
         persistent_workers=args.num_workers > 0,
     )
     model = create_model(args.model, len(dataset.classes)).to(memory_format=torch.channels_last)
@@ -64,9 +67,15 @@ def full_program(data_dir: Path, args, extra_hyperparameters: dict) -> float:
         for channel in ("train", "valid"):
             (base / "input/data" / channel).symlink_to(data_dir / channel)
         hyperparameters = {
-            "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
-            "image_size": args.image_size, "num_workers": args.num_workers, "augmentation": "none",
-            "learning_rate": 0.001, "optimizer": "adam", **extra_hyperparameters,
+            "model": args.model,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "image_size": args.image_size,
+            "num_workers": args.num_workers,
+            "augmentation": "none",
+            "learning_rate": 0.001,
+            "optimizer": "adam",
+            **extra_hyperparameters,
         }
         (base / "input/config/hyperparameters.json").write_text(
             json.dumps({k: str(v) for k, v in hyperparameters.items()})
@@ -105,14 +114,19 @@ def main() -> None:
         for round_index in range(args.rounds):
             bare.append(bare_loop(data_dir, args))
             program.append(full_program(data_dir, args, {"debug": "false"}))
-            print(f"round {round_index + 1}: bare {bare[-1]:.1f} img/s, program {program[-1]:.1f} img/s", flush=True)
+            print(
+                f"round {round_index + 1}: bare {bare[-1]:.1f} img/s, program {program[-1]:.1f} img/s",
+                flush=True,
+            )
     print(
         f"model={args.model} image_size={args.image_size} batch_size={args.batch_size} "
         f"num_workers={args.num_workers} torch_threads={torch.get_num_threads()} epochs={args.epochs}"
     )
     print(f"bare loop      : {statistics.median(bare):8.1f} images/s (median of {args.rounds})")
     print(f"train program  : {statistics.median(program):8.1f} images/s (median of {args.rounds}, hook off)")
-    print(f"ratio program/bare = {statistics.median(program) / statistics.median(bare):.3f}  (target >= 0.90)")
+    print(
+        f"ratio program/bare = {statistics.median(program) / statistics.median(bare):.3f}  (target >= 0.90)"
+    )
 
 
 if __name__ == "__main__":

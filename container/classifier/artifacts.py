@@ -43,7 +43,7 @@ class ModelSpec:
         return json.dumps(data, indent=2)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "model_config.json") -> "ModelSpec":
+    def from_json(cls, text: str, source: str = "model_config.json") -> ModelSpec:
         try:
             data = json.loads(text)
             spec = cls(

@@ -39,6 +39,16 @@ MAX_PAYLOAD_IN_MB_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 BATCH_STRATEGY_ENV = "SAGEMAKER_BATCH_STRATEGY"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 
+# Serving: this image's own tuning knobs (no SageMaker toolkit defines these names).
+SERVING_WORKER_THREADS_ENV = "CLASSIFIER_WORKER_THREADS"  # request threads per gunicorn worker
+SERVING_TORCH_THREADS_ENV = "CLASSIFIER_TORCH_THREADS"  # fixed intra-op threads (else adaptive)
+SERVING_MAX_BATCH_SIZE_ENV = "CLASSIFIER_MAX_BATCH_SIZE"  # micro-batching; 1 switches it off
+SERVING_MAX_BATCH_DELAY_MS_ENV = "CLASSIFIER_MAX_BATCH_DELAY_MS"
+SERVING_MAX_IMAGE_PIXELS_ENV = "CLASSIFIER_MAX_IMAGE_PIXELS"  # decompression-bomb limit
+SERVING_DEVICE_ENV = "CLASSIFIER_DEVICE"  # "cpu" or "cuda"; default: cuda when present
+SERVING_LOG_LEVEL_ENV = "CLASSIFIER_LOG_LEVEL"
+SERVING_BIND_HOST_ENV = "CLASSIFIER_BIND_HOST"  # 0.0.0.0 for SageMaker; tests use 127.0.0.1
+
 # Model directory contract between training and serving.
 MODEL_WEIGHTS_FILE = "model.pt"
 MODEL_CONFIG_FILE = "model_config.json"

@@ -166,9 +166,7 @@ def class_counts(dataset: ImageFolderDataset) -> dict[str, int]:
     return counts
 
 
-def check_skipped_share(
-    channel: str, skipped: list[SkippedFile], total: int, max_fraction: float
-) -> None:
+def check_skipped_share(channel: str, skipped: list[SkippedFile], total: int, max_fraction: float) -> None:
     if total and len(skipped) / total > max_fraction:
         listing = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:20])
         more = f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""
@@ -176,4 +174,3 @@ def check_skipped_share(
             f"{len(skipped)} of {total} files in channel {channel} are unreadable, more than "
             f"max_skipped_fraction={max_fraction}: {listing}{more}"
         )
-

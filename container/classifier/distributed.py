@@ -64,7 +64,11 @@ def setup(
             os.environ.setdefault("NCCL_SOCKET_IFNAME", network_interface)
         logger.info(
             "joining %s process group: rank %d of %d, master %s:%d",
-            context.backend, rank, world_size, master_addr, master_port,
+            context.backend,
+            rank,
+            world_size,
+            master_addr,
+            master_port,
         )
         dist.init_process_group(
             backend=context.backend,

@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for summary in summaries:
-        print(f"{summary.name}: {summary.classes} classes, {summary.images} images -> {args.out_dir / summary.name}")
+        target = args.out_dir / summary.name
+        print(f"{summary.name}: {summary.classes} classes, {summary.images} images -> {target}")
     if args.s3:
         from classifier_client.config import aws_context
         from classifier_client.data import upload_data

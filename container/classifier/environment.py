@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from classifier import constants
 
@@ -43,7 +44,7 @@ class TrainingEnvironment:
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "TrainingEnvironment":
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> TrainingEnvironment:
         environ = dict(os.environ if environ is None else environ)
         base_dir = Path(environ.get(constants.BASE_DIR_ENV, constants.DEFAULT_BASE_DIR))
         hyperparameters = _read_json(base_dir / constants.HYPERPARAMETERS_FILE, False, {})

@@ -8,8 +8,9 @@ instead of an hour later with a traceback.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
 from classifier.transforms import AUGMENTATIONS
 

@@ -238,7 +238,7 @@ def evaluate(model, loader, loss_fn, ctx, amp: bool, hook) -> Evaluation:
     predictions_all = [p for item in gathered for p in item[2]]
     skipped = [s for item in gathered for s in item[3]]
     count = len(targets_all)
-    correct = sum(int(t == p) for t, p in zip(targets_all, predictions_all))
+    correct = sum(int(t == p) for t, p in zip(targets_all, predictions_all, strict=True))
     return Evaluation(
         loss_total / max(count, 1), correct / max(count, 1), count, skipped, targets_all, predictions_all
     )
@@ -247,7 +247,7 @@ def evaluate(model, loader, loss_fn, ctx, amp: bool, hook) -> Evaluation:
 def confusion_report(class_names: list[str], evaluation: Evaluation) -> dict:
     size = len(class_names)
     matrix = np.zeros((size, size), dtype=np.int64)
-    for target, prediction in zip(evaluation.targets, evaluation.predictions):
+    for target, prediction in zip(evaluation.targets, evaluation.predictions, strict=True):
         matrix[target, prediction] += 1
     totals = matrix.sum(axis=1)
     per_class = {
@@ -290,8 +290,13 @@ def _profiler_for(env: TrainingEnvironment, hp: Hyperparameters, ctx):
 def run(env: TrainingEnvironment, hp: Hyperparameters, local_rank: int, processes_per_host: int) -> dict:
     """One process of the job; returns the final metrics (rank 0) or an empty dict."""
     ctx = distributed.setup(
-        env.host_rank, local_rank, processes_per_host, len(env.hosts), env.master_addr,
-        env.master_port, env.resource_config.get("network_interface_name"),
+        env.host_rank,
+        local_rank,
+        processes_per_host,
+        len(env.hosts),
+        env.master_addr,
+        env.master_port,
+        env.resource_config.get("network_interface_name"),
     )
     stop = StopSignal()
     stop.install()
@@ -312,7 +317,9 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
     if ctx.is_main:
         logger.info(
             "data: %d classes; train=%d valid=%d test=%s images",
-            len(class_names), len(channels.train), len(channels.valid),
+            len(class_names),
+            len(channels.train),
+            len(channels.valid),
             len(channels.test) if channels.test else "none",
         )
     train_loader = make_loader(channels.train, hp, ctx, train=True)
@@ -325,7 +332,9 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
     hook = debugger.create_hook(env.debughook_config_file, hp.debug, env.tensors_dir)
     debugger.attach(hook, model, loss_fn)
     if ctx.enabled:
-        model = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+        model = DistributedDataParallel(
+            model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None
+        )
 
     # optimizer
     optimizer = build_optimizer(hp, model.parameters())
@@ -351,18 +360,21 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
 
     def checkpoint(completed_epoch: int) -> None:
         if ctx.is_main:
-            save_checkpoint(env.checkpoint_dir, {
-                "identity": identity,
-                "epoch": completed_epoch,
-                "model": _unwrap(model).state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict(),
-                "history": history,
-                "best": best,
-                "skipped": {k: [vars(f) for f in v] for k, v in skipped.items()},
-                "hyperparameters": hp.to_dict(),
-            })
+            save_checkpoint(
+                env.checkpoint_dir,
+                {
+                    "identity": identity,
+                    "epoch": completed_epoch,
+                    "model": _unwrap(model).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": scaler.state_dict(),
+                    "history": history,
+                    "best": best,
+                    "skipped": {k: [vars(f) for f in v] for k, v in skipped.items()},
+                    "hyperparameters": hp.to_dict(),
+                },
+            )
 
     # loop
     profiler = _profiler_for(env, hp, ctx) if ctx.is_main else None
@@ -387,30 +399,47 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
                 if epoch == start_epoch:
                     skipped["train"] = _dedupe(distributed_skipped(ctx, result.skipped))
                     skipped["valid"] = _dedupe(valid.skipped)
-                    data.check_skipped_share("train", skipped["train"], len(channels.train), hp.max_skipped_fraction)
-                    data.check_skipped_share("valid", skipped["valid"], len(channels.valid), hp.max_skipped_fraction)
+                    data.check_skipped_share(
+                        "train", skipped["train"], len(channels.train), hp.max_skipped_fraction
+                    )
+                    data.check_skipped_share(
+                        "valid", skipped["valid"], len(channels.valid), hp.max_skipped_fraction
+                    )
                 if scheduler is not None:
                     scheduler.step()
                 metrics = {
-                    "train_loss": result.loss, "train_accuracy": result.accuracy,
-                    "valid_loss": valid.loss, "valid_accuracy": valid.accuracy,
+                    "train_loss": result.loss,
+                    "train_accuracy": result.accuracy,
+                    "valid_loss": valid.loss,
+                    "valid_accuracy": valid.accuracy,
                 }
-                history.append({
-                    "epoch": epoch, **metrics, "train_seconds": train_seconds,
-                    "train_images_per_second": result.samples / train_seconds,
-                })
+                history.append(
+                    {
+                        "epoch": epoch,
+                        **metrics,
+                        "train_seconds": train_seconds,
+                        "train_images_per_second": result.samples / train_seconds,
+                    }
+                )
                 if ctx.is_main:
                     print(format_metrics_line({"epoch": epoch}, **metrics), flush=True)
                 improved = (valid.accuracy, -valid.loss) > (best["valid_accuracy"], -best["valid_loss"])
                 if improved:
                     best = {
-                        "epoch": epoch, "valid_accuracy": valid.accuracy, "valid_loss": valid.loss,
-                        "state_dict": {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()},
+                        "epoch": epoch,
+                        "valid_accuracy": valid.accuracy,
+                        "valid_loss": valid.loss,
+                        "state_dict": {
+                            k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()
+                        },
                     }
                 checkpoint(epoch)
                 if hp.early_stopping_patience and epoch - best["epoch"] >= hp.early_stopping_patience:
                     if ctx.is_main:
-                        print(f"early stopping: no valid_accuracy improvement since epoch {best['epoch']}", flush=True)
+                        print(
+                            f"early stopping: no valid_accuracy improvement since epoch {best['epoch']}",
+                            flush=True,
+                        )
                     break
     except (TrainingDiverged, data.DataError) as error:
         failure = error
@@ -501,7 +530,10 @@ def _run_processes(env: TrainingEnvironment, hp: Hyperparameters, processes_per_
     import torch.multiprocessing as mp
 
     context = mp.start_processes(
-        _spawned, args=(env, hp, processes_per_host), nprocs=processes_per_host, join=False,
+        _spawned,
+        args=(env, hp, processes_per_host),
+        nprocs=processes_per_host,
+        join=False,
         start_method="spawn",
     )
 

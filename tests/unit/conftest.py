@@ -53,11 +53,11 @@ class OptMl:
     def _write(self, name: str, payload) -> None:
         (self.root / "input" / "config" / name).write_text(json.dumps(payload))
 
-    def hyperparameters(self, values: dict) -> "OptMl":
+    def hyperparameters(self, values: dict) -> OptMl:
         self._write("hyperparameters.json", {k: str(v) for k, v in values.items()})
         return self
 
-    def resource_config(self, hosts: list[str], current: str) -> "OptMl":
+    def resource_config(self, hosts: list[str], current: str) -> OptMl:
         self._write(
             "resourceconfig.json",
             {"current_host": current, "hosts": hosts, "network_interface_name": "eth0"},

@@ -122,7 +122,11 @@ def test_every_mode_becomes_rgb(make):
 
 
 def test_sixteen_bit_white_stays_white_and_transparent_becomes_white():
-    assert to_rgb(Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))).getpixel((0, 0)) == (255, 255, 255)
+    assert to_rgb(Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))).getpixel((0, 0)) == (
+        255,
+        255,
+        255,
+    )
     assert to_rgb(Image.new("RGBA", (4, 4), (255, 0, 0, 0))).getpixel((0, 0)) == (255, 255, 255)
 
 

@@ -10,8 +10,14 @@ def test_empty_gives_documented_defaults():
 def test_string_values_are_parsed_to_types():
     hp = parse_hyperparameters(
         {
-            "model": "efficientnet_b0", "epochs": "3", "batch_size": "64.0", "learning_rate": "1e-4",
-            "amp": "TRUE", "debug": "False", "optimizer": "AdamW", "lr_scheduler": "cosine",
+            "model": "efficientnet_b0",
+            "epochs": "3",
+            "batch_size": "64.0",
+            "learning_rate": "1e-4",
+            "amp": "TRUE",
+            "debug": "False",
+            "optimizer": "AdamW",
+            "lr_scheduler": "cosine",
         }
     )
     assert (hp.model, hp.epochs, hp.batch_size, hp.learning_rate) == ("efficientnet_b0", 3, 64, 1e-4)
@@ -20,7 +26,11 @@ def test_string_values_are_parsed_to_types():
 
 def test_sagemaker_keys_are_accepted():
     hp = parse_hyperparameters(
-        {"sagemaker_program": "x", "sagemaker_region": '"us-east-1"', "_tuning_objective_metric": "valid_accuracy"}
+        {
+            "sagemaker_program": "x",
+            "sagemaker_region": '"us-east-1"',
+            "_tuning_objective_metric": "valid_accuracy",
+        }
     )
     assert hp == Hyperparameters()
 

@@ -35,8 +35,11 @@ def run_train(base_dir: Path, repo_root: Path, extra_env: dict | None = None, ti
 def start_train(base_dir: Path, repo_root: Path, extra_env: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base_dir), **(extra_env or {})}
     return subprocess.Popen(
-        [sys.executable, str(repo_root / "train")], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        [sys.executable, str(repo_root / "train")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

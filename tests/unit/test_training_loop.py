@@ -10,8 +10,14 @@ from classifier import data, distributed
 from classifier.hyperparameters import parse_hyperparameters
 from classifier.models import create_model
 from classifier.train import (
-    StopSignal, TrainingDiverged, build_optimizer, build_scheduler, confusion_report, evaluate,
-    make_loader, train_one_epoch,
+    StopSignal,
+    TrainingDiverged,
+    build_optimizer,
+    build_scheduler,
+    confusion_report,
+    evaluate,
+    make_loader,
+    train_one_epoch,
 )
 from classifier.transforms import eval_transform
 
@@ -53,10 +59,20 @@ def test_nan_loss_stops_training_with_a_reason(setup):
     def nan_loss(logits, targets):
         return (logits * math.nan).sum()
 
-    with pytest.raises(TrainingDiverged, match="training loss became nan after 0 samples; lower learning_rate"):
+    with pytest.raises(
+        TrainingDiverged, match="training loss became nan after 0 samples; lower learning_rate"
+    ):
         train_one_epoch(
-            model, make_loader(dataset, hp, CTX, train=True), nan_loss, optimizer, _scaler(), CTX,
-            False, None, None, StopSignal(),
+            model,
+            make_loader(dataset, hp, CTX, train=True),
+            nan_loss,
+            optimizer,
+            _scaler(),
+            CTX,
+            False,
+            None,
+            None,
+            StopSignal(),
         )
 
 
@@ -65,8 +81,16 @@ def test_stop_signal_interrupts_between_steps(setup):
     stop = StopSignal()
     stop.received = True
     result = train_one_epoch(
-        model, make_loader(dataset, hp, CTX, train=True), nn.CrossEntropyLoss(),
-        build_optimizer(hp, model.parameters()), _scaler(), CTX, False, None, None, stop,
+        model,
+        make_loader(dataset, hp, CTX, train=True),
+        nn.CrossEntropyLoss(),
+        build_optimizer(hp, model.parameters()),
+        _scaler(),
+        CTX,
+        False,
+        None,
+        None,
+        stop,
     )
     assert result.interrupted and result.samples == 0
 
