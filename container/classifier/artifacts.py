@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,7 +110,13 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
     if not weights_path.exists():
         raise ModelArtifactError(f"no {constants.MODEL_WEIGHTS_FILE} in model directory {model_dir}")
     model = create_model(spec.architecture, spec.num_classes)
-    state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
+    try:
+        state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as error:
+        # A damaged or foreign file: UnpicklingError, EOFError or a zip RuntimeError, by damage.
+        raise ModelArtifactError(
+            f"{weights_path} is not a readable state_dict: {type(error).__name__}: {str(error)[:300]}"
+        ) from error
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as error:

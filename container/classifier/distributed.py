@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,10 @@ class DistributedContext:
         return "nccl" if self.device.type == "cuda" else "gloo"
 
 
+def _interface_exists(name: str) -> bool:
+    return any(interface == name for _, interface in socket.if_nameindex())
+
+
 def setup(
     host_rank: int,
     local_rank: int,
@@ -58,8 +63,9 @@ def setup(
     rank = host_rank * processes_per_host + local_rank
     context = DistributedContext(rank, local_rank, world_size, device)
     if context.enabled:
-        if network_interface:
+        if network_interface and _interface_exists(network_interface):
             # SageMaker names the interface in resourceconfig.json; both backends need it.
+            # SDK local mode names "ethwe", which compose containers lack: then let gloo choose.
             os.environ.setdefault("GLOO_SOCKET_IFNAME", network_interface)
             os.environ.setdefault("NCCL_SOCKET_IFNAME", network_interface)
         logger.info(
@@ -78,6 +84,12 @@ def setup(
             timeout=INIT_TIMEOUT,
         )
     return context
+
+
+def barrier(context: DistributedContext) -> None:
+    """Wait for every rank; compose and SageMaker stop the other hosts when one exits."""
+    if context.enabled:
+        dist.barrier()
 
 
 def teardown(context: DistributedContext) -> None:

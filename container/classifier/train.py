@@ -301,7 +301,9 @@ def run(env: TrainingEnvironment, hp: Hyperparameters, local_rank: int, processe
     stop = StopSignal()
     stop.install()
     try:
-        return _train(env, hp, ctx, stop)
+        final = _train(env, hp, ctx, stop)
+        distributed.barrier(ctx)
+        return final
     finally:
         distributed.teardown(ctx)
 
@@ -421,7 +423,8 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
                         "train_images_per_second": result.samples / train_seconds,
                     }
                 )
-                if ctx.is_main:
+                if ctx.local_rank == 0:
+                    # Every host logs the same all-reduced line: one log stream per host on SageMaker.
                     print(format_metrics_line({"epoch": epoch}, **metrics), flush=True)
                 improved = (valid.accuracy, -valid.loss) > (best["valid_accuracy"], -best["valid_loss"])
                 if improved:
@@ -460,7 +463,7 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
         skipped["test"] = _dedupe(test.skipped)
         data.check_skipped_share("test", skipped["test"], len(channels.test), hp.max_skipped_fraction)
         test_report = confusion_report(class_names, test)
-        if ctx.is_main:
+        if ctx.local_rank == 0:
             print(format_metrics_line(test_loss=test.loss, test_accuracy=test.accuracy), flush=True)
     if not ctx.is_main:
         return {}
