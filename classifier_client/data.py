@@ -1,0 +1,142 @@
+"""Upload an ImageFolder data set (or an archive of one, like dogImages.zip) to S3.
+
+Re-running an interrupted upload of the 8,351 dogImages JPEGs must not start over, so a
+file is skipped when S3 already holds an object with the same size and MD5 (single-part
+ETag). Files are uploaded single-part up to ``MULTIPART_THRESHOLD`` so that ETags stay
+comparable for image files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from classifier import archives
+from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri
+
+# The channels the training program reads; see container/classifier/constants.py.
+SPLIT_CHANNELS = {"train": "train", "valid": "valid", "validation": "valid", "test": "test"}
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+_SKIPPED_NAMES = {".DS_Store", "Thumbs.db"}
+
+
+@dataclass
+class UploadResult:
+    """What was uploaded, what was skipped, and the S3 URI of each training channel."""
+
+    uploaded: int = 0
+    skipped: int = 0
+    bytes_uploaded: int = 0
+    channels: dict[str, str] = field(default_factory=dict)
+
+
+def _local_files(root: Path) -> Iterator[Path]:
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and name not in _SKIPPED_NAMES:
+                yield Path(directory) / name
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _existing_objects(s3, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
+    """key -> (size, etag without quotes) for everything under ``prefix``."""
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            found[item["Key"]] = (item["Size"], item["ETag"].strip('"'))
+    return found
+
+
+def _same(path: Path, existing: tuple[int, str] | None) -> bool:
+    if existing is None:
+        return False
+    size, etag = existing
+    if path.stat().st_size != size:
+        return False
+    # A multipart ETag ("<md5>-<parts>") is not an MD5 of the content: trust the size.
+    return "-" in etag or _md5(path) == etag
+
+
+def channel_layout(source: Path) -> dict[str, str]:
+    """Split folder -> channel name, for an ImageFolder root holding train/valid[/test]."""
+    return {p.name: SPLIT_CHANNELS[p.name] for p in source.iterdir() if p.name in SPLIT_CHANNELS}
+
+
+def _dataset_root(folder: Path) -> Path:
+    """``dogImages.zip`` holds ``dogImages/train/...``: step down to the split folders."""
+    return archives.descend_single_folders(folder, stop_at=set(SPLIT_CHANNELS))
+
+
+def upload_data(
+    ctx: AwsContext,
+    source: str | os.PathLike,
+    s3_uri: str,
+    progress: Callable[[str], None] | None = None,
+) -> UploadResult:
+    """Upload the ImageFolder ``source`` under ``s3_uri``; returns the channel URIs.
+
+    ``source`` is a directory or a .zip/.tar(.gz) of one (it is extracted to a temporary
+    folder first, so re-runs still skip file by file). A root with train/valid(ation)/test
+    sub-folders gives one channel per split (``s3_uri/train/``...); any other tree is one
+    ``train`` channel.
+    """
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise ConfigurationError(f"no such file or directory: {source}")
+    bucket, prefix = parse_s3_uri(s3_uri.rstrip("/") + "/")
+    if archives.is_archive(source):
+        with tempfile.TemporaryDirectory(prefix="classifier-upload-") as scratch:
+            try:
+                extracted = archives.extract(source, Path(scratch))
+            except archives.ArchiveError as error:
+                raise ConfigurationError(str(error)) from error
+            return _upload_tree(ctx, _dataset_root(extracted), bucket, prefix, progress)
+    if not source.is_dir():
+        raise ConfigurationError(f"{source} is neither a directory nor a .zip/.tar(.gz) archive")
+    return _upload_tree(ctx, _dataset_root(source), bucket, prefix, progress)
+
+
+def _upload_tree(
+    ctx: AwsContext,
+    root: Path,
+    bucket: str,
+    prefix: str,
+    progress: Callable[[str], None] | None,
+) -> UploadResult:
+    from boto3.s3.transfer import TransferConfig
+
+    files = [(path, prefix + path.relative_to(root).as_posix()) for path in _local_files(root)]
+    if not files:
+        raise ConfigurationError(f"{root} holds no files to upload")
+    s3 = ctx.client("s3")
+    transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
+    existing = _existing_objects(s3, bucket, prefix)
+    result = UploadResult()
+    for path, key in files:
+        if _same(path, existing.get(key)):
+            result.skipped += 1
+            continue
+        s3.upload_file(str(path), bucket, key, Config=transfer)
+        result.uploaded += 1
+        result.bytes_uploaded += path.stat().st_size
+        if progress and result.uploaded % 500 == 0:
+            progress(f"uploaded {result.uploaded} files...")
+    base = f"s3://{bucket}/{prefix}"
+    layout = channel_layout(root)
+    if layout:
+        result.channels = {channel: f"{base}{split}/" for split, channel in sorted(layout.items())}
+    else:
+        result.channels = {"train": base}
+    return result

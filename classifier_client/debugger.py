@@ -1,0 +1,137 @@
+"""Debugger hook, custom rules and profiler settings for a CreateTrainingJob request.
+
+The collections come from ``classifier.debugger.hook_collections`` — the same mapping the
+image's local ``debug=true`` hook uses — so a SageMaker job saves exactly the tensors our
+rules read. AWS's managed Debugger rules are closed to new customers and their code is not
+open, so the rules attached here are ours (``classifier.rules``), run by our own image as
+SageMaker *custom* rules. The training program also evaluates them at the end of every job
+that saved tensors, so accounts that cannot run custom rules still get the verdicts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+
+from classifier.debugger import hook_collections
+from classifier.rules import RULE_NAMES
+
+# Where smdebug writes inside the training container; SageMaker syncs it to S3.
+HOOK_LOCAL_PATH = "/opt/ml/output/tensors"
+RULE_INSTANCE_TYPE = "ml.t3.medium"
+RULE_VOLUME_SIZE_GB = 30
+PROFILING_INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)  # the values the API accepts
+DEFAULT_PROFILING_INTERVAL_MS = 500
+
+
+def rule_class_name(rule: str) -> str:
+    """``loss_not_decreasing`` -> ``LossNotDecreasing`` (the class SageMaker invokes)."""
+    return "".join(part.capitalize() for part in rule.split("_"))
+
+
+def rule_source_path() -> str:
+    """The rules' source file, found without importing it (it imports smdebug)."""
+    spec = importlib.util.find_spec("classifier.rules.debugger_rules")
+    if spec is None or spec.origin is None:  # pragma: no cover - a broken install
+        raise RuntimeError("classifier.rules.debugger_rules is not installed")
+    return spec.origin
+
+
+def parse_rule_names(text: str | None) -> list[str]:
+    """``all``, ``none``/empty, or a comma list of our rule names."""
+    if not text or text.strip().lower() == "none":
+        return []
+    if text.strip().lower() == "all":
+        return list(RULE_NAMES)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in RULE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown debugger rule(s) {unknown}; known: {', '.join(RULE_NAMES)}")
+    return names
+
+
+@dataclass(frozen=True)
+class DebuggerSettings:
+    """What the ``train`` step asks of Debugger; ``None`` fields are left out of the request."""
+
+    hook: bool = True
+    tensor_save_interval: int = 100
+    initial_steps: int = 10
+    rules: tuple[str, ...] = ()
+    rule_parameters: dict[str, dict[str, str]] = field(default_factory=dict)
+    rule_instance_type: str = RULE_INSTANCE_TYPE
+    profiler: bool = True
+    profiling_interval_ms: int = DEFAULT_PROFILING_INTERVAL_MS
+
+    def __post_init__(self):
+        if self.profiling_interval_ms not in PROFILING_INTERVALS_MS:
+            raise ValueError(
+                f"profiling interval must be one of {PROFILING_INTERVALS_MS} ms, "
+                f"got {self.profiling_interval_ms}"
+            )
+        if self.rules and not self.hook:
+            raise ValueError("debugger rules need the debugger hook (drop --no-debugger-hook)")
+
+
+def collection_configurations(settings: DebuggerSettings) -> list[dict]:
+    collections = hook_collections(
+        tensor_save_interval=settings.tensor_save_interval, initial_steps=settings.initial_steps
+    )
+    return [
+        {"collection_name": name, "collection_parameters": dict(parameters)}
+        for name, parameters in collections.items()
+    ]
+
+
+def debug_hook_config(settings: DebuggerSettings, s3_output_path: str) -> dict | None:
+    """The DebugHookConfig (snake_case, for sagemaker.core.shapes), or None when off."""
+    if not settings.hook:
+        return None
+    return {
+        "s3_output_path": s3_output_path,
+        "local_path": HOOK_LOCAL_PATH,
+        "collection_configurations": collection_configurations(settings),
+    }
+
+
+def debug_rule_configurations(
+    settings: DebuggerSettings, image_uri: str, rule_source_s3_uri: str | None
+) -> list[dict]:
+    """One custom rule per name: our image evaluates ``rule_to_invoke`` from the source file.
+
+    ``source_s3_uri`` and ``rule_to_invoke`` are the parameters SageMaker's custom-rule
+    evaluators read; per-rule parameters (thresholds etc.) go next to them as strings.
+    """
+    configurations = []
+    for rule in settings.rules:
+        if rule_source_s3_uri is None:
+            raise ValueError("custom rules need the rule source uploaded to S3 first")
+        parameters = {
+            "source_s3_uri": rule_source_s3_uri,
+            "rule_to_invoke": rule_class_name(rule),
+            **{k: str(v) for k, v in settings.rule_parameters.get(rule, {}).items()},
+        }
+        configurations.append(
+            {
+                "rule_configuration_name": rule,
+                "rule_evaluator_image": image_uri,
+                "instance_type": settings.rule_instance_type,
+                "volume_size_in_gb": RULE_VOLUME_SIZE_GB,
+                "rule_parameters": parameters,
+            }
+        )
+    return configurations
+
+
+def profiler_config(settings: DebuggerSettings, s3_output_path: str) -> dict:
+    """ProfilerConfig: system metrics at the interval, dataloader timings; or off."""
+    if not settings.profiler:
+        return {"disable_profiler": True}
+    return {
+        "s3_output_path": s3_output_path,
+        "profiling_interval_in_milliseconds": settings.profiling_interval_ms,
+        "profiling_parameters": {
+            "DataloaderProfilingConfig": json.dumps({"StartStep": 0, "NumSteps": 100}),
+        },
+    }

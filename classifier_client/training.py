@@ -1,0 +1,342 @@
+"""Training jobs over our image: on SageMaker, or in SDK local mode with the same settings.
+
+Both paths build one ``sagemaker.train.ModelTrainer`` (image, hyperparameters as strings,
+channels, compute, spot + checkpoints, metric definitions from the shared module). Local
+mode runs it with ``Mode.LOCAL_CONTAINER``: docker-compose, one container per instance on
+the ``sagemaker-local`` network, exactly the hosts/resourceconfig SageMaker would give.
+
+ModelTrainer (SDK 3.27) has no Debugger or profiler options, so on SageMaker the request
+ModelTrainer builds is completed with DebugHookConfig, DebugRuleConfigurations and
+ProfilerConfig and sent with ``sagemaker.core.resources.TrainingJob.create`` — the call
+``ModelTrainer.train`` itself makes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from classifier.constants import MODEL_CONFIG_FILE
+from classifier.metric_definitions import METRIC_DEFINITIONS
+from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
+from classifier_client.debugger import (
+    DebuggerSettings,
+    debug_hook_config,
+    debug_rule_configurations,
+    profiler_config,
+    rule_source_path,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
+DEFAULT_BASE_JOB_NAME = "image-classifier"
+DEFAULT_MAX_RUN_SECONDS = 24 * 3600
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+LOCAL_INSTANCE_TYPES = ("local_cpu", "local_gpu")
+
+
+def hyperparameter_strings(values: Mapping[str, Any]) -> dict[str, str]:
+    """SageMaker hyperparameters are strings; booleans as the lower-case words we parse."""
+    result = {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            result[key] = "true" if value else "false"
+        elif isinstance(value, (dict, list)):
+            raise ConfigurationError(f"hyperparameter {key!r} must be a scalar, got {value!r}")
+        else:
+            result[key] = str(value)
+    return result
+
+
+def parse_assignments(pairs: list[str] | None, what: str = "hyperparameter") -> dict[str, str]:
+    """``["epochs=3", "optimizer=adam"]`` -> ``{"epochs": "3", "optimizer": "adam"}``."""
+    result = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"{what} {pair!r} is not KEY=VALUE")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def load_hyperparameters_file(path: str | os.PathLike) -> dict[str, str]:
+    """A JSON object of hyperparameters, or the output of ``best`` (its "hyperparameters")."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"cannot read hyperparameters from {path}: {error}") from error
+    if isinstance(data, dict) and isinstance(data.get("hyperparameters"), dict):
+        data = data["hyperparameters"]
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path} must hold a JSON object of hyperparameters")
+    return hyperparameter_strings(data)
+
+
+def metric_definitions():
+    """The shared regexes as ModelTrainer MetricDefinition objects."""
+    from sagemaker.core.training.configs import MetricDefinition
+
+    return [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in METRIC_DEFINITIONS]
+
+
+@dataclass
+class TrainingSettings:
+    """Everything a training job needs that is not Debugger; one object for both modes."""
+
+    image_uri: str
+    channels: dict[str, str]
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    instance_count: int = 1
+    volume_size_gb: int = 30
+    max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
+    spot: bool = False
+    max_wait_seconds: int | None = None
+    checkpoint_s3_uri: str | None = None
+    output_s3_uri: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    base_job_name: str = DEFAULT_BASE_JOB_NAME
+    debugger: DebuggerSettings = field(default_factory=DebuggerSettings)
+
+    def __post_init__(self):
+        if not self.channels.get("train"):
+            raise ConfigurationError("a training job needs a 'train' channel")
+        if self.instance_count < 1:
+            raise ConfigurationError("instance_count must be at least 1")
+        self.hyperparameters = hyperparameter_strings(self.hyperparameters)
+        if self.spot:
+            self.max_wait_seconds = self.max_wait_seconds or 2 * self.max_run_seconds
+            if self.max_wait_seconds < self.max_run_seconds:
+                raise ConfigurationError("--max-wait must be at least --max-run for spot training")
+        elif self.max_wait_seconds:
+            raise ConfigurationError("--max-wait only applies to spot training (--spot)")
+
+    @property
+    def checkpointing(self) -> bool:
+        """Spot jobs always checkpoint: an interrupted job resumes from its last epoch."""
+        return self.spot or bool(self.checkpoint_s3_uri)
+
+
+def _input_data(channels: Mapping[str, str], local: bool):
+    from sagemaker.core.training.configs import InputData
+
+    inputs = []
+    for name, source in sorted(channels.items()):
+        if not source.startswith("s3://"):
+            path = Path(source).expanduser().resolve()
+            if not local:
+                raise ConfigurationError(
+                    f"channel {name}: {source} is a local path; SageMaker needs s3:// "
+                    "(run `upload-data` first, or use --local)"
+                )
+            if not path.exists():
+                raise ConfigurationError(f"channel {name}: {path} does not exist")
+            source = str(path)
+        inputs.append(InputData(channel_name=name, data_source=source))
+    return inputs
+
+
+def build_model_trainer(
+    settings: TrainingSettings,
+    ctx: AwsContext,
+    *,
+    local: bool = False,
+    local_root: str | os.PathLike | None = None,
+):
+    """The ModelTrainer for ``settings``; local mode swaps compute and mode, nothing else."""
+    from sagemaker.core.training.configs import (
+        CheckpointConfig,
+        Compute,
+        OutputDataConfig,
+        StoppingCondition,
+    )
+    from sagemaker.train.model_trainer import Mode, ModelTrainer
+
+    if local:
+        if settings.instance_type not in LOCAL_INSTANCE_TYPES:
+            raise ConfigurationError(
+                f"local mode runs on {' or '.join(LOCAL_INSTANCE_TYPES)}, "
+                f"not {settings.instance_type}"
+            )
+        compute = Compute(
+            instance_type=settings.instance_type, instance_count=settings.instance_count
+        )
+        kwargs = {
+            "training_mode": Mode.LOCAL_CONTAINER,
+            "local_container_root": str(Path(local_root).resolve()),
+        }
+    else:
+        if settings.instance_type in LOCAL_INSTANCE_TYPES:
+            raise ConfigurationError(f"{settings.instance_type} needs --local")
+        compute = Compute(
+            instance_type=settings.instance_type,
+            instance_count=settings.instance_count,
+            volume_size_in_gb=settings.volume_size_gb,
+            enable_managed_spot_training=settings.spot or None,
+        )
+        kwargs = {
+            "training_mode": Mode.SAGEMAKER_TRAINING_JOB,
+            "sagemaker_session": ctx.sagemaker_session,
+            "stopping_condition": StoppingCondition(
+                max_runtime_in_seconds=settings.max_run_seconds,
+                max_wait_time_in_seconds=settings.max_wait_seconds,
+            ),
+        }
+        if settings.output_s3_uri:
+            kwargs["output_data_config"] = OutputDataConfig(
+                s3_output_path=settings.output_s3_uri, compression_type="GZIP"
+            )
+        if settings.checkpointing:
+            # Without s3_uri, ModelTrainer uses s3://<bucket>/<base name>/<job>/checkpoints.
+            kwargs["checkpoint_config"] = CheckpointConfig(
+                s3_uri=settings.checkpoint_s3_uri, local_path=CHECKPOINT_LOCAL_PATH
+            )
+
+    trainer = ModelTrainer(
+        training_image=settings.image_uri,
+        role=ctx.role_arn,
+        base_job_name=settings.base_job_name,
+        compute=compute,
+        hyperparameters=dict(settings.hyperparameters),
+        environment=dict(settings.environment),
+        input_data_config=_input_data(settings.channels, local),
+        **kwargs,
+    )
+    return trainer.with_metric_definitions(metric_definitions())
+
+
+def _job_s3_prefix(output_path: str, job_name: str) -> str:
+    return f"{output_path.rstrip('/')}/{job_name}"
+
+
+def start_training_job(ctx: AwsContext, settings: TrainingSettings, *, wait: bool = False):
+    """Create the SageMaker training job (with Debugger and profiler); returns TrainingJob."""
+    from botocore.exceptions import ClientError
+    from sagemaker.core import shapes
+    from sagemaker.core.resources import TrainingJob
+
+    ctx.require_role()
+    trainer = build_model_trainer(settings, ctx)
+    # The request ModelTrainer.train() would send (names, channels, compute, metrics...).
+    request = trainer._create_training_job_args()
+    job_name = request["training_job_name"]
+    job_prefix = _job_s3_prefix(request["output_data_config"].s3_output_path, job_name)
+
+    debugger = settings.debugger
+    hook = debug_hook_config(debugger, f"{job_prefix}/debug-output")
+    if hook:
+        request["debug_hook_config"] = shapes.DebugHookConfig(**hook)
+    if debugger.rules:
+        source_uri = upload_rule_source(ctx, f"{job_prefix}/debugger-rules")
+        request["debug_rule_configurations"] = [
+            shapes.DebugRuleConfiguration(**rule)
+            for rule in debug_rule_configurations(debugger, settings.image_uri, source_uri)
+        ]
+    request["profiler_config"] = shapes.ProfilerConfig(
+        **profiler_config(debugger, f"{job_prefix}/profiler-output")
+    )
+    try:
+        job = TrainingJob.create(session=ctx.boto_session, region=ctx.region, **request)
+    except ClientError as error:
+        raise _explain_create_error(error, debugger) from error
+    if wait:
+        job.wait(logs=True)
+    return job
+
+
+def _explain_create_error(error, debugger: DebuggerSettings) -> Exception:
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    hint = ""
+    if debugger.rules and ("rule" in message.lower() or "debug" in message.lower()):
+        hint = (
+            " — this account may not allow Debugger rule jobs; rerun with --debugger-rules none "
+            "(the training job still evaluates our rules itself and logs the verdicts)."
+        )
+    elif code == "ResourceLimitExceeded":
+        hint = " — request a quota increase for this instance type, or pick another one."
+    elif code in ("AccessDeniedException", "AccessDenied"):
+        hint = " — see the IAM section of docs/sagemaker.md (caller needs iam:PassRole)."
+    return ConfigurationError(f"CreateTrainingJob failed ({code}): {message}{hint}")
+
+
+def upload_rule_source(ctx: AwsContext, s3_prefix: str) -> str:
+    """Upload the rules' source file; SageMaker hands it to the rule evaluator image."""
+    source = rule_source_path()
+    bucket, key_prefix = parse_s3_uri(s3_prefix.rstrip("/") + "/")
+    key = key_prefix + Path(source).name
+    ctx.client("s3").upload_file(source, bucket, key)
+    return f"s3://{bucket}/{key}"
+
+
+@dataclass
+class LocalTrainingResult:
+    job_dir: Path
+    model_archive: Path
+    output_archive: Path
+
+
+def train_locally(ctx: AwsContext, settings: TrainingSettings, local_root: str | os.PathLike):
+    """Run the job in SDK local mode; returns where model.tar.gz and output.tar.gz landed.
+
+    The job directory is ``local_root/<job name>``: every host's config and output are
+    made there by the SDK, and the compressed artefacts stay there after the run.
+    """
+    job_dir = Path(local_root).expanduser().resolve() / unique_name(settings.base_job_name)
+    job_dir.mkdir(parents=True)
+    trainer = build_model_trainer(settings, ctx, local=True, local_root=job_dir)
+    try:
+        trainer.train(wait=True, logs=True)
+    finally:
+        _remove_compose_containers(job_dir / "docker-compose.yaml")
+    compressed = job_dir / "compressed_artifacts"
+    result = LocalTrainingResult(job_dir, compressed / "model.tar.gz", compressed / "output.tar.gz")
+    if not result.model_archive.exists():
+        raise RuntimeError(f"local training finished without {result.model_archive}")
+    with tarfile.open(result.model_archive) as archive:
+        if MODEL_CONFIG_FILE not in {Path(name).name for name in archive.getnames()}:
+            # docker-compose stops every container as soon as one exits: a job whose
+            # master had not written the model yet leaves an empty archive.
+            raise RuntimeError(
+                f"the local job ended without a model ({result.model_archive} holds no "
+                f"{MODEL_CONFIG_FILE}); see the container logs above"
+            )
+    return result
+
+
+def _remove_compose_containers(compose_file: Path) -> None:
+    """The SDK leaves the job's stopped containers behind; remove them (not the network,
+    which other local jobs may be using)."""
+    if not compose_file.exists():
+        return
+    v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    compose = ["docker", "compose"] if v2.returncode == 0 else ["docker-compose"]
+    removed = subprocess.run(
+        [*compose, "-f", str(compose_file), "rm", "--force", "--stop"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if removed.returncode != 0:
+        logger.warning("could not remove the job's containers: %s", removed.stderr.strip())
+
+
+def describe_training_job(ctx: AwsContext, job_name: str) -> dict[str, Any]:
+    """Status, model artefact and final metrics of a job, for the CLI."""
+    from sagemaker.core.resources import TrainingJob
+
+    job = TrainingJob.get(training_job_name=job_name, session=ctx.boto_session, region=ctx.region)
+    artifacts = getattr(job, "model_artifacts", None)
+    return {
+        "TrainingJobName": job.training_job_name,
+        "TrainingJobStatus": job.training_job_status,
+        "ModelArtifacts": getattr(artifacts, "s3_model_artifacts", None),
+    }

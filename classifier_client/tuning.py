@@ -1,0 +1,245 @@
+"""Hyperparameter tuning jobs over our image, and the best job of one.
+
+The objective (``valid_accuracy``, maximised) and the metric regexes come from
+``classifier.metric_definitions``, the module the training program prints with, so the
+tuner reads exactly the lines the job writes. Tuning exists only on SageMaker; there is
+no local mode for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
+from classifier_client.config import AwsContext, ConfigurationError, unique_name
+from classifier_client.training import TrainingSettings, build_model_trainer
+
+TUNING_JOB_NAME_MAX_LENGTH = 32
+WARM_START_TYPES = {
+    "identical": "IdenticalDataAndAlgorithm",
+    "transfer": "TransferLearning",
+}
+STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
+LOCAL_MODE_MESSAGE = (
+    "hyperparameter tuning runs only on SageMaker (there is no local mode for it); "
+    "try a few settings locally with `train --local --hp ...`, then tune with AWS credentials"
+)
+
+
+@dataclass(frozen=True)
+class Range:
+    """One tunable hyperparameter: ``continuous``/``integer`` [low, high] or ``categorical``."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple[str, ...] = ()
+    scaling: str = "Auto"
+
+    def to_sdk(self):
+        from sagemaker.core.parameter import (
+            CategoricalParameter,
+            ContinuousParameter,
+            IntegerParameter,
+        )
+
+        if self.kind == "continuous":
+            return ContinuousParameter(self.low, self.high, scaling_type=self.scaling)
+        if self.kind == "integer":
+            return IntegerParameter(int(self.low), int(self.high), scaling_type=self.scaling)
+        return CategoricalParameter(list(self.values))
+
+    def describe(self) -> str:
+        if self.kind == "categorical":
+            return f"categorical:{','.join(self.values)}"
+        suffix = ":log" if self.scaling == "Logarithmic" else ""
+        low, high = (
+            (int(self.low), int(self.high)) if self.kind == "integer" else (self.low, self.high)
+        )
+        return f"{self.kind}:{low}:{high}{suffix}"
+
+
+# The ranges the seed notebooks searched, widened a little; override any with --range.
+DEFAULT_RANGES: dict[str, Range] = {
+    "learning_rate": Range("continuous", 1e-4, 1e-1, scaling="Logarithmic"),
+    "batch_size": Range("categorical", values=("16", "32", "64", "128")),
+    "optimizer": Range("categorical", values=("sgd", "adam", "adamw")),
+    "epochs": Range("integer", 2, 10),
+}
+
+
+def parse_range(text: str) -> tuple[str, Range]:
+    """``NAME=continuous:LOW:HIGH[:log]``, ``NAME=integer:LOW:HIGH[:log]`` or
+    ``NAME=categorical:A,B,C`` -> (NAME, Range)."""
+    name, sep, spec = text.partition("=")
+    kind, _, rest = spec.partition(":")
+    kind = kind.strip().lower()
+    try:
+        if not sep or not name.strip():
+            raise ValueError("expected NAME=KIND:...")
+        if kind == "categorical":
+            values = tuple(v.strip() for v in rest.split(",") if v.strip())
+            if not values:
+                raise ValueError("categorical needs at least one value")
+            return name.strip(), Range("categorical", values=values)
+        if kind in ("continuous", "integer"):
+            parts = rest.split(":")
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2].lower() != "log"):
+                raise ValueError(f"{kind} needs LOW:HIGH or LOW:HIGH:log")
+            cast = float if kind == "continuous" else int
+            low, high = cast(parts[0]), cast(parts[1])
+            if not low < high:
+                raise ValueError("LOW must be below HIGH")
+            scaling = "Logarithmic" if len(parts) == 3 else "Auto"
+            if scaling == "Logarithmic" and low <= 0:
+                raise ValueError("log scaling needs LOW > 0")
+            return name.strip(), Range(kind, low, high, scaling=scaling)
+        raise ValueError(f"unknown kind {kind!r} (continuous, integer or categorical)")
+    except ValueError as error:
+        raise ConfigurationError(f"bad --range {text!r}: {error}") from error
+
+
+@dataclass
+class TuningSettings:
+    training: TrainingSettings
+    ranges: dict[str, Range] = field(default_factory=lambda: dict(DEFAULT_RANGES))
+    max_jobs: int = 12
+    max_parallel_jobs: int = 3
+    strategy: str = "Bayesian"
+    early_stopping: bool = True
+    warm_start_parents: tuple[str, ...] = ()
+    warm_start_type: str = "identical"
+    base_name: str = "img-clf-hpo"
+
+    def __post_init__(self):
+        if not self.ranges:
+            raise ConfigurationError("tuning needs at least one --range")
+        if self.strategy not in STRATEGIES:
+            raise ConfigurationError(f"strategy must be one of {STRATEGIES}")
+        if not 1 <= self.max_parallel_jobs <= self.max_jobs:
+            raise ConfigurationError("need 1 <= --max-parallel-jobs <= --max-jobs")
+        if self.warm_start_type not in WARM_START_TYPES:
+            raise ConfigurationError(f"warm start type must be one of {list(WARM_START_TYPES)}")
+        if len(self.warm_start_parents) > 5:
+            raise ConfigurationError("SageMaker accepts at most 5 warm start parent jobs")
+        fixed = set(self.ranges) & set(self.training.hyperparameters)
+        if fixed:
+            raise ConfigurationError(
+                f"{sorted(fixed)} are both fixed (--hp) and tuned (--range); pick one"
+            )
+
+
+def build_tuner(ctx: AwsContext, settings: TuningSettings):
+    """The SDK HyperparameterTuner: our ModelTrainer plus ranges, objective and metrics."""
+    from sagemaker.core.shapes import (
+        HyperParameterTuningJobWarmStartConfig,
+        ParentHyperParameterTuningJob,
+    )
+    from sagemaker.train.tuner import HyperparameterTuner
+
+    ctx.require_role()
+    training = settings.training
+    if training.checkpointing and not training.checkpoint_s3_uri:
+        # ModelTrainer fills this in per job, the tuner does not; SageMaker adds a
+        # sub-folder per training job of the tuning job.
+        training = replace(
+            training,
+            checkpoint_s3_uri=f"s3://{ctx.default_bucket()}/{settings.base_name}/checkpoints",
+        )
+    trainer = build_model_trainer(training, ctx)
+    warm_start = None
+    if settings.warm_start_parents:
+        warm_start = HyperParameterTuningJobWarmStartConfig(
+            parent_hyper_parameter_tuning_jobs=[
+                ParentHyperParameterTuningJob(hyper_parameter_tuning_job_name=name)
+                for name in settings.warm_start_parents
+            ],
+            warm_start_type=WARM_START_TYPES[settings.warm_start_type],
+        )
+    return HyperparameterTuner(
+        model_trainer=trainer,
+        objective_metric_name=OBJECTIVE_METRIC,
+        objective_type=OBJECTIVE_TYPE,
+        hyperparameter_ranges={name: r.to_sdk() for name, r in settings.ranges.items()},
+        metric_definitions=[dict(d) for d in METRIC_DEFINITIONS],
+        strategy=settings.strategy,
+        max_jobs=settings.max_jobs,
+        max_parallel_jobs=settings.max_parallel_jobs,
+        early_stopping_type="Auto" if settings.early_stopping else "Off",
+        warm_start_config=warm_start,
+    )
+
+
+def start_tuning_job(ctx: AwsContext, settings: TuningSettings, *, wait: bool = False) -> str:
+    """Create the tuning job; returns its name."""
+    from sagemaker.core.training.configs import InputData
+
+    tuner = build_tuner(ctx, settings)
+    name = unique_name(settings.base_name, TUNING_JOB_NAME_MAX_LENGTH)
+    inputs = [
+        InputData(channel_name=channel, data_source=uri)
+        for channel, uri in sorted(settings.training.channels.items())
+    ]
+    for channel, uri in settings.training.channels.items():
+        if not uri.startswith("s3://"):
+            raise ConfigurationError(f"channel {channel}: tuning reads from S3, got {uri}")
+    tuner.tune(inputs=inputs, job_name=name, wait=wait)
+    return name
+
+
+def _is_sagemaker_key(key: str) -> bool:
+    return key.startswith("sagemaker_") or key.startswith("_tuning")
+
+
+def best_training_job(ctx: AwsContext, tuning_job_name: str) -> dict[str, Any]:
+    """The best job so far: name, objective value, tuned and full hyperparameters."""
+    from sagemaker.core.resources import HyperParameterTuningJob, TrainingJob
+
+    tuning = HyperParameterTuningJob.get(
+        hyper_parameter_tuning_job_name=tuning_job_name, session=ctx.boto_session, region=ctx.region
+    )
+    best = getattr(tuning, "best_training_job", None)
+    if not best or not getattr(best, "training_job_name", None):
+        counters = getattr(tuning, "training_job_status_counters", None)
+        raise ConfigurationError(
+            f"tuning job {tuning_job_name} ({tuning.hyper_parameter_tuning_job_status}) has no "
+            f"completed training job with an objective value yet (jobs: {counters})"
+        )
+    job = TrainingJob.get(
+        training_job_name=best.training_job_name, session=ctx.boto_session, region=ctx.region
+    )
+    metric = best.final_hyper_parameter_tuning_job_objective_metric
+    hyperparameters = {
+        k: v for k, v in sorted((job.hyper_parameters or {}).items()) if not _is_sagemaker_key(k)
+    }
+    artifacts = getattr(job, "model_artifacts", None)
+    return {
+        "tuning_job": tuning_job_name,
+        "tuning_job_status": tuning.hyper_parameter_tuning_job_status,
+        "training_job": best.training_job_name,
+        "training_job_status": best.training_job_status,
+        "objective": {"name": metric.metric_name, "value": metric.value},
+        "tuned_hyperparameters": dict(sorted(best.tuned_hyper_parameters.items())),
+        "hyperparameters": hyperparameters,
+        "model_artifacts": getattr(artifacts, "s3_model_artifacts", None),
+    }
+
+
+def format_best_table(best: dict[str, Any]) -> str:
+    """A plain two-column table for the terminal."""
+    rows = [
+        ("tuning job", f"{best['tuning_job']} ({best['tuning_job_status']})"),
+        ("best training job", f"{best['training_job']} ({best['training_job_status']})"),
+        (best["objective"]["name"], f"{best['objective']['value']:.4f}"),
+        ("model artifacts", best["model_artifacts"] or "-"),
+    ]
+    tuned = set(best["tuned_hyperparameters"])
+    rows += [
+        (f"{key}{' *' if key in tuned else ''}", value)
+        for key, value in best["hyperparameters"].items()
+    ]
+    width = max(len(key) for key, _ in rows)
+    lines = [f"{key.ljust(width)}  {value}" for key, value in rows]
+    lines.append("(* tuned by this job)")
+    return "\n".join(lines)

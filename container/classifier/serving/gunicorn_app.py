@@ -1,0 +1,160 @@
+"""gunicorn, configured in code from :class:`ServingSettings` through its own settings and hooks.
+
+The master never imports a model nor touches CUDA: each worker loads the model after
+fork (``load`` runs in the worker), on its own GPU when there are GPUs. gthread workers
+keep a thread free for /ping while others wait on the model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import sys
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from PIL import Image
+
+from classifier.artifacts import ModelArtifactError, ModelSpec
+from classifier.serving.app import create_app
+from classifier.serving.batching import ThreadBudget
+from classifier.serving.config import ServingSettings
+from classifier.serving.predictor import Predictor
+
+logger = logging.getLogger(__name__)
+
+
+def gunicorn_options(settings: ServingSettings) -> dict:
+    """gunicorn settings (by their config-file names) for ``settings``."""
+    options = {
+        "bind": [f"{settings.bind_host}:{settings.port}"],
+        "workers": settings.workers,
+        "worker_class": "gthread",
+        "threads": settings.worker_threads,
+        "timeout": settings.timeout_s,
+        "graceful_timeout": settings.graceful_timeout_s,
+        "keepalive": settings.keepalive_s,
+        "preload_app": False,
+        # One line per request comes from the app, with latency and sizes.
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        # Would otherwise create $HOME/.gunicorn/gunicorn.ctl inside the container.
+        "control_socket_disable": True,
+        "proc_name": "classifier-serve",
+    }
+    if os.path.isdir("/dev/shm"):
+        # Worker heartbeats on a tmpfs: a slow overlay filesystem cannot stall them.
+        options["worker_tmp_dir"] = "/dev/shm"
+    return options
+
+
+def configure_pillow(max_image_pixels: int) -> None:
+    """Make Pillow's decompression-bomb warning an error, at the configured limit."""
+    import warnings
+
+    Image.MAX_IMAGE_PIXELS = max_image_pixels
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, device_index: int):
+    """The Flask app of one worker: load the model on this worker's device, warm up."""
+    import torch
+
+    configure_pillow(settings.max_image_pixels)
+    budget = ThreadBudget(
+        settings.cpu_count,
+        fixed_threads=settings.torch_threads,
+        busy_flags=busy_flags,
+        slot=slot,
+    )
+    torch.set_num_threads(settings.threads_when_alone())
+    device = "cpu"
+    if settings.device == "cuda":
+        device = f"cuda:{device_index % settings.gpu_count}"
+        torch.cuda.set_device(device)
+    try:
+        predictor = Predictor.load(
+            settings.model_dir,
+            device,
+            max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_batch_delay_ms / 1000,
+            budget=budget,
+            max_image_pixels=settings.max_image_pixels,
+            default_top_k=settings.default_top_k,
+            timeout_s=settings.timeout_s,
+        )
+    except ModelArtifactError as error:
+        logger.error("the model failed to load from %s: %s", settings.model_dir, error)
+        # Makes the gunicorn master halt: the container exits instead of answering /ping.
+        sys.exit(Arbiter.WORKER_BOOT_ERROR)
+    except Exception as error:  # noqa: BLE001 - any load failure must stop the container
+        logger.exception(
+            "the model failed to load from %s: %s: %s",
+            settings.model_dir,
+            type(error).__name__,
+            error,
+        )
+        sys.exit(Arbiter.WORKER_BOOT_ERROR)
+    logger.info("worker %d ready on %s (slot %s)", os.getpid(), device, slot)
+    return create_app(predictor, settings)
+
+
+class ServingApplication(BaseApplication):
+    """gunicorn's master, with one shared busy flag per worker slot made before fork."""
+
+    def __init__(self, settings: ServingSettings, spec: ModelSpec):
+        self.settings = settings
+        self.spec = spec
+        self.busy_flags = multiprocessing.RawArray(ctypes.c_uint8, settings.workers)
+        self._slot_owner: dict[int, object] = {}
+        self._worker_slot: int | None = None
+        self._worker_age = 0
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in gunicorn_options(self.settings).items():
+            self.cfg.set(key, value)
+        self.cfg.set("pre_fork", self.pre_fork)
+        self.cfg.set("post_fork", self.post_fork)
+        self.cfg.set("child_exit", self.child_exit)
+        self.cfg.set("when_ready", self.when_ready)
+
+    def pre_fork(self, server, worker) -> None:
+        """Master: give the worker a free slot (its busy flag and its GPU)."""
+        free = [s for s in range(self.settings.workers) if s not in self._slot_owner]
+        worker.serving_slot = free[0] if free else None
+        if worker.serving_slot is not None:
+            self._slot_owner[worker.serving_slot] = worker
+
+    def post_fork(self, server, worker) -> None:
+        """Worker: remember the slot for ``load``, which runs next in this process."""
+        self._worker_slot = worker.serving_slot
+        self._worker_age = worker.age
+
+    def child_exit(self, server, worker) -> None:
+        """Master: a dead worker's slot is free again, and not busy."""
+        slot = getattr(worker, "serving_slot", None)
+        if slot is not None and self._slot_owner.get(slot) is worker:
+            del self._slot_owner[slot]
+            self.busy_flags[slot] = 0
+
+    def when_ready(self, server) -> None:
+        names = ", ".join(self.spec.class_names[:5])
+        more = ", ..." if self.spec.num_classes > 5 else ""
+        logger.info(
+            "starting to serve %s with %d classes (%s%s) from %s: %s",
+            self.spec.architecture,
+            self.spec.num_classes,
+            names,
+            more,
+            self.settings.model_dir,
+            self.settings.describe(),
+        )
+
+    def load(self):
+        slot = self._worker_slot
+        device_index = slot if slot is not None else self._worker_age
+        return build_worker_app(self.settings, slot, self.busy_flags, device_index)

@@ -1,0 +1,225 @@
+"""Bytes in, top-k classes out: decode → to_rgb → the shared eval transform → forward → top-k.
+
+Decoding and the transform run in the request's own thread (Pillow and torch release
+the GIL), so they overlap with the forward pass of other requests, which runs in the
+worker's :class:`~classifier.serving.batching.MicroBatcher`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import time
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+
+from classifier.artifacts import ModelSpec, load_model
+from classifier.models import logits_of
+from classifier.serving.batching import MicroBatcher, ThreadBudget
+from classifier.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_TOP_K
+from classifier.transforms import eval_transform, resize_size_for, to_rgb
+
+logger = logging.getLogger(__name__)
+
+# What Pillow's decoders raise on malformed data (fuzzing shows all of these); every one
+# of them means the caller's bytes are bad, not that the server is.
+DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+# How far fused and original probabilities may differ before the fusion is rejected; float
+# rounding from folding batch norm into convolutions is ~1e-6.
+FUSION_TOLERANCE = 1e-4
+
+
+def fuse_for_inference(model: nn.Module, image_size: int) -> nn.Module:
+    """Fold batch norm into the convolutions before it (~10% faster on CPU), if verified.
+
+    torch.fx cannot trace every architecture; those, and any fusion that changes the
+    answers, keep the model as trained.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        fused = fuse(model)
+    except Exception as error:  # noqa: BLE001 - fx tracing fails in many ways; optional
+        logger.info("serving the model unfused (%s: %s)", type(error).__name__, error)
+        return model
+    probe = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        device = next(model.parameters()).device
+        reference = torch.softmax(logits_of(model(probe.to(device))).float(), dim=1)
+        candidate = torch.softmax(logits_of(fused(probe.to(device))).float(), dim=1)
+    difference = float((reference - candidate).abs().max())
+    if difference > FUSION_TOLERANCE:
+        logger.warning("conv-bn fusion changed probabilities by %.2g: serving unfused", difference)
+        return model
+    return fused
+
+
+class InvalidInput(ValueError):
+    """The caller sent something that cannot be classified (HTTP 400)."""
+
+
+class ModelTimeout(RuntimeError):
+    """The model did not answer within the server timeout (HTTP 503)."""
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """An upright RGB image from encoded bytes, refusing decompression bombs before decoding."""
+    if not data:
+        raise InvalidInput("the request body is empty; expected an encoded image")
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InvalidInput(
+                f"image is {width}x{height} = {width * height} pixels, over the limit of "
+                f"{max_pixels} (decompression bomb protection)"
+            )
+        image.load()
+        return to_rgb(image)
+    except UnidentifiedImageError as error:
+        raise InvalidInput("the body is not an image format Pillow can read") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InvalidInput(f"decompression bomb refused: {error}") from error
+    except DECODE_ERRORS as error:
+        raise InvalidInput(f"the image could not be decoded: {error}") from error
+
+
+class Predictor:
+    """A loaded model and its micro-batcher; thread-safe, one per worker process."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: ModelSpec,
+        device: str = "cpu",
+        *,
+        max_batch_size: int = 8,
+        max_delay_s: float = 0.0,
+        budget: ThreadBudget | None = None,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        default_top_k: int = DEFAULT_TOP_K,
+        timeout_s: float = 60.0,
+        fuse: bool = True,
+    ):
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        if fuse:
+            self.model = fuse_for_inference(self.model, spec.image_size)
+        self.spec = spec
+        self.device = torch.device(device)
+        self.transform = eval_transform(spec.image_size, spec.mean, spec.std)
+        self.max_image_pixels = max_image_pixels
+        self.default_top_k = min(default_top_k, spec.num_classes)
+        self.timeout_s = timeout_s
+        self.max_batch_size = max_batch_size
+        self.batcher = MicroBatcher(self._forward, max_batch_size, max_delay_s, budget, name="micro-batcher")
+        self._warm = False
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "cpu", **options) -> Predictor:
+        """Load the model directory training wrote (or its model.tar.gz), start and warm up."""
+        started = time.perf_counter()
+        model, spec = load_model(model_dir, device)
+        predictor = cls(model, spec, device, **options).start()
+        loaded = time.perf_counter()
+        predictor.warm_up()
+        logger.info(
+            "loaded %s with %d classes on %s in %.2f s (warm-up %.2f s)",
+            spec.architecture,
+            spec.num_classes,
+            device,
+            loaded - started,
+            time.perf_counter() - loaded,
+        )
+        return predictor
+
+    def start(self) -> Predictor:
+        self.batcher.start()
+        return self
+
+    def close(self) -> None:
+        self.batcher.stop(timeout=self.timeout_s)
+
+    @property
+    def ready(self) -> bool:
+        """True once a warm-up prediction ran and the batcher still runs."""
+        return self._warm and self.batcher.alive
+
+    def warm_up(self) -> None:
+        """Run the whole path once (and a full batch), so the first caller pays no setup."""
+        side = resize_size_for(self.spec.image_size)
+        buffer = io.BytesIO()
+        Image.new("RGB", (side, side), (127, 127, 127)).save(buffer, "PNG")
+        tensor = self.prepare(buffer.getvalue())
+        self.predict([tensor], 1)
+        if self.max_batch_size > 1:
+            self._forward([tensor] * self.max_batch_size)
+        self._warm = True
+
+    def prepare(self, data: bytes) -> torch.Tensor:
+        """Decode and transform one encoded image in the caller's thread."""
+        image = decode_image(data, self.max_image_pixels)
+        self._check_resized_size(image.size)
+        return self.transform(image)
+
+    def _check_resized_size(self, size: tuple[int, int]) -> None:
+        """A 1x60000 strip would be resized to gigapixels before the centre crop; refuse it."""
+        short, long = min(size), max(size)
+        resize = resize_size_for(self.spec.image_size)
+        resized_pixels = resize * (resize * long / short)
+        if resized_pixels > self.max_image_pixels:
+            raise InvalidInput(
+                f"image of {size[0]}x{size[1]} has too extreme an aspect ratio: resizing its "
+                f"short side to {resize} would make {int(resized_pixels)} pixels"
+            )
+
+    def predict(self, tensors: list[torch.Tensor], top_k: int) -> list[list[dict]]:
+        """Top-k predictions per prepared tensor, in order; k is capped at the class count."""
+        futures = [self.batcher.submit(tensor) for tensor in tensors]
+        try:
+            rows = [future.result(timeout=self.timeout_s) for future in futures]
+        except FutureTimeoutError as error:
+            for future in futures:
+                future.cancel()
+            raise ModelTimeout(f"no prediction within {self.timeout_s:g} s") from error
+        k = min(top_k, self.spec.num_classes)
+        return [self._top_k(row, k) for row in rows]
+
+    def _top_k(self, probabilities: torch.Tensor, k: int) -> list[dict]:
+        values, indices = torch.topk(probabilities, k)
+        names = self.spec.class_names
+        return [
+            {"label": names[index], "index": index, "probability": value}
+            for value, index in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
+
+    @torch.inference_mode()
+    def _forward(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """Softmax probabilities on the CPU, one row per input; one copy into the batch."""
+        batch = torch.empty(
+            (len(tensors), *tensors[0].shape),
+            dtype=tensors[0].dtype,
+            memory_format=torch.channels_last,
+        )
+        for row, tensor in zip(batch, tensors, strict=True):
+            row.copy_(tensor)
+        logits = logits_of(self.model(batch.to(self.device, non_blocking=True)))
+        return torch.softmax(logits.float(), dim=1).cpu()

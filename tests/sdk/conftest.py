@@ -1,0 +1,232 @@
+"""SDK-side fixtures: moto in server mode on 127.0.0.1, request recording, local-mode data.
+
+Every AWS call the client makes goes to a moto server on loopback (``AWS_ENDPOINT_URL``),
+with fake credentials, so nothing can reach AWS. A recorder registered on the client's
+boto3 session captures each operation's parameters *before* botocore validates them
+against the service model, so a test sees exactly what would be sent to SageMaker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNTIME_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+ROLE_NAME = "ClassifierSageMakerExecution"
+TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+@pytest.fixture(autouse=True)
+def offline_aws_environment(monkeypatch, tmp_path_factory):
+    """Fake credentials and region; no profile, no SDK telemetry, no stray config files."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "SAGEMAKER_", "CLASSIFIER_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    config = tmp_path_factory.getbasetemp() / "sagemaker-config.yaml"
+    config.write_text(
+        "SchemaVersion: '1.0'\n"
+        "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+    )
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
+    # moto has no iam:SimulatePrincipalPolicy; the SDK's documented switch skips that check.
+    monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@dataclass
+class RecordedCalls:
+    """(service, operation, params) of every API call, in order."""
+
+    calls: list[tuple[str, str, dict]] = field(default_factory=list)
+
+    def record(self, params, model, **_):
+        self.calls.append(
+            (
+                model.service_model.service_name,
+                model.name,
+                json.loads(
+                    json.dumps(
+                        params, default=lambda v: v.decode() if isinstance(v, bytes) else str(v)
+                    )
+                ),
+            )
+        )
+
+    def operations(self) -> list[str]:
+        return [operation for _, operation, _ in self.calls]
+
+    def one(self, operation: str) -> dict:
+        found = [params for _, name, params in self.calls if name == operation]
+        assert len(found) == 1, f"expected one {operation}, got {len(found)}: {self.operations()}"
+        return found[0]
+
+
+@dataclass
+class FakeAws:
+    endpoint: str
+    role_arn: str
+    recorded: RecordedCalls
+    contexts: list = field(default_factory=list)
+
+    def boto3(self, service: str):
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint)
+
+
+@pytest.fixture
+def aws(moto_endpoint, monkeypatch) -> Iterator[FakeAws]:
+    """A fresh moto account with the execution role; every client context records calls."""
+    import boto3
+    import requests
+
+    from classifier_client import config
+
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    role_arn = boto3.client("iam").create_role(
+        RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY)
+    )["Role"]["Arn"]
+    fake = FakeAws(moto_endpoint, role_arn, RecordedCalls())
+    original = config.aws_context
+
+    def recording_context(*args, **kwargs):
+        ctx = original(*args, **kwargs)
+        ctx.boto_session.events.register("provide-client-params.*.*", fake.recorded.record)
+        fake.contexts.append(ctx)
+        return ctx
+
+    monkeypatch.setattr(config, "aws_context", recording_context)
+    yield fake
+
+
+@pytest.fixture
+def cli():
+    """Run ``sm-classifier ARGS...`` in-process; returns the exit code."""
+    from classifier_client.cli import main
+
+    return lambda *argv: main([str(a) for a in argv])
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_image_folder():
+    """A factory: ``tiny_image_folder(root, per_class=3)`` writes train/valid/test PNGs."""
+    return _write_tiny_image_folder
+
+
+def _write_tiny_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 3) -> Path:
+    """A few real PNGs per class and split (Pillow is in the SDK env through the SDK)."""
+    from PIL import Image
+
+    for split in ("train", "valid", "test"):
+        for index, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                shade = (40 + 80 * index + 10 * i) % 256
+                Image.new("RGB", (8, 8), (shade, 255 - shade, 128)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def runtime_python() -> Path:
+    """The image's runtime env on the host (torch, smdebug): runs ./train without Docker."""
+    if not RUNTIME_PYTHON.exists():
+        pytest.skip("needs the runtime env (.venv; `make setup`)")
+    return RUNTIME_PYTHON
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory, runtime_python) -> Path:
+    """The UCI digits as an ImageFolder (train/valid/test), written by classifier.demo_data."""
+    out = tmp_path_factory.mktemp("digits") / "digits"
+    subprocess.run(
+        [str(runtime_python), "-m", "classifier.demo_data", str(out)],
+        check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_subset(digits_dir, tmp_path_factory):
+    """A factory: the first ``per_class`` images of each digit per split, for fast jobs."""
+
+    def make(per_class: dict[str, int]) -> Path:
+        name = "-".join(f"{split}{count}" for split, count in per_class.items())
+        out = tmp_path_factory.getbasetemp() / f"digits-{name}"
+        if out.exists():
+            return out
+        for split, count in per_class.items():
+            for class_dir in sorted((digits_dir / split).iterdir()):
+                target = out / split / class_dir.name
+                target.mkdir(parents=True)
+                for image in sorted(class_dir.iterdir())[:count]:
+                    shutil.copy(image, target / image.name)
+        return out
+
+    return make
+
+
+# --- docker ------------------------------------------------------------------------------
+
+LOCAL_IMAGE = os.environ.get("CLASSIFIER_TEST_IMAGE", "sagemaker-image-classifier:latest")
+
+
+@pytest.fixture(scope="session")
+def local_image() -> str:
+    """The built image; the docker-marked tests need it (`make image`)."""
+    if shutil.which("docker") is None:
+        pytest.skip("needs docker (scripts/docker_host_prerequisites.sh)")
+    has_compose_v2 = subprocess.run(["docker", "compose", "version"], capture_output=True)
+    if shutil.which("docker-compose") is None and has_compose_v2.returncode != 0:
+        pytest.skip("SDK local mode needs docker compose (scripts/docker_host_prerequisites.sh)")
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("the Docker engine does not answer")
+    if subprocess.run(["docker", "image", "inspect", LOCAL_IMAGE], capture_output=True).returncode:
+        pytest.skip(f"image {LOCAL_IMAGE} not built (make image)")
+    return LOCAL_IMAGE
+
+
+def pytest_configure(config):
+    # The SDK's own modules import its deprecated alias; nothing for us to change.
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:sagemaker.train.configs has been moved:DeprecationWarning",
+    )

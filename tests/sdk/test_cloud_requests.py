@@ -1,0 +1,283 @@
+"""The cloud path, offline: each CLI step against moto (server mode on 127.0.0.1).
+
+Assertions are on the parameters the client hands botocore (recorded before botocore
+validates them against the SageMaker service model), plus what moto then stores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from classifier.debugger import collection_configurations
+from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-image-classifier:v1"
+BUCKET = "classifier-data"
+
+
+@pytest.fixture
+def data_in_s3(aws, tmp_path, cli, tiny_image_folder) -> str:
+    aws.boto3("s3").create_bucket(Bucket=BUCKET)
+    assert cli("upload-data", tiny_image_folder(tmp_path / "pets"), f"s3://{BUCKET}/pets") == 0
+    return f"s3://{BUCKET}/pets"
+
+
+def _channels(request: dict) -> dict[str, str]:
+    return {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+        for c in request["InputDataConfig"]
+    }
+
+
+def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, data_in_s3, cli):
+    code = cli(
+        "train", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3,
+        "--hp", "epochs=3", "--hp", "amp=true", "--hp", "learning_rate=0.01",
+        "--instance-type", "ml.g4dn.xlarge", "--instance-count", "2",
+        "--spot", "--max-run", "3600",
+        "--debugger-rules", "loss_not_decreasing,overfit", "--rule-param", "overfit.patience=2",
+        "--tensor-save-interval", "50", "--profiling-interval-ms", "1000",
+        "--env", "SAGEMAKER_PROGRAM_LOG=1",
+    )  # fmt: skip
+    assert code == 0
+    request = aws.recorded.one("CreateTrainingJob")
+    job = request["TrainingJobName"]
+
+    assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert request["HyperParameters"] == {"epochs": "3", "amp": "true", "learning_rate": "0.01"}
+    assert request["RoleArn"] == aws.role_arn
+    assert _channels(request) == {
+        "train": f"{data_in_s3}/train/",
+        "valid": f"{data_in_s3}/valid/",
+        "test": f"{data_in_s3}/test/",
+    }
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    assert request["Environment"] == {"SAGEMAKER_PROGRAM_LOG": "1"}
+
+    # Spot: managed spot, a wait limit above the run limit, checkpoints synced to S3.
+    assert request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"] == {
+        "MaxRuntimeInSeconds": 3600,
+        "MaxWaitTimeInSeconds": 7200,
+    }
+    output = request["OutputDataConfig"]["S3OutputPath"]
+    assert request["CheckpointConfig"] == {
+        "S3Uri": f"{output}/{job}/checkpoints",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+
+    # Debugger: the same collections the image's rules read, under the job's prefix.
+    hook = request["DebugHookConfig"]
+    assert hook["S3OutputPath"] == f"{output}/{job}/debug-output"
+    assert hook["LocalPath"] == "/opt/ml/output/tensors"
+    assert hook["CollectionConfigurations"] == collection_configurations(tensor_save_interval=50)
+    rules = {r["RuleConfigurationName"]: r for r in request["DebugRuleConfigurations"]}
+    assert set(rules) == {"loss_not_decreasing", "overfit"}
+    assert {r["RuleEvaluatorImage"] for r in rules.values()} == {IMAGE}
+    assert rules["overfit"]["RuleParameters"]["rule_to_invoke"] == "Overfit"
+    assert rules["overfit"]["RuleParameters"]["patience"] == "2"
+    assert rules["loss_not_decreasing"]["RuleParameters"]["rule_to_invoke"] == "LossNotDecreasing"
+    source = rules["overfit"]["RuleParameters"]["source_s3_uri"]
+    bucket, key = source[5:].split("/", 1)
+    uploaded = aws.boto3("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    rules_file = (
+        Path(__file__).resolve().parents[2] / "container/classifier/rules/debugger_rules.py"
+    )
+    assert uploaded == rules_file.read_bytes()
+    assert "class Overfit" in uploaded.decode()
+
+    assert request["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 1000
+    assert request["ProfilerConfig"]["S3OutputPath"] == f"{output}/{job}/profiler-output"
+    assert "DisableProfiler" not in request["ProfilerConfig"]
+    assert json.loads(request["ProfilerConfig"]["ProfilingParameters"]["DataloaderProfilingConfig"])
+
+    stored = aws.boto3("sagemaker").describe_training_job(TrainingJobName=job)
+    assert stored["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert stored["HyperParameters"] == request["HyperParameters"]
+
+
+def test_train_hyperparameters_file_from_best_and_debugger_off(aws, data_in_s3, tmp_path, cli):
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"hyperparameters": {"batch_size": 64, "pretrained": True}}))
+    code = cli(
+        "train", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3,
+        "--hyperparameters-file", best, "--hp", "epochs=2",
+        "--no-debugger-hook", "--no-profiler",
+    )  # fmt: skip
+    assert code == 0
+    request = aws.recorded.one("CreateTrainingJob")
+    assert request["HyperParameters"] == {"batch_size": "64", "pretrained": "true", "epochs": "2"}
+    assert "DebugHookConfig" not in request and "DebugRuleConfigurations" not in request
+    assert request["ProfilerConfig"] == {"DisableProfiler": True}
+    assert "CheckpointConfig" not in request and "EnableManagedSpotTraining" not in request
+    assert request["ResourceConfig"]["InstanceCount"] == 1
+
+
+def test_tune_sends_ranges_objective_metric_definitions_warm_start(aws, data_in_s3, cli):
+    code = cli(
+        "tune", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3,
+        "--hp", "model=resnet50", "--hp", "pretrained=true",
+        "--range", "epochs=integer:3:6", "--range", "momentum=continuous:0.8:0.99",
+        "--max-jobs", "8", "--max-parallel-jobs", "2",
+        "--warm-start-from", "earlier-hpo-job", "--warm-start-type", "transfer",
+        "--spot", "--instance-type", "ml.g4dn.xlarge",
+    )  # fmt: skip
+    assert code == 0
+    request = aws.recorded.one("CreateHyperParameterTuningJob")
+    assert len(request["HyperParameterTuningJobName"]) <= 32
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {
+        "Type": OBJECTIVE_TYPE,
+        "MetricName": OBJECTIVE_METRIC,
+    }
+    assert (OBJECTIVE_TYPE, OBJECTIVE_METRIC) == ("Maximize", "valid_accuracy")
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 2}
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert config["Strategy"] == "Bayesian"
+    ranges = config["ParameterRanges"]
+    continuous = {r["Name"]: r for r in ranges["ContinuousParameterRanges"]}
+    assert continuous["learning_rate"] == {
+        "Name": "learning_rate", "MinValue": "0.0001", "MaxValue": "0.1",
+        "ScalingType": "Logarithmic",
+    }  # fmt: skip
+    assert continuous["momentum"]["MinValue"] == "0.8"
+    integer = {r["Name"]: r for r in ranges["IntegerParameterRanges"]}
+    assert integer["epochs"]["MinValue"] == "3" and integer["epochs"]["MaxValue"] == "6"
+    categorical = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
+    assert categorical == {
+        "batch_size": ["16", "32", "64", "128"],
+        "optimizer": ["sgd", "adam", "adamw"],
+    }
+
+    definition = request["TrainingJobDefinition"]
+    assert definition["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert definition["StaticHyperParameters"] == {"model": "resnet50", "pretrained": "true"}
+    assert _channels(definition) == {
+        "train": f"{data_in_s3}/train/",
+        "valid": f"{data_in_s3}/valid/",
+        "test": f"{data_in_s3}/test/",
+    }
+    assert definition["RoleArn"] == aws.role_arn
+    assert definition["EnableManagedSpotTraining"] is True
+    assert definition["CheckpointConfig"] == {
+        "S3Uri": "s3://sagemaker-us-east-1-123456789012/img-clf-hpo/checkpoints",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    assert definition["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    assert request["WarmStartConfig"] == {
+        "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "earlier-hpo-job"}],
+        "WarmStartType": "TransferLearning",
+    }
+    stored = aws.boto3("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=request["HyperParameterTuningJobName"]
+    )
+    assert stored["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"][
+        "MetricName"
+    ] == ("valid_accuracy")
+
+
+def test_tune_refuses_a_hyperparameter_both_fixed_and_tuned(aws, data_in_s3, capsys, cli):
+    code = cli(
+        "tune", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3, "--hp", "epochs=3"
+    )
+    assert code == 2
+    assert "['epochs'] are both fixed" in capsys.readouterr().err
+    assert "CreateHyperParameterTuningJob" not in aws.recorded.operations()
+
+
+def test_deploy_then_delete_creates_and_removes_model_config_endpoint(aws, capsys, cli):
+    model_data = f"s3://{BUCKET}/jobs/job-1/output/model.tar.gz"
+    code = cli(
+        "deploy", "--image", IMAGE, "--role", aws.role_arn, "--model-data", model_data,
+        "--endpoint-name", "digits", "--instance-type", "ml.c5.xlarge", "--instance-count", "2",
+        "--workers", "2", "--env", "SAGEMAKER_MAX_PAYLOAD_IN_MB=2",
+    )  # fmt: skip
+    assert code == 0
+    deployed = json.loads(capsys.readouterr().out)
+    model = aws.recorded.one("CreateModel")
+    assert model["ModelName"] == deployed["model"]
+    assert model["ExecutionRoleArn"] == aws.role_arn
+    assert model["PrimaryContainer"] == {
+        "Image": IMAGE,
+        "ModelDataUrl": model_data,
+        "Environment": {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "2", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+    }
+    config = aws.recorded.one("CreateEndpointConfig")
+    assert config["ProductionVariants"] == [
+        {
+            "VariantName": "AllTraffic",
+            "ModelName": deployed["model"],
+            "InitialInstanceCount": 2,
+            "InstanceType": "ml.c5.xlarge",
+        }
+    ]
+    endpoint = aws.recorded.one("CreateEndpoint")
+    assert endpoint == {
+        "EndpointName": "digits",
+        "EndpointConfigName": config["EndpointConfigName"],
+    }
+    assert deployed["status"] == "InService"
+
+    assert cli("delete", "digits") == 0
+    assert aws.recorded.one("DeleteEndpoint") == {"EndpointName": "digits"}
+    assert aws.recorded.one("DeleteEndpointConfig") == {
+        "EndpointConfigName": config["EndpointConfigName"]
+    }
+    assert aws.recorded.one("DeleteModel") == {"ModelName": deployed["model"]}
+    sagemaker = aws.boto3("sagemaker")
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+    assert sagemaker.list_models()["Models"] == []
+
+
+def test_deploy_rejects_a_local_archive_without_local(aws, capsys, cli):
+    code = cli(
+        "deploy", "--image", IMAGE, "--role", aws.role_arn, "--model-data", "model.tar.gz",
+        "--endpoint-name", "digits",
+    )  # fmt: skip
+    assert code == 2
+    assert "needs --local" in capsys.readouterr().err
+    assert "CreateModel" not in aws.recorded.operations()
+
+
+def test_upload_data_skips_unchanged_files_and_reports_channels(
+    aws, tmp_path, capsys, cli, tiny_image_folder
+):
+    aws.boto3("s3").create_bucket(Bucket=BUCKET)
+    source = tiny_image_folder(tmp_path / "pets", per_class=2)
+    assert cli("upload-data", source, f"s3://{BUCKET}/pets/") == 0
+    first = capsys.readouterr()
+    assert "uploaded 12 files" in first.err
+    assert json.loads(first.out)["channels"] == {
+        "train": f"s3://{BUCKET}/pets/train/",
+        "valid": f"s3://{BUCKET}/pets/valid/",
+        "test": f"s3://{BUCKET}/pets/test/",
+    }
+    changed = source / "train" / "cat" / "0.png"
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    assert cli("upload-data", source, f"s3://{BUCKET}/pets") == 0
+    assert "uploaded 1 files" in capsys.readouterr().err
+    keys = aws.boto3("s3").list_objects_v2(Bucket=BUCKET, Prefix="pets/")["KeyCount"]
+    assert keys == 12
+
+
+def test_upload_data_unpacks_an_archive_like_dog_images(
+    aws, tmp_path, capsys, cli, tiny_image_folder
+):
+    import shutil
+
+    aws.boto3("s3").create_bucket(Bucket=BUCKET)
+    tree = tiny_image_folder(tmp_path / "build" / "dogImages", per_class=1)
+    archive = shutil.make_archive(str(tmp_path / "dogImages"), "zip", tree.parent)
+    assert cli("upload-data", archive, f"s3://{BUCKET}/dogs") == 0
+    assert json.loads(capsys.readouterr().out)["channels"]["valid"] == f"s3://{BUCKET}/dogs/valid/"
+    listed = aws.boto3("s3").list_objects_v2(Bucket=BUCKET, Prefix="dogs/valid/")
+    assert {o["Key"] for o in listed["Contents"]} == {
+        "dogs/valid/cat/0.png",
+        "dogs/valid/dog/0.png",
+    }

@@ -1,0 +1,240 @@
+"""The real ``./serve`` (gunicorn master + workers) on a free 127.0.0.1 port, over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import encode, make_model_dir, photo
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[3]
+START_DEADLINE_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``./serve`` in a subprocess, its log in a file, polled with deadlines."""
+
+    def __init__(self, base_dir: Path, **env):
+        self.port = free_port()
+        self.log_path = base_dir / f"serve-{self.port}.log"
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("SAGEMAKER_", "CLASSIFIER_"))
+        }
+        environment.update(
+            SAGEMAKER_BASE_DIR=str(base_dir),
+            SAGEMAKER_BIND_TO_PORT=str(self.port),
+            CLASSIFIER_BIND_HOST="127.0.0.1",
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            **{key: str(value) for key, value in env.items()},
+        )
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(REPO / "serve")], cwd=REPO, env=environment, stdout=log, stderr=log
+            )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"serve exited with {self.process.returncode}:\n{self.log}")
+            try:
+                if self.request("GET", "/ping", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)  # poll interval, not a wait for an event
+        pytest.fail(f"/ping not 200 within {START_DEADLINE_S} s:\n{self.log}")
+
+    def wait_exit(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                pytest.fail(f"{text!r} not in the log:\n{self.log}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(base_dir):
+    server = Server(base_dir, SAGEMAKER_MAX_PAYLOAD_IN_MB=1)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+JPEG = {"Content-Type": "image/jpeg"}
+
+
+def test_startup_line_names_model_classes_and_layout(server):
+    line = next(line for line in server.log.splitlines() if "starting to serve" in line)
+    for part in ("resnet18", "3 classes", "cat", "workers=2", "torch_threads=", "device=cpu"):
+        assert part in line
+
+
+def test_serves_images_and_batches(server):
+    body = encode(photo(), "JPEG")
+    status, answer = server.request("POST", "/invocations", body, JPEG)
+    assert status == 200
+    assert [p["label"] for p in json.loads(answer)["predictions"]] != []
+    batch = json.dumps({"instances": [base64.b64encode(body).decode()] * 2})
+    status, answer = server.request("POST", "/invocations", batch, {"Content-Type": "application/json"})
+    assert status == 200
+    assert len(json.loads(answer)["predictions"]) == 2
+    assert server.request("POST", "/invocations", body, {"Content-Type": "text/csv"})[0] == 415
+    assert server.request("POST", "/invocations", b"junk", JPEG)[0] == 400
+    status, answer = server.request("GET", "/execution-parameters")
+    assert json.loads(answer)["MaxPayloadInMB"] == 1
+
+
+def test_oversize_bodies_are_413_with_and_without_content_length(server):
+    big = b"\0" * (1024 * 1024 + 10)
+    assert server.request("POST", "/invocations", big, JPEG)[0] == 413
+    # Chunked: no Content-Length, so the limit is enforced while reading.
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request(
+            "POST", "/invocations", body=iter([big[:600_000], big[600_000:]]), headers=JPEG,
+            encode_chunked=True,
+        )  # fmt: skip
+        assert connection.getresponse().status == 413
+    finally:
+        connection.close()
+
+
+def test_concurrent_load_has_no_5xx_and_ping_stays_fast(server):
+    body = encode(photo(451, 300, seed=7), "JPEG", quality=90)
+    duration_s, clients = 4.0, 16
+    statuses: list[int] = []
+    ping_latencies: list[float] = []
+    stop_at = time.monotonic() + duration_s
+    lock = threading.Lock()
+
+    def client():
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        while time.monotonic() < stop_at:
+            connection.request("POST", "/invocations", body=body, headers=JPEG)
+            response = connection.getresponse()
+            response.read()
+            with lock:
+                statuses.append(response.status)
+        connection.close()
+
+    def pinger():
+        while time.monotonic() < stop_at:
+            started = time.monotonic()
+            status, _ = server.request("GET", "/ping", timeout=5)
+            ping_latencies.append(time.monotonic() - started)
+            assert status == 200
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads.append(threading.Thread(target=pinger))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(duration_s + 60)
+    assert statuses and set(statuses) == {200}, f"statuses: {sorted(set(statuses))}"
+    assert len(ping_latencies) >= 3
+    assert max(ping_latencies) < 2.0, f"slowest /ping {max(ping_latencies):.2f} s"
+
+
+def test_sigterm_finishes_the_request_in_flight_then_exits(base_dir):
+    server = Server(base_dir, SAGEMAKER_MODEL_SERVER_WORKERS=1, CLASSIFIER_LOG_LEVEL="DEBUG")
+    try:
+        server.wait_ready()
+        body = encode(photo(), "JPEG")
+        request_id = "drain-test-request"
+        connection = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        head = (
+            f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            f"X-Request-Id: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        connection.sendall(head + body[:100])
+        server.wait_for_log(f"started POST /invocations id={request_id}")
+
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_for_log("Handling signal: term")
+        connection.sendall(body[100:])
+        response = connection.makefile("rb").readline()
+        connection.close()
+        assert response.startswith(b"HTTP/1.1 200"), response
+        assert server.wait_exit(30) == 0
+        assert time.monotonic() - started < 30
+    finally:
+        server.stop()
+
+
+def test_missing_model_exits_non_zero_with_the_reason(tmp_path):
+    server = Server(tmp_path)
+    try:
+        assert server.wait_exit(START_DEADLINE_S) != 0
+    finally:
+        server.stop()
+    assert "no servable model" in server.log
+    assert "model_config.json" in server.log
+
+
+def test_broken_weights_exit_non_zero_without_a_green_ping(tmp_path):
+    make_model_dir(tmp_path)
+    (tmp_path / "model" / "model.pt").write_bytes(b"not a state dict")
+    server = Server(tmp_path)
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while server.process.poll() is None and time.monotonic() < deadline:
+            try:
+                assert server.request("GET", "/ping", timeout=2)[0] != 200
+            except OSError:
+                pass
+            time.sleep(0.1)  # poll interval
+        assert server.process.poll() not in (None, 0)
+    finally:
+        server.stop()
+    assert "the model failed to load" in server.log
+    assert "UnpicklingError" in server.log
