@@ -5,7 +5,7 @@ VENV := .venv
 VENV_SDK := .venv-sdk
 STAMP := .make
 
-.PHONY: setup demo test test-unit test-sdk lint bench-train bench-serve clean
+.PHONY: setup demo image test test-unit test-sdk test-container lint bench-train bench-serve clean
 
 setup: $(STAMP)/venv $(STAMP)/venv-sdk
 
@@ -30,7 +30,27 @@ test-unit: $(STAMP)/venv
 test-sdk: $(STAMP)/venv-sdk
 	$(VENV_SDK)/bin/python -m pytest tests/sdk
 
-test: test-unit test-sdk
+test: test-unit test-sdk test-container
+
+# --- Docker (see docs/container.md) ---------------------------------------------------------
+IMAGE_NAME ?= sagemaker-image-classifier
+IMAGE_TAG ?= latest
+
+# Host prerequisites (engine, Compose, base image), the offline wheelhouse, then the build.
+# Only the image reference reaches stdout, so it is alone on the last line.
+image:
+	@base=$$(scripts/docker_host_prerequisites.sh) && \
+	scripts/build_wheelhouse.sh && \
+	./build_and_push.sh --no-push --name $(IMAGE_NAME) --tag $(IMAGE_TAG) --base-image "$$base"
+
+# The main job in Docker: train on the digits, serve, classify test images, stop the server.
+demo: image $(STAMP)/venv
+	local_test/run_demo.sh $(IMAGE_NAME):$(IMAGE_TAG)
+
+# docker-registry (push test) comes with --with-registry; moto comes from .venv-sdk.
+test-container: image $(STAMP)/venv $(STAMP)/venv-sdk
+	@scripts/docker_host_prerequisites.sh --with-registry >/dev/null
+	CONTAINER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV)/bin/python -m pytest tests/container
 
 lint: $(STAMP)/venv
 	$(VENV)/bin/ruff check container classifier_client tests local_test benchmarks
@@ -41,6 +61,10 @@ bench-train: $(STAMP)/venv
 # Needs wrk (or ab): apt-get install wrk apache2-utils.
 bench-serve: $(STAMP)/venv
 	$(VENV)/bin/python benchmarks/serving_bench.py
+
+# Training throughput with debugger hook + rules + profiler on vs all off (ratio; target <= 10% overhead).
+bench-debugger: $(STAMP)/venv
+	$(VENV)/bin/python benchmarks/debugger_overhead.py
 
 clean:
 	rm -rf $(STAMP) $(VENV) $(VENV_SDK)

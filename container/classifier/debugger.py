@@ -13,11 +13,6 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-# Collections saved when the hook is switched on by the `debug` hyperparameter; the rules
-# in classifier.rules read these.
-DEFAULT_COLLECTIONS = ("losses", "weights", "biases", "gradients")
-DEFAULT_SAVE_INTERVAL = 10
-
 
 class DebuggerConfigError(RuntimeError):
     """debughookconfig.json exists but smdebug cannot build a hook from it."""
@@ -44,20 +39,21 @@ def create_hook(config_file: Path, debug: bool, out_dir: Path):
     if not debug:
         return None
     smd = _import_smdebug()
-    hook = smd.Hook(
-        out_dir=str(out_dir),
-        export_tensorboard=False,
-        save_config=smd.SaveConfig(save_interval=DEFAULT_SAVE_INTERVAL),
-        include_collections=list(DEFAULT_COLLECTIONS),
-    )
+    # Collections and save intervals come from configure_hook (see attach).
+    hook = smd.Hook(out_dir=str(out_dir), export_tensorboard=False, include_collections=[])
     logger.info("smdebug hook from debug=true, tensors to %s", out_dir)
     return hook
 
 
-def attach(hook, model, loss_fn) -> None:
-    """Register the module and the loss, as SageMaker's framework containers do."""
+def attach(hook, model, loss_fn, from_sagemaker_config: bool) -> None:
+    """Make the hook save what the rules read, then register the module and the loss.
+
+    A hook SageMaker configured keeps the job's own save intervals; the local ``debug``
+    hook gets this project's defaults (``hook_collections``).
+    """
     if hook is None:
         return
+    configure_hook(hook, model, apply_defaults=not from_sagemaker_config)
     hook.register_module(model)
     hook.register_loss(loss_fn)
 
@@ -91,31 +87,33 @@ RELU_INPUT_COLLECTION = "relu_input"
 
 # Scalars and per-sample integers: cheap, and the loss/imbalance rules need every step.
 EVERY_STEP_COLLECTIONS = ("losses", LABELS_COLLECTION, PREDICTIONS_COLLECTION)
-# Whole tensors: saved as reductions (a few floats each) every TENSOR_SAVE_INTERVAL steps
-# and for each of the first INITIAL_STEPS steps, which poor_weight_initialization inspects.
+# Whole tensors: saved as a few reductions each (never raw), in the first INITIAL_STEPS
+# train steps (poor_weight_initialization looks there) and then every
+# TENSOR_SAVE_INTERVAL steps (SageMaker's default save interval).
 REDUCED_COLLECTIONS = ("weights", "biases", "gradients", RELU_INPUT_COLLECTION)
-TENSOR_SAVE_INTERVAL = 100
-INITIAL_STEPS = 10
-REDUCTIONS = ("mean", "std", "min", "max")
+TENSOR_SAVE_INTERVAL = 500
+INITIAL_STEPS = (0, 1, 2)
+# NaN/inf propagate into mean and std, so min/max are not needed to spot them.
+REDUCTIONS = ("mean", "std")
 ABS_REDUCTIONS = ("mean",)
 
 
 def hook_collections(
-    tensor_save_interval: int = TENSOR_SAVE_INTERVAL, initial_steps: int = INITIAL_STEPS
+    tensor_save_interval: int = TENSOR_SAVE_INTERVAL, initial_steps=INITIAL_STEPS
 ) -> dict[str, dict[str, str]]:
     """Collection name -> smdebug CollectionParameters (strings, as SageMaker wants them).
 
     The same mapping configures the local hook (``configure_hook``) and, on the client,
     the DebuggerHookConfig CollectionConfigurations, so both save what the rules read.
     """
-    initial = ",".join(str(step) for step in range(initial_steps))
     collections: dict[str, dict[str, str]] = {
         name: {"save_interval": "1"} for name in EVERY_STEP_COLLECTIONS
     }
     for name in REDUCED_COLLECTIONS:
         collections[name] = {
-            "save_interval": str(tensor_save_interval),
-            "save_steps": initial,
+            "train.save_interval": str(tensor_save_interval),
+            "train.save_steps": ",".join(str(step) for step in initial_steps),
+            "eval.save_interval": str(tensor_save_interval),
             "reductions": ",".join(REDUCTIONS),
             "abs_reductions": ",".join(ABS_REDUCTIONS),
             "save_shape": "true",
@@ -131,6 +129,25 @@ def collection_configurations(**kwargs) -> list[dict]:
         {"CollectionName": name, "CollectionParameters": dict(parameters)}
         for name, parameters in hook_collections(**kwargs).items()
     ]
+
+
+def _save_config(smd, parameters: dict[str, str]):
+    """SaveConfig from CollectionParameters (plain or ``train.``/``eval.`` prefixed keys)."""
+    from smdebug.core.save_config import SaveConfigMode
+
+    def mode_config(prefix: str):
+        interval = parameters.get(f"{prefix}save_interval")
+        steps = parameters.get(f"{prefix}save_steps", "")
+        if interval is None and not steps:
+            return None
+        return SaveConfigMode(
+            save_interval=int(interval or TENSOR_SAVE_INTERVAL),
+            save_steps=[int(step) for step in steps.split(",") if step] or None,
+        )
+
+    default = mode_config("")
+    modes = {mode: mode_config(f"{mode.name.lower()}.") or default for mode in smd.modes}
+    return smd.SaveConfig(mode_save_configs={m: c for m, c in modes.items() if c is not None})
 
 
 def configure_hook(hook, model, apply_defaults: bool = True, **kwargs) -> None:
@@ -161,10 +178,7 @@ def configure_hook(hook, model, apply_defaults: bool = True, **kwargs) -> None:
         return
     for name, parameters in hook_collections(**kwargs).items():
         collection = hook.get_collection(name)
-        steps = [int(s) for s in parameters.get("save_steps", "").split(",") if s]
-        collection.save_config = smd.SaveConfig(
-            save_interval=int(parameters["save_interval"]), save_steps=steps or None
-        )
+        collection.save_config = _save_config(smd, parameters)
         if "reductions" in parameters:
             collection.reduction_config = ReductionConfig(
                 reductions=list(REDUCTIONS), abs_reductions=list(ABS_REDUCTIONS), save_shape=True

@@ -332,7 +332,7 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
     model = model.to(memory_format=torch.channels_last)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
     hook = debugger.create_hook(env.debughook_config_file, hp.debug, env.tensors_dir)
-    debugger.attach(hook, model, loss_fn)
+    debugger.attach(hook, model, loss_fn, from_sagemaker_config=env.debughook_config_file.exists())
     if ctx.enabled:
         model = DistributedDataParallel(
             model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None

@@ -1,0 +1,40 @@
+"""Debugger rules (loss_not_decreasing, vanishing_gradient, exploding_tensor, overfit,
+overtraining, poor_weight_initialization, class_imbalance) as smdebug Rules.
+
+One implementation runs in three places: at the end of every training job that saved
+tensors, as ``python -m classifier.rules TENSORS_PATH``, and as SageMaker custom rules
+(``custom_rule_source_path()`` is the source file). Importing this package is cheap: smdebug
+is imported when rules run.
+"""
+
+from classifier.rules.runner import (
+    ERROR,
+    ISSUES_FOUND,
+    NO_DATA,
+    NO_ISSUES_FOUND,
+    RuleResult,
+    custom_rule_source_path,
+    run_rules,
+)
+
+# The rule names, without importing smdebug; keep in step with debugger_rules.RULES.
+RULE_NAMES = (
+    "loss_not_decreasing",
+    "vanishing_gradient",
+    "exploding_tensor",
+    "overfit",
+    "overtraining",
+    "poor_weight_initialization",
+    "class_imbalance",
+)
+
+__all__ = [
+    "ERROR",
+    "ISSUES_FOUND",
+    "NO_DATA",
+    "NO_ISSUES_FOUND",
+    "RULE_NAMES",
+    "RuleResult",
+    "custom_rule_source_path",
+    "run_rules",
+]

@@ -1,0 +1,109 @@
+"""Tiny real trainings for the debugger tests: a generated ImageFolder and classifier.train.
+
+Each training is a few dozen 16x16 images on resnet18, so a run takes seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Four visually distinct classes: a base colour each, plus per-image noise.
+CLASS_COLOURS = {
+    "a_red": (220, 40, 40),
+    "b_green": (40, 200, 60),
+    "c_blue": (40, 60, 220),
+    "d_yellow": (230, 210, 40),
+}
+
+
+def write_image_folder(
+    root: Path, counts: dict[str, int], seed: int, size: int = 16, signal: bool = True
+) -> None:
+    """PNG ImageFolder; with ``signal=False`` the class cannot be seen in the image (pure noise)."""
+    rng = np.random.default_rng(seed)
+    for name, count in counts.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.array(CLASS_COLOURS[name] if signal else (128, 128, 128), dtype=np.float64)
+        for i in range(count):
+            pixels = base + rng.normal(0, 40, size=(size, size, 3))
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+
+
+def balanced(per_class: int) -> dict[str, int]:
+    return {name: per_class for name in CLASS_COLOURS}
+
+
+HEALTHY = {
+    "model": "resnet18",
+    "epochs": "2",
+    "batch_size": "8",
+    "learning_rate": "0.001",
+    "optimizer": "adam",
+    "image_size": "16",
+    "num_workers": "0",
+    "augmentation": "none",
+    "debug": "true",
+    "seed": "0",
+}
+
+
+class TrainingRun:
+    def __init__(self, base_dir: Path, exit_code: int) -> None:
+        self.base_dir = base_dir
+        self.exit_code = exit_code
+        self.output_data = base_dir / "output" / "data"
+        self.tensors = base_dir / "output" / "tensors"
+
+    @property
+    def report(self) -> dict:
+        return json.loads((self.output_data / "report.json").read_text())
+
+    def fired(self) -> set[str]:
+        return set(self.report["rules_fired"])
+
+    @property
+    def failure(self) -> str:
+        path = self.base_dir / "output" / "failure"
+        return path.read_text() if path.exists() else ""
+
+
+@pytest.fixture
+def train_job(tmp_path, monkeypatch):
+    """Run classifier.train.main() on generated data under a tmp /opt/ml tree."""
+
+    def run(
+        hyperparameters: dict | None = None,
+        train: dict[str, int] | None = None,
+        valid: dict[str, int] | None = None,
+        test: dict[str, int] | None = None,
+        signal: bool = True,
+    ) -> TrainingRun:
+        from classifier import train as training
+
+        base = tmp_path / "opt_ml"
+        config = base / "input" / "config"
+        config.mkdir(parents=True)
+        (config / "hyperparameters.json").write_text(
+            json.dumps({**HEALTHY, **(hyperparameters or {})})
+        )
+        data = base / "input" / "data"
+        write_image_folder(data / "train", train or balanced(10), seed=1, signal=signal)
+        write_image_folder(data / "valid", valid or balanced(4), seed=2, signal=signal)
+        if test:
+            write_image_folder(data / "test", test, seed=3)
+        monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+        monkeypatch.setenv("SM_PROCESSES_PER_HOST", "1")
+        try:
+            training.main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code or 0
+        return TrainingRun(base, code)
+
+    return run
