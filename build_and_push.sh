@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Build the image (container/Dockerfile) for linux/amd64 and push it to Amazon ECR (default:
+# account and region discovered, repository created if missing, docker login with an ECR token)
+# or to any other registry given with --registry. The image reference is printed alone on the
+# last line of stdout; everything else goes to stderr.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$repo_root/scripts/common.sh"
+
+usage() {
+    cat <<EOF
+Usage: $(basename "$0") [options]
+
+Build:
+  -n, --name NAME         image/repository name (default: sagemaker-image-classifier)
+  -t, --tag TAG           image tag (default: latest)
+  --base-image IMAGE      build arg BASE_IMAGE (default: \$BASE_IMAGE or python:3.11-slim-bookworm)
+  --wheelhouse DIR        wheel folder for an offline build, container/wheelhouse* (default:
+                          container/wheelhouse; see scripts/build_wheelhouse.sh)
+  --build-arg KEY=VALUE   extra docker build argument (repeatable), e.g.
+                          PRETRAINED_MODELS="resnet18 resnet50" or TORCH_INDEX_URL=...
+  --no-cache              build every layer anew (docker build --no-cache)
+  --skip-build            push an already built NAME:TAG instead of building it
+  --no-push               build only; nothing leaves this machine
+
+Push (default: Amazon ECR):
+  -r, --region REGION     AWS region (default: \$AWS_REGION, \$AWS_DEFAULT_REGION, or the profile's)
+  -a, --account ID        AWS account ID (default: from STS GetCallerIdentity)
+  --registry HOST[/PATH]  push to this registry instead of ECR (e.g. 127.0.0.1:5000 or
+                          ghcr.io/org); log in beforehand with \`docker login\` if it needs it
+  -h, --help              show this help
+
+The image is always built for --platform linux/amd64 (what SageMaker runs, also from Apple
+silicon), with the legacy builder (DOCKER_BUILDKIT=0) so it works where BuildKit is missing.
+ECR calls use boto3 from \$PYTHON, ./.venv-sdk, ./.venv or python3 (the first that has boto3);
+they honour the usual AWS_* variables, including AWS_PROFILE and AWS_ENDPOINT_URL.
+
+Examples:
+  $(basename "$0") --no-push
+  $(basename "$0") --region eu-west-1 --tag v1
+  $(basename "$0") --registry 127.0.0.1:5000 --tag test
+EOF
+}
+
+
+name="sagemaker-image-classifier"
+tag="latest"
+base_image="${BASE_IMAGE:-python:3.11-slim-bookworm}"
+wheelhouse="container/wheelhouse"
+region=""
+account=""
+registry=""
+build=1
+push=1
+build_args=()
+cache_args=()
+while (($#)); do
+    case "$1" in
+        -n|--name) name="${2:?$1 needs a value}"; shift 2 ;;
+        -t|--tag) tag="${2:?$1 needs a value}"; shift 2 ;;
+        --base-image) base_image="${2:?$1 needs a value}"; shift 2 ;;
+        --wheelhouse) wheelhouse="${2:?$1 needs a value}"; shift 2 ;;
+        --build-arg) build_args+=(--build-arg "${2:?$1 needs KEY=VALUE}"); shift 2 ;;
+        --no-cache) cache_args=(--no-cache); shift ;;
+        --skip-build) build=0; shift ;;
+        --no-push) push=0; shift ;;
+        -r|--region) region="${2:?$1 needs a value}"; shift 2 ;;
+        -a|--account) account="${2:?$1 needs a value}"; shift 2 ;;
+        --registry) registry="${2:?$1 needs a value}"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+((build || push)) || die "--skip-build with --no-push leaves nothing to do"
+[[ "$name" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] \
+    || die "bad image name '$name': lower-case letters, digits and . _ - / only"
+[[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "bad tag '$tag'"
+
+docker="${DOCKER:-docker}"
+require_engine
+
+local_ref="$name:$tag"
+if ((!build)); then
+    "$docker" image inspect "$local_ref" >/dev/null 2>&1 \
+        || die "--skip-build: no local image $local_ref"
+fi
+
+# ---- ECR: region, account, repository and token first, so a missing credential fails fast ----
+find_python() {
+    local candidate
+    for candidate in "${PYTHON:-}" "$repo_root/.venv-sdk/bin/python" "$repo_root/.venv/bin/python" \
+        python3; do
+        [[ -n "$candidate" ]] || continue
+        if command -v "$candidate" >/dev/null && "$candidate" -c 'import boto3' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# One boto3 call site: resolves region and account, creates the repository if missing and gets a
+# login token. Prints "registry<TAB>username<TAB>password"; errors go to stderr, readable.
+# Sets ecr_registry, ecr_user and ecr_password.
+prepare_ecr() {
+    local python output
+    python="$(find_python)" || die "ECR push needs boto3: pip install boto3 (or set PYTHON)"
+    output="$("$python" - "$name" "$region" "$account" <<'PY'
+import base64
+import sys
+
+import boto3
+import botocore.exceptions
+
+name, region, account = sys.argv[1:4]
+
+
+def fail(message):
+    print(f"[build_and_push.sh] ERROR: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+try:
+    session = boto3.session.Session(region_name=region or None)
+    region = session.region_name
+    if not region:
+        fail("no AWS region: pass --region, or set AWS_REGION / AWS_DEFAULT_REGION, "
+             "or configure one in the profile (aws configure)")
+    if session.get_credentials() is None:
+        fail("no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+             "or run 'aws configure' / 'aws sso login'")
+    if not account:
+        account = session.client("sts").get_caller_identity()["Account"]
+    ecr = session.client("ecr")
+    try:
+        ecr.describe_repositories(registryId=account, repositoryNames=[name])
+    except ecr.exceptions.RepositoryNotFoundException:
+        print(f"[build_and_push.sh] creating ECR repository {name} in {region}", file=sys.stderr)
+        ecr.create_repository(
+            registryId=account,
+            repositoryName=name,
+            imageScanningConfiguration={"scanOnPush": True},
+        )
+    auth = ecr.get_authorization_token(registryIds=[account])["authorizationData"][0]
+except botocore.exceptions.NoCredentialsError:
+    fail("no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+except botocore.exceptions.ClientError as error:
+    fail(f"AWS call failed: {error}")
+except botocore.exceptions.BotoCoreError as error:
+    fail(f"AWS call failed: {error}")
+
+user, password = base64.b64decode(auth["authorizationToken"]).decode().split(":", 1)
+registry = f"{account}.dkr.ecr.{region}.amazonaws.com"
+if region.startswith("cn-"):
+    registry += ".cn"
+print(f"{registry}\t{user}\t{password}")
+PY
+)" || exit 1
+    IFS=$'\t' read -r ecr_registry ecr_user ecr_password <<<"$output"
+}
+
+if ((push)) && [[ -z "$registry" ]]; then
+    prepare_ecr
+fi
+
+# ---- build -----------------------------------------------------------------------------------
+if ((build)); then
+    wheelhouse="${wheelhouse%/}"
+    # It must be inside the build context and let through by .dockerignore's allow-list.
+    case "$wheelhouse" in
+        container/wheelhouse*) ;;
+        *) die "--wheelhouse must be a folder named container/wheelhouse* (got '$wheelhouse')" ;;
+    esac
+    # The Dockerfile COPYs the folder; an empty one means "install from the package index".
+    mkdir -p "$repo_root/$wheelhouse"
+    if ! compgen -G "$repo_root/$wheelhouse/*.whl" >/dev/null; then
+        log "no wheels in $wheelhouse: the build will install from the package index"
+    fi
+    log "building $local_ref from $base_image"
+    started=$SECONDS
+    # Legacy builder: BuildKit/buildx is not available everywhere (e.g. Debian's docker.io 20.10).
+    # --force-rm: a failed step leaves no stopped container behind.
+    DOCKER_BUILDKIT=0 "$docker" build \
+        --platform linux/amd64 \
+        --force-rm \
+        --file "$repo_root/container/Dockerfile" \
+        --build-arg "BASE_IMAGE=$base_image" \
+        --build-arg "WHEELHOUSE=$wheelhouse" \
+        ${build_args[@]+"${build_args[@]}"} \
+        ${cache_args[@]+"${cache_args[@]}"} \
+        --tag "$local_ref" \
+        "$repo_root" >&2
+    log "built $local_ref in $((SECONDS - started))s"
+fi
+
+if ((!push)); then
+    echo "$local_ref"
+    exit 0
+fi
+
+# ---- push to an explicit registry -------------------------------------------------------------
+if [[ -n "$registry" ]]; then
+    remote_ref="${registry%/}/$name:$tag"
+    "$docker" tag "$local_ref" "$remote_ref"
+    log "pushing $remote_ref"
+    "$docker" push "$remote_ref" >&2 || die "push to $registry failed (logged in? reachable?)"
+    echo "$remote_ref"
+    exit 0
+fi
+
+# ---- push to Amazon ECR -----------------------------------------------------------------------
+log "logging in to $ecr_registry"
+printf '%s' "$ecr_password" | "$docker" login --username "$ecr_user" --password-stdin \
+    "https://$ecr_registry" >&2 || die "docker login to $ecr_registry failed"
+remote_ref="$ecr_registry/$name:$tag"
+"$docker" tag "$local_ref" "$remote_ref"
+log "pushing $remote_ref"
+"$docker" push "$remote_ref" >&2 || die "push to $ecr_registry failed"
+echo "$remote_ref"

@@ -1,0 +1,1 @@
+"""Container tests: build the image, run train and serve in Docker, push it."""

@@ -1,0 +1,180 @@
+"""Fixtures for the container tests: the built image, a trained job, a running endpoint.
+
+The image is built once per session through build_and_push.sh (or taken from
+CONTAINER_TEST_IMAGE, which `make test-container` sets after `make image`). Every container
+runs without network or with its port published on 127.0.0.1 only. Waits poll with deadlines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL_TEST = REPO / "local_test"
+CONFIG_DIR = LOCAL_TEST / "test_dir" / "input" / "config"
+IMAGE_ENV = "CONTAINER_TEST_IMAGE"
+# Fewer epochs than the demo: enough for >90 % on the digits, and CI stays short.
+TEST_HYPERPARAMETERS = {"epochs": "3"}
+TRAIN_TIMEOUT_S = 1200
+SERVE_START_TIMEOUT_S = 180
+
+
+def run(cmd: list[str], timeout: float, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command with a deadline; on failure the message carries its output."""
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2):
+    """Poll ``condition`` until it is true or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_container(name: str) -> None:
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def make_job_dir(
+    root: Path, data: Path, hyperparameters: dict[str, str], per_class: int | None = None
+) -> Path:
+    """A /opt/ml tree: the committed configs with overrides, and a copy of the data.
+
+    ``per_class`` keeps only that many images of each class in every channel (fast epochs).
+    """
+    config = root / "input" / "config"
+    config.mkdir(parents=True)
+    for name in ("inputdataconfig.json", "resourceconfig.json"):
+        shutil.copy(CONFIG_DIR / name, config / name)
+    params = json.loads((CONFIG_DIR / "hyperparameters.json").read_text())
+    params.update(hyperparameters)
+    (config / "hyperparameters.json").write_text(json.dumps(params))
+    # A copy, not a symlink: the container sees only what is under the mount.
+    for image in sorted(data.glob("*/*/*")):
+        channel, label = image.parent.parent.name, image.parent.name
+        target = root / "input" / "data" / channel / label
+        target.mkdir(parents=True, exist_ok=True)
+        if per_class is None or len(list(target.iterdir())) < per_class:
+            shutil.copy(image, target / image.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("docker is not installed (run scripts/docker_host_prerequisites.sh)")
+    result = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        pytest.fail(
+            "docker is installed but the engine does not answer; run "
+            f"scripts/docker_host_prerequisites.sh as root\n{result.stderr[-2000:]}"
+        )
+
+
+@pytest.fixture(scope="session")
+def image(docker_engine) -> str:
+    """The image under test: CONTAINER_TEST_IMAGE, or built now from the working tree."""
+    ref = os.environ.get(IMAGE_ENV)
+    if ref:
+        run(["docker", "image", "inspect", ref], timeout=60)
+        return ref
+    base = run([str(REPO / "scripts" / "docker_host_prerequisites.sh")], timeout=900)
+    run([str(REPO / "scripts" / "build_wheelhouse.sh")], timeout=1800)
+    built = run(
+        [
+            str(REPO / "build_and_push.sh"),
+            "--no-push",
+            "--tag",
+            "container-test",
+            "--base-image",
+            base.stdout.strip().splitlines()[-1],
+        ],
+        timeout=3600,
+    )
+    return built.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def digits_data(tmp_path_factory) -> Path:
+    """The demo data (train/valid/test ImageFolders), written by the project's own command."""
+    out = tmp_path_factory.mktemp("digits") / "data"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "container")}
+    run([sys.executable, "-m", "classifier.demo_data", str(out)], timeout=300, env=env)
+    return out
+
+
+def run_training(image: str, job_dir: Path, timeout: float) -> subprocess.CompletedProcess:
+    """local_test/train_local.sh on ``job_dir``: the way users run a job locally."""
+    env = {**os.environ, "TEST_DIR": str(job_dir), "TRAIN_CONTAINER_NAME": unique_name("ct-train")}
+    return run([str(LOCAL_TEST / "train_local.sh"), image], timeout=timeout, check=False, env=env)
+
+
+@pytest.fixture(scope="session")
+def trained_job(image, digits_data, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    job_dir = make_job_dir(tmp_path_factory.mktemp("job"), digits_data, TEST_HYPERPARAMETERS)
+    result = run_training(image, job_dir, TRAIN_TIMEOUT_S)
+    assert result.returncode == 0, f"training failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return job_dir, result
+
+
+def start_server(image: str, job_dir: Path, **env_overrides: str) -> tuple[str, str]:
+    """serve_local.sh --detach; returns (container name, base URL)."""
+    port = free_port()
+    name = unique_name("ct-serve")
+    env = {
+        **os.environ,
+        "TEST_DIR": str(job_dir),
+        "SERVE_PORT": str(port),
+        "SERVE_CONTAINER_NAME": name,
+        "SERVE_START_TIMEOUT": str(SERVE_START_TIMEOUT_S),
+        **env_overrides,
+    }
+    try:
+        run(
+            [str(LOCAL_TEST / "serve_local.sh"), "--detach", image],
+            timeout=SERVE_START_TIMEOUT_S + 60,
+            env=env,
+        )
+    except BaseException:
+        remove_container(name)
+        raise
+    return name, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def server(image, trained_job) -> Iterator[str]:
+    """A serving container on the trained model; yields its base URL."""
+    name, url = start_server(image, trained_job[0])
+    try:
+        yield url
+    finally:
+        remove_container(name)

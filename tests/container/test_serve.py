@@ -1,0 +1,133 @@
+"""`docker run IMAGE serve`: health, correct predictions, errors as 4xx, draining on docker stop."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+from PIL import Image
+
+from .conftest import LOCAL_TEST, remove_container, run, start_server
+
+pytestmark = pytest.mark.docker
+
+# SageMaker sends SIGKILL 30 s after SIGTERM to a serving container.
+SERVE_GRACE_S = 30
+
+
+def test_ping_answers_200(server):
+    response = requests.get(f"{server}/ping", timeout=10)
+    assert response.status_code == 200
+
+
+def test_predict_sh_prints_the_top_classes(server, digits_data):
+    images = sorted((digits_data / "test" / "0").glob("*.png"))[:3]
+    result = run(
+        [str(LOCAL_TEST / "predict.sh"), *map(str, images)],
+        timeout=60,
+        env={**os.environ, "SERVE_PORT": str(urlparse(server).port)},
+    )
+    answers = [json.loads(line)["predictions"] for line in result.stdout.splitlines()]
+    assert len(answers) == 3
+    assert all(set(top[0]) >= {"label", "index", "probability"} for top in answers)
+    assert sum(top[0]["label"] == "0" for top in answers) >= 2
+
+
+def test_the_digits_test_split_is_classified_correctly(server, digits_data):
+    """Every test image through /invocations: the served model is the trained one, in order."""
+    correct = total = 0
+    with requests.Session() as session:
+        for path in sorted((digits_data / "test").glob("*/*.png")):
+            response = session.post(
+                f"{server}/invocations",
+                data=path.read_bytes(),
+                headers={"Content-Type": "image/png"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            correct += response.json()["predictions"][0]["label"] == path.parent.name
+            total += 1
+    assert correct / total >= 0.85, f"{correct}/{total} correct"
+
+
+def _png(size: tuple[int, int] = (8, 8)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", size, 128).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b"hello", {"Content-Type": "text/plain"}, 415),
+        (b"\x89PNG\r\n\x1a\nnot really a png", {"Content-Type": "image/png"}, 400),
+        (None, {"Content-Type": "image/png", "Accept": "text/csv"}, 406),
+        (b"\0" * (7 * 1024 * 1024), {"Content-Type": "image/png"}, 413),
+    ],
+    ids=["unsupported-content-type", "undecodable-image", "unsupported-accept", "over-size-body"],
+)
+def test_bad_input_gets_the_right_4xx(server, body, headers, status):
+    response = requests.post(
+        f"{server}/invocations", data=_png() if body is None else body, headers=headers, timeout=30
+    )
+    assert response.status_code == status, response.text
+    assert "error" in response.json()
+
+
+BATCH = 160
+
+
+def _slow_batch(count: int, side: int = 1200) -> bytes:
+    """A JSON batch that takes the server a second or more: many large images to decode."""
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((side, side)).save(buffer, format="PNG")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return json.dumps({"instances": [encoded] * count}).encode()
+
+
+def test_docker_stop_drains_requests_in_flight(image, trained_job):
+    job_dir: Path = trained_job[0]
+    name, url = start_server(image, job_dir)
+    # The container runs with --rm (as serve_local.sh does): `docker wait` catches its exit code.
+    waiter = subprocess.Popen(["docker", "wait", name], stdout=subprocess.PIPE, text=True)
+    try:
+        parsed = urlparse(url)
+        connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
+        # A kept-alive connection: a worker owns it before the slow request is sent.
+        connection.request("GET", "/ping")
+        assert connection.getresponse().read()
+        connection.request(
+            "POST",
+            "/invocations",
+            body=_slow_batch(BATCH),
+            headers={"Content-Type": "application/json"},
+        )
+        started = time.monotonic()
+        stopper = subprocess.Popen(
+            ["docker", "stop", "--time", str(SERVE_GRACE_S), name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        response = connection.getresponse()
+        answer = response.read()
+        stop_error = stopper.communicate(timeout=SERVE_GRACE_S + 60)[1]
+        elapsed = time.monotonic() - started
+        exit_code = waiter.communicate(timeout=60)[0].strip()
+    finally:
+        waiter.kill()
+        remove_container(name)
+    assert response.status == 200, answer[:2000]
+    assert len(json.loads(answer)["predictions"]) == BATCH
+    assert stopper.returncode == 0, stop_error
+    assert elapsed < SERVE_GRACE_S, "docker had to SIGKILL the server"
+    assert exit_code not in ("137", ""), f"exit code {exit_code!r}"
