@@ -27,10 +27,12 @@ $(STAMP)/venv-sdk: classifier_client/requirements.txt pyproject.toml
 test-unit: $(STAMP)/venv
 	$(VENV)/bin/python -m pytest tests/unit
 
-test-sdk: $(STAMP)/venv-sdk
-	$(VENV_SDK)/bin/python -m pytest tests/sdk
+# The local-mode tests run the built image; the runtime venv runs a real ./train for the regex test.
+test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
+	CLASSIFIER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV_SDK)/bin/python -m pytest tests/sdk
 
-test: test-unit test-sdk test-container
+# Fast feedback first: unit and process tests, then the image and what runs it.
+test: test-unit test-container test-sdk
 
 # --- Docker (see docs/container.md) ---------------------------------------------------------
 IMAGE_NAME ?= sagemaker-image-classifier

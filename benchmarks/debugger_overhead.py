@@ -90,10 +90,10 @@ def run_once(base: Path, hyperparameters: dict, debug: bool) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--images-per-class", type=int, default=64)
+    parser.add_argument("--images-per-class", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--model", default="resnet18")
     args = parser.parse_args(argv)
 
