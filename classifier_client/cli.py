@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from classifier.debugger import TENSOR_SAVE_INTERVAL
 from classifier_client.config import IMAGE_ENV, ROLE_ENV, ConfigurationError
 
 LOCAL_IMAGE_DEFAULT = "sagemaker-image-classifier:latest"
@@ -613,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--tensor-save-interval",
         type=int,
-        default=100,
+        default=TENSOR_SAVE_INTERVAL,
         help="steps between saved weight/gradient reductions (losses, labels: every step)",
     )
     group.add_argument("--no-profiler", action="store_true", help="switch the profiler off")

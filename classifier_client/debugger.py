@@ -14,7 +14,7 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 
-from classifier.debugger import hook_collections
+from classifier.debugger import INITIAL_STEPS, TENSOR_SAVE_INTERVAL, hook_collections
 from classifier.rules import RULE_NAMES
 
 # Where smdebug writes inside the training container; SageMaker syncs it to S3.
@@ -56,8 +56,9 @@ class DebuggerSettings:
     """What the ``train`` step asks of Debugger; ``None`` fields are left out of the request."""
 
     hook: bool = True
-    tensor_save_interval: int = 100
-    initial_steps: int = 10
+    # The runtime's own defaults, so a cloud job saves what a local `debug=true` job saves.
+    tensor_save_interval: int = TENSOR_SAVE_INTERVAL
+    initial_steps: tuple[int, ...] = INITIAL_STEPS
     rules: tuple[str, ...] = ()
     rule_parameters: dict[str, dict[str, str]] = field(default_factory=dict)
     rule_instance_type: str = RULE_INSTANCE_TYPE
