@@ -32,7 +32,7 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 	CLASSIFIER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV_SDK)/bin/python -m pytest tests/sdk
 
 # Fast feedback first: unit and process tests, then the image and what runs it.
-test: test-unit test-container test-sdk
+test: lint test-unit test-container test-sdk
 
 # --- Docker (see docs/container.md) ---------------------------------------------------------
 IMAGE_NAME ?= sagemaker-image-classifier

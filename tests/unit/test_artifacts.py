@@ -56,6 +56,8 @@ def test_damaged_model_dir_is_a_clear_error(model_dir, damage, message):
 
 
 def test_duplicate_class_names_are_refused(model_dir):
-    (model_dir / "model_config.json").write_text(SPEC.to_json().replace("002.Afghan_hound", "001.Affenpinscher"))
+    (model_dir / "model_config.json").write_text(
+        SPEC.to_json().replace("002.Afghan_hound", "001.Affenpinscher")
+    )
     with pytest.raises(ModelArtifactError, match="unique"):
         load_model_spec(model_dir)
