@@ -71,10 +71,8 @@ def close(hook) -> None:
         hook.close()
 
 
-# --- tensors the rules need (owned by the debugger-rules work; see docs/debugger.md) -------
+# --- what the hook saves so that classifier.rules can judge the run ----------------------
 #
-# The lead's hook code above decides *whether* there is a hook. The functions below decide
-# *what* it saves so that classifier.rules can judge the run:
 #   configure_hook(hook, model, apply_defaults)  after create_hook, before register_module;
 #   record_batch(hook, labels, logits)           every train step, after the model's forward
 #                                                and BEFORE the loss forward (the loss
@@ -87,15 +85,24 @@ RELU_INPUT_COLLECTION = "relu_input"
 
 # Scalars and per-sample integers: cheap, and the loss/imbalance rules need every step.
 EVERY_STEP_COLLECTIONS = ("losses", LABELS_COLLECTION, PREDICTIONS_COLLECTION)
-# Whole tensors: saved as a few reductions each (never raw), in the first INITIAL_STEPS
-# train steps (poor_weight_initialization looks there) and then every
-# TENSOR_SAVE_INTERVAL steps (SageMaker's default save interval).
-REDUCED_COLLECTIONS = ("weights", "biases", "gradients", RELU_INPUT_COLLECTION)
+# Whole tensors are never saved raw, only the reductions a rule reads (each one is an event
+# written by smdebug's pure-Python protobuf, the main cost of a saved step). They are saved in
+# the first INITIAL_STEPS train steps (poor_weight_initialization judges the start) and then
+# every TENSOR_SAVE_INTERVAL train steps (SageMaker's default save interval); evaluation
+# passes do not change weights, so they save none of them.
+#   weights:    std + shape   constant kernels (poor_weight_initialization), NaN (exploding_tensor)
+#   biases:     mean          NaN/inf (exploding_tensor)
+#   gradients:  mean, std, |mean|   spread (poor_weight_initialization), vanishing_gradient
+#   relu_input: std           activation variance (poor_weight_initialization), NaN
+REDUCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
+    "weights": (("std",), (), True),
+    "biases": (("mean",), (), False),
+    "gradients": (("mean", "std"), ("mean",), False),
+    RELU_INPUT_COLLECTION: (("std",), (), False),
+}
+REDUCED_COLLECTIONS = tuple(REDUCTIONS)
 TENSOR_SAVE_INTERVAL = 500
-INITIAL_STEPS = (0, 1, 2)
-# NaN/inf propagate into mean and std, so min/max are not needed to spot them.
-REDUCTIONS = ("mean", "std")
-ABS_REDUCTIONS = ("mean",)
+INITIAL_STEPS = (0, 1)
 
 
 def hook_collections(
@@ -109,15 +116,16 @@ def hook_collections(
     collections: dict[str, dict[str, str]] = {
         name: {"save_interval": "1"} for name in EVERY_STEP_COLLECTIONS
     }
-    for name in REDUCED_COLLECTIONS:
+    for name, (reductions, abs_reductions, save_shape) in REDUCTIONS.items():
         collections[name] = {
             "train.save_interval": str(tensor_save_interval),
             "train.save_steps": ",".join(str(step) for step in initial_steps),
-            "eval.save_interval": str(tensor_save_interval),
-            "reductions": ",".join(REDUCTIONS),
-            "abs_reductions": ",".join(ABS_REDUCTIONS),
-            "save_shape": "true",
+            "eval.end_step": "0",
+            "reductions": ",".join(reductions),
+            "save_shape": str(save_shape).lower(),
         }
+        if abs_reductions:
+            collections[name]["abs_reductions"] = ",".join(abs_reductions)
     collections[LABELS_COLLECTION]["include_regex"] = f"^{LABELS_COLLECTION}$"
     collections[PREDICTIONS_COLLECTION]["include_regex"] = f"^{PREDICTIONS_COLLECTION}$"
     return collections
@@ -138,11 +146,13 @@ def _save_config(smd, parameters: dict[str, str]):
     def mode_config(prefix: str):
         interval = parameters.get(f"{prefix}save_interval")
         steps = parameters.get(f"{prefix}save_steps", "")
-        if interval is None and not steps:
+        end_step = parameters.get(f"{prefix}end_step")
+        if interval is None and not steps and end_step is None:
             return None
         return SaveConfigMode(
             save_interval=int(interval or TENSOR_SAVE_INTERVAL),
             save_steps=[int(step) for step in steps.split(",") if step] or None,
+            end_step=None if end_step is None else int(end_step),
         )
 
     default = mode_config("")
@@ -179,9 +189,10 @@ def configure_hook(hook, model, apply_defaults: bool = True, **kwargs) -> None:
     for name, parameters in hook_collections(**kwargs).items():
         collection = hook.get_collection(name)
         collection.save_config = _save_config(smd, parameters)
-        if "reductions" in parameters:
+        if name in REDUCTIONS:
+            reductions, abs_reductions, save_shape = REDUCTIONS[name]
             collection.reduction_config = ReductionConfig(
-                reductions=list(REDUCTIONS), abs_reductions=list(ABS_REDUCTIONS), save_shape=True
+                reductions=list(reductions), abs_reductions=list(abs_reductions), save_shape=save_shape
             )
         if name not in hook.include_collections:
             hook.include_collections.append(name)

@@ -141,13 +141,20 @@ def _stats(trial, name: str, step: int) -> dict | None:
     return stats
 
 
-def _tensor_names(trial, collections: list[str], regexes: list[str]) -> list[str]:
+def _tensor_names(trial, collections: list[str], regexes: list[str], step: int | None = None) -> list[str]:
+    """Tensors in ``collections`` or matching ``regexes``; with ``step``, only those saved then.
+
+    Most tensors are saved at a few steps only, so filtering by step first keeps a rule
+    from asking for every tensor's value at every step of the job.
+    """
     names: set[str] = set()
     for collection in collections:
         if collection in trial.collections():
             names.update(trial.tensor_names(collection=collection))
     if regexes:
         names.update(trial.tensor_names(regex=regexes))
+    if step is not None:
+        names.intersection_update(trial.tensor_names(step=step))
     return sorted(names)
 
 
@@ -213,13 +220,35 @@ def _jsonable(value):
 
 
 class _LossRule(ReportingRule):
-    """Shared loss tensor selection: the ``losses`` collection and/or ``tensor_regex``."""
+    """Shared loss tensor selection (the ``losses`` collection and/or ``tensor_regex``) and
+    evaluation-pass boundaries.
+
+    An evaluation pass ends at an EVAL step whose next saved step is not EVAL, or at the
+    last step of a finished job.
+    """
+
+    _next_mode: dict[int, ModeKeys | None] | None = None
+
+    def _pass_complete(self, step: int) -> bool:
+        if self._next_mode is None or not self.base_trial.loaded_all_steps:
+            steps = self.base_trial.steps()
+            modes = [self.base_trial.mode(s) for s in steps]
+            # One pass over the steps; a finished job's step list no longer changes.
+            self._next_mode = dict(zip(steps, [*modes[1:], None], strict=True))
+        if step in self._next_mode and self._next_mode[step] is not None:
+            return self._next_mode[step] != ModeKeys.EVAL
+        return bool(self.base_trial.loaded_all_steps)
 
     def _loss_names(self, collection_names, tensor_regex, use_losses_collection=True):
         collections = _as_list(collection_names)
         if use_losses_collection:
             collections.append("losses")
         return _tensor_names(self.base_trial, collections, _as_list(tensor_regex))
+
+
+#: consecutive window-over-window rises above increase_threshold_percent that fire
+#: LossNotDecreasing: one rise is often a single hard batch or pass, two are a trend.
+RISES_TO_FIRE = 2
 
 
 class LossNotDecreasing(_LossRule):
@@ -230,8 +259,10 @@ class LossNotDecreasing(_LossRule):
     has losses, else TRAIN, else GLOBAL). Every ``num_steps`` saved steps of that mode, the
     mean loss of those steps is compared with the mean of the ``num_steps`` before: the
     rule fires when it decreased by less than ``diff_percent`` percent, or when it rose by
-    more than ``increase_threshold_percent`` percent. (Increases below that threshold are
-    treated as mini-batch noise.)
+    more than ``increase_threshold_percent`` percent in RISES_TO_FIRE comparisons in a row.
+    In EVAL mode the unit is a whole evaluation pass instead of ``num_steps`` steps: each
+    pass's mean loss is compared with the pass before. (Both differ from AWS's single-step
+    comparison, which fires on mini-batch noise and on the batch order of validation data.)
     """
 
     rule_key = "loss_not_decreasing"
@@ -263,6 +294,8 @@ class LossNotDecreasing(_LossRule):
             raise ValueError("num_steps must be >= 1")
         self._values: dict[str, list[tuple[int, float]]] = {}
         self._checked_at: dict[str, int] = {}
+        self._rises: dict[str, int] = {}
+        self._pass_values: dict[str, list[float]] = {}
 
     def _resolved_mode(self) -> ModeKeys:
         if self.mode is None:
@@ -279,59 +312,67 @@ class LossNotDecreasing(_LossRule):
         if mode != ModeKeys.GLOBAL and self._mode_of(step) != mode:
             return False
         fired = False
-        for name in self._loss_names(
-            self.collection_names, self.tensor_regex, self.use_losses_collection
-        ):
+        for name in self._loss_names(self.collection_names, self.tensor_regex, self.use_losses_collection):
             value = _scalar(self.base_trial, name, step)
             if value is None:
                 continue
             self._seen()
             if not math.isfinite(value):
-                fired = self._fire(
-                    step, f"{name} is {value} at step {step}", tensor=name, value=value
-                )
+                fired = self._fire(step, f"{name} is {value} at step {step}", tensor=name, value=value)
                 continue
-            values = self._values.setdefault(name, [])
-            values.append((step, value))
-            n = self.num_steps
-            since = len(values) - self._checked_at.get(name, 0)
-            if len(values) < 2 * n or since < n:
+            if mode != ModeKeys.EVAL:
+                fired = self._judge(name, step, value, self.num_steps, mode) or fired
                 continue
-            self._checked_at[name] = len(values)
-            current = float(np.mean([v for _, v in values[-n:]]))
-            previous = float(np.mean([v for _, v in values[-2 * n : -n]]))
-            change_percent = (previous - current) / max(abs(previous), 1e-12) * 100.0
-            evidence = {
-                "tensor": name,
-                "mode": mode.name,
-                "previous_mean": previous,
-                "current_mean": current,
-                "decrease_percent": change_percent,
-                "window_steps": [values[-2 * n][0], step],
-            }
-            if -change_percent > self.increase_threshold_percent:
-                fired = self._fire(
-                    step,
-                    f"{mode.name} loss rose {-change_percent:.1f}% (mean of {n} saved steps: "
-                    f"{previous:.4g} -> {current:.4g})",
-                    **evidence,
-                )
-            elif abs(change_percent) < self.diff_percent:
-                fired = self._fire(
-                    step,
-                    f"{mode.name} loss changed only {change_percent:.3f}% over {n} saved steps "
-                    f"({previous:.4g} -> {current:.4g}); it has stopped decreasing",
-                    **evidence,
-                )
+            # Unshuffled validation batches differ from each other (an ImageFolder is sorted
+            # by class), so in EVAL mode one datapoint is the mean of a whole pass.
+            self._pass_values.setdefault(name, []).append(value)
+            if self._pass_complete(step):
+                pass_mean = float(np.mean(self._pass_values.pop(name)))
+                fired = self._judge(name, step, pass_mean, 1, mode) or fired
         return fired
+
+    def _judge(self, name: str, step: int, value: float, window: int, mode: ModeKeys) -> bool:
+        values = self._values.setdefault(name, [])
+        values.append((step, value))
+        since = len(values) - self._checked_at.get(name, 0)
+        if len(values) < 2 * window or since < window:
+            return False
+        self._checked_at[name] = len(values)
+        current = float(np.mean([v for _, v in values[-window:]]))
+        previous = float(np.mean([v for _, v in values[-2 * window : -window]]))
+        change_percent = (previous - current) / max(abs(previous), 1e-12) * 100.0
+        rising = -change_percent > self.increase_threshold_percent
+        self._rises[name] = self._rises.get(name, 0) + 1 if rising else 0
+        unit = "evaluation pass(es)" if mode == ModeKeys.EVAL else "saved steps"
+        evidence = {
+            "tensor": name,
+            "mode": mode.name,
+            "previous_mean": previous,
+            "current_mean": current,
+            "decrease_percent": change_percent,
+            "window_steps": [values[-2 * window][0], step],
+        }
+        if self._rises[name] >= RISES_TO_FIRE:
+            return self._fire(
+                step,
+                f"{mode.name} loss rose {-change_percent:.1f}% (mean of {window} {unit}: "
+                f"{previous:.4g} -> {current:.4g}), the {self._rises[name]}th rise in a row",
+                **evidence,
+            )
+        if abs(change_percent) < self.diff_percent:
+            return self._fire(
+                step,
+                f"{mode.name} loss changed only {change_percent:.3f}% over {window} {unit} "
+                f"({previous:.4g} -> {current:.4g}); it has stopped decreasing",
+                **evidence,
+            )
+        return False
 
 
 class _EvalPassRule(_LossRule):
     """Collects mean TRAIN loss per training stretch and mean EVAL loss per evaluation pass.
 
-    An evaluation pass ends at an EVAL step whose next saved step is not EVAL, or at the
-    last step of a finished job. Comparing these means instead of single batches keeps
-    mini-batch noise out of the rule.
+    Comparing these means instead of single batches keeps mini-batch noise out of the rule.
     """
 
     def __init__(self, base_trial, action_str, other_trials, **parameters):
@@ -340,13 +381,6 @@ class _EvalPassRule(_LossRule):
         self._eval: list[float] = []
         self._last_train_mean: float | None = None
         self._train_window: list[float] = []
-
-    def _pass_complete(self, step: int) -> bool:
-        steps = self.base_trial.steps()
-        later = [s for s in steps if s > step]
-        if later:
-            return self.base_trial.mode(later[0]) != ModeKeys.EVAL
-        return bool(self.base_trial.loaded_all_steps)
 
     def _loss_at(self, step: int) -> float | None:
         values = [
@@ -382,12 +416,19 @@ class _EvalPassRule(_LossRule):
 
 
 class Overfit(_EvalPassRule):
-    """Validation loss pulls away from training loss.
+    """Validation loss pulls away from training loss while it gets worse.
 
     AWS parameters: tensor_regex, start_step=0, patience=1, ratio_threshold=0.1. After
-    each evaluation pass from ``start_step`` on, (mean valid loss - mean train loss) /
-    mean train loss is compared with ``ratio_threshold``; ``patience`` consecutive
-    passes above it fire the rule.
+    each evaluation pass from ``start_step`` on, the pass counts as overfitting when
+    - (mean valid loss - mean train loss) / mean train loss is above ``ratio_threshold``
+      (AWS's criterion), and
+    - the mean valid loss is also more than ``ratio_threshold`` above the best (lowest)
+      valid loss of the earlier passes: it is rising, not just still higher.
+    ``patience`` consecutive overfitting passes fire the rule.
+
+    The second condition is ours. Without it the rule fires on the first evaluation of
+    nearly every model trained from scratch, where the valid loss is always well above the
+    training loss although both are falling.
     """
 
     rule_key = "overfit"
@@ -407,6 +448,7 @@ class Overfit(_EvalPassRule):
         self.patience = _as_int(patience, "patience")
         self.ratio_threshold = _as_float(ratio_threshold, "ratio_threshold")
         self._exceeded = 0
+        self._best_valid = math.inf
 
     def invoke_at_step(self, step):
         if step < self.start_step:
@@ -416,7 +458,9 @@ class Overfit(_EvalPassRule):
             return False
         train_mean, eval_mean = means
         ratio = (eval_mean - train_mean) / max(abs(train_mean), 1e-12)
-        if ratio <= self.ratio_threshold:
+        rise = (eval_mean - self._best_valid) / max(abs(self._best_valid), 1e-12)
+        self._best_valid = min(self._best_valid, eval_mean)
+        if ratio <= self.ratio_threshold or not rise > self.ratio_threshold:
             self._exceeded = 0
             return False
         self._exceeded += 1
@@ -425,10 +469,12 @@ class Overfit(_EvalPassRule):
         return self._fire(
             step,
             f"validation loss {eval_mean:.4g} is {ratio:.0%} above training loss {train_mean:.4g} "
-            f"(threshold {self.ratio_threshold:.0%}) for {self._exceeded} evaluation pass(es)",
+            f"and {rise:.0%} above its best {self._best_valid:.4g} (threshold "
+            f"{self.ratio_threshold:.0%}) for {self._exceeded} evaluation pass(es)",
             train_loss=train_mean,
             valid_loss=eval_mean,
             ratio=ratio,
+            rise_from_best=rise,
         )
 
 
@@ -512,7 +558,7 @@ class VanishingGradient(ReportingRule):
     def invoke_at_step(self, step):
         names = [
             n
-            for n in _tensor_names(self.base_trial, ["gradients"], ["^gradient/"])
+            for n in _tensor_names(self.base_trial, ["gradients"], ["^gradient/"], step)
             if not n.endswith("bias")
         ]
         vanished = {}
@@ -538,8 +584,8 @@ class ExplodingTensor(ReportingRule):
     """A tensor holds NaN (or, unless ``only_nan``, infinite) values.
 
     AWS parameters: collection_names, tensor_regex, only_nan=False. With neither given,
-    every saved tensor is checked. Tensors saved as reductions are judged by their
-    min/max/mean reductions, which NaN and inf propagate into.
+    every saved tensor is checked. Tensors saved as reductions are judged by whichever of
+    their mean/std/min/max reductions were saved: NaN and inf propagate into each of them.
     """
 
     rule_key = "exploding_tensor"
@@ -560,16 +606,16 @@ class ExplodingTensor(ReportingRule):
 
     def invoke_at_step(self, step):
         if self.collections or self.regexes:
-            names = _tensor_names(self.base_trial, self.collections, self.regexes)
+            names = _tensor_names(self.base_trial, self.collections, self.regexes, step)
         else:
-            names = self.base_trial.tensor_names()
+            names = self.base_trial.tensor_names(step=step)
         bad = {}
         for name in names:
             stats = _stats(self.base_trial, name, step)
             if stats is None:
                 continue
             self._seen()
-            values = [stats[k] for k in ("mean", "min", "max") if stats.get(k) is not None]
+            values = [stats[k] for k in ("mean", "std", "min", "max") if stats.get(k) is not None]
             has_nan = any(math.isnan(v) for v in values)
             has_inf = any(math.isinf(v) for v in values)
             if has_nan or (has_inf and not self.only_nan):
@@ -585,6 +631,9 @@ class ExplodingTensor(ReportingRule):
         )
 
 
+STUCK_LOSS_PERCENT = 1.0
+
+
 class PoorWeightInitialization(ReportingRule):
     """The network starts badly: dead or mismatched activations, flat gradients, no learning.
 
@@ -597,7 +646,11 @@ class PoorWeightInitialization(ReportingRule):
     - the 5th-95th percentile range of all gradients is below ``distribution_range``
       (estimated as 3.29 standard deviations when only reductions were saved);
     - a weight matrix/kernel is constant, so its units cannot differ (symmetry not broken);
-    - the loss made no new minimum for ``patience`` consecutive steps.
+    - the loss is stuck: the mean of the last ``patience`` losses of those steps is within
+      STUCK_LOSS_PERCENT percent of the mean of the first ``patience``. (AWS: no new minimum
+      for ``patience`` consecutive steps. With Adam and batch norm the loss of a healthy
+      network often rises over its first ten steps, so "no new minimum" is no sign of a bad
+      initialisation; a loss that does not move at all is.)
     """
 
     rule_key = "poor_weight_initialization"
@@ -619,11 +672,10 @@ class PoorWeightInitialization(ReportingRule):
         self.distribution_range = _as_float(distribution_range, "distribution_range")
         self.patience = _as_int(patience, "patience")
         self.steps = _as_int(steps, "steps")
-        self._best_loss = math.inf
-        self._no_improvement = 0
+        self._losses: list[float] = []
 
     def _check_activations(self, step):
-        names = _tensor_names(self.base_trial, ["relu_input"], self.activation_regexes)
+        names = _tensor_names(self.base_trial, ["relu_input"], self.activation_regexes, step)
         variances = {}
         for name in names:
             stats = _stats(self.base_trial, name, step)
@@ -656,7 +708,7 @@ class PoorWeightInitialization(ReportingRule):
         return None
 
     def _check_gradients(self, step):
-        names = _tensor_names(self.base_trial, ["gradients"], ["^gradient/"])
+        names = _tensor_names(self.base_trial, ["gradients"], ["^gradient/"], step)
         ranges, stds, means = [], [], []
         for name in names:
             stats = _stats(self.base_trial, name, step)
@@ -687,7 +739,7 @@ class PoorWeightInitialization(ReportingRule):
 
     def _check_constant_weights(self, step):
         constant = []
-        for name in _tensor_names(self.base_trial, ["weights"], []):
+        for name in _tensor_names(self.base_trial, ["weights"], [], step):
             stats = _stats(self.base_trial, name, step)
             if stats is None or stats["std"] is None or stats["ndim"] is None:
                 continue
@@ -704,27 +756,32 @@ class PoorWeightInitialization(ReportingRule):
         return None
 
     def _check_loss(self, step):
+        """The loss is stuck: the means of the first and the latest ``patience`` train losses
+        of the first ``steps`` differ by less than STUCK_LOSS_PERCENT percent."""
         losses = [
             _scalar(self.base_trial, name, step)
-            for name in _tensor_names(self.base_trial, ["losses"], [])
+            for name in _tensor_names(self.base_trial, ["losses"], [], step)
         ]
         losses = [v for v in losses if v is not None and math.isfinite(v)]
         if not losses:
             return None
-        loss = float(np.mean(losses))
-        if loss < self._best_loss:
-            self._best_loss, self._no_improvement = loss, 0
+        self._losses.append(float(np.mean(losses)))
+        if self.base_trial.mode_step(step) < self.steps - 1 or len(self._losses) < 2 * self.patience:
             return None
-        self._no_improvement += 1
-        if self._no_improvement >= self.patience:
-            return self._fire(
-                step,
-                f"loss made no new minimum for {self._no_improvement} steps in the first "
-                f"{self.steps} steps (best {self._best_loss:.4g})",
-                check="initial_loss",
-                best_loss=self._best_loss,
-            )
-        return None
+        first = float(np.mean(self._losses[: self.patience]))
+        latest = float(np.mean(self._losses[-self.patience :]))
+        change_percent = abs(latest - first) / max(abs(first), 1e-12) * 100.0
+        if change_percent >= STUCK_LOSS_PERCENT:
+            return None
+        return self._fire(
+            step,
+            f"the loss is stuck: the mean of the last {self.patience} of the first {self.steps} "
+            f"steps ({latest:.4g}) is within {STUCK_LOSS_PERCENT:g}% of the first {self.patience} "
+            f"({first:.4g})",
+            check="initial_loss",
+            first_loss=first,
+            latest_loss=latest,
+        )
 
     def invoke_at_step(self, step):
         if self._mode_of(step) not in (ModeKeys.TRAIN, ModeKeys.GLOBAL):
@@ -750,7 +807,10 @@ class ClassImbalance(ReportingRule):
     and predictions are accumulated; once ``samples`` labels were seen it fires when the
     largest class has more than ``threshold_imbalance`` times the samples of the smallest,
     or when the share of mispredictions of a class over the last ``samples`` labels is
-    above ``threshold_misprediction``.
+    above ``threshold_misprediction`` while the model gets the others right: the overall
+    share of mispredictions over those samples is below 1 - ``threshold_misprediction``.
+    (That last condition is ours: early in training every class is mostly mispredicted,
+    and AWS's criterion alone fires on every model trained from scratch.)
     """
 
     rule_key = "class_imbalance"
@@ -834,12 +894,14 @@ class ClassImbalance(ReportingRule):
                 wrong.setdefault(label, []).append(int(label != prediction))
             rates = {label: float(np.mean(v)) for label, v in wrong.items()}
             worst = max(rates, key=rates.get)
-            if rates[worst] > self.threshold_misprediction:
+            overall = float(np.mean([label != prediction for label, prediction in self._recent]))
+            if rates[worst] > self.threshold_misprediction and overall < 1 - self.threshold_misprediction:
                 return self._fire(
                     step,
                     f"class {worst} was mispredicted {rates[worst]:.0%} of the time over the last "
                     f"{len(self._recent)} samples (threshold {self.threshold_misprediction:.0%})",
                     check="misprediction",
+                    overall_misprediction=overall,
                     misprediction_rates=dict(sorted(rates.items())),
                 )
         return False

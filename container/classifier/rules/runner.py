@@ -104,6 +104,9 @@ def run_rules(tensors_path: str, rules: list[str] | None = None, **params) -> li
     if not tensors_path.startswith("s3://"):
         _check_local_tensors(tensors_path)
     trial = create_trial(tensors_path)
+    # The job is over (the hook was closed), so smdebug's extra wait for late steps after
+    # the training-end marker (a 1 s sleep by default) only delays the verdicts.
+    trial._training_end_delay_refresh = 0
     steps = trial.steps()
     end_step = steps[-1] + 1 if steps else 0
     results = []

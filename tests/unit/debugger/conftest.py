@@ -83,6 +83,7 @@ def train_job(tmp_path, monkeypatch):
         valid: dict[str, int] | None = None,
         test: dict[str, int] | None = None,
         signal: bool = True,
+        data_from: Path | None = None,
     ) -> TrainingRun:
         from classifier import train as training
 
@@ -93,8 +94,13 @@ def train_job(tmp_path, monkeypatch):
             json.dumps({**HEALTHY, **(hyperparameters or {})})
         )
         data = base / "input" / "data"
-        write_image_folder(data / "train", train or balanced(10), seed=1, signal=signal)
-        write_image_folder(data / "valid", valid or balanced(4), seed=2, signal=signal)
+        if data_from is not None:
+            data.mkdir(parents=True)
+            for split in ("train", "valid"):
+                (data / split).symlink_to(data_from / split, target_is_directory=True)
+        else:
+            write_image_folder(data / "train", train or balanced(10), seed=1, signal=signal)
+            write_image_folder(data / "valid", valid or balanced(4), seed=2, signal=signal)
         if test:
             write_image_folder(data / "test", test, seed=3)
         monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))

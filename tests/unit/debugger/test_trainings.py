@@ -35,11 +35,47 @@ def test_healthy_run_reports_no_issues(train_job):
     assert (run.output_data / "report.html").stat().st_size > 10_000
 
 
-def test_learning_rate_far_too_high_fires_a_loss_rule(train_job):
+def test_walkthrough_job_on_the_digits_raises_no_false_alarm(train_job, digits_dir):
+    """The README's first job (digits from scratch, 3 epochs at 32 px): every rule stays quiet.
+
+    From scratch, the first validation loss is far above the training loss and every class
+    is mostly mispredicted at first; neither is overfitting nor class imbalance.
+    """
+    hyperparameters = {"epochs": "3", "image_size": "32", "batch_size": "32", "augmentation": "standard"}
+    run = train_job(hyperparameters={**hyperparameters, "seed": "1"}, data_from=digits_dir)
+    assert run.exit_code == 0, run.failure
+    history = run.report["history"]
+    assert history[-1]["valid_accuracy"] > history[0]["valid_accuracy"], history
+    assert history[0]["valid_loss"] > 1.1 * history[0]["train_loss"], history
+    assert run.fired() == set(), (_fired(run), history)
+
+
+def test_frozen_all_zero_head_fires_vanishing_gradient(train_job, monkeypatch):
+    from classifier import train as training
+
+    build = training.build_model
+
+    def frozen_zero_head(env, hp, num_classes):
+        model = build(env, hp, num_classes)
+        nn.init.zeros_(model.fc.weight)
+        model.fc.weight.requires_grad = False
+        return model
+
+    monkeypatch.setattr(training, "build_model", frozen_zero_head)
+    run = train_job(hyperparameters={"epochs": "1"})
+    assert run.exit_code == 0, run.failure
+    fired = _fired(run)
+    assert fired["vanishing_gradient"]["fired_at_step"] == 0, run.report["rules"]
+
+
+def test_learning_rate_far_too_high_fires_exploding_tensor(train_job):
     run = train_job(
         train=balanced(6),
         hyperparameters={"learning_rate": "10", "optimizer": "sgd", "epochs": "3"},
     )
+    # The loss stays finite while weights and gradients blow up: the job ends normally and the
+    # rule is what tells the user.
+    assert run.exit_code == 0, run.failure[:300]
     fired = _fired(run)
     assert "exploding_tensor" in fired, run.report["rules"]
     assert (

@@ -1,0 +1,79 @@
+"""What the local hook writes: the reductions each rule reads, at the steps the rules need."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from classifier import debugger
+from classifier.debugger import INITIAL_STEPS, REDUCTIONS, hook_collections
+
+
+def _train_and_eval(tmp_path, train_steps: int = 4):
+    from smdebug.core.modes import ModeKeys
+    from smdebug.trials import create_trial
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    hook = debugger.create_hook(tmp_path / "absent.json", True, tmp_path / "tensors")
+    debugger.attach(hook, model, loss_fn, from_sagemaker_config=False)
+    images, labels = torch.randn(5, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1])
+    debugger.set_mode(hook, train=True)
+    for _ in range(train_steps):
+        optimizer.zero_grad()
+        logits = model(images)
+        debugger.record_batch(hook, labels, logits)
+        loss_fn(logits, labels).backward()
+        optimizer.step()
+    debugger.set_mode(hook, train=False)
+    with torch.no_grad():
+        loss_fn(model(images), labels)
+    debugger.close(hook)
+    trial = create_trial(str(tmp_path / "tensors"))
+    return trial, ModeKeys
+
+
+def test_reduced_tensors_only_at_the_initial_train_steps(tmp_path):
+    trial, modes = _train_and_eval(tmp_path)
+    weight = trial.tensor_names(collection="weights")[0]
+    gradient = trial.tensor_names(collection="gradients")[0]
+    train_steps = trial.tensor(gradient).steps(mode=modes.TRAIN)
+    assert train_steps == list(INITIAL_STEPS)
+    assert trial.tensor(weight).steps(mode=modes.EVAL) == []
+    # losses, labels and predictions: every step of both modes
+    loss = trial.tensor_names(collection="losses")[0]
+    assert trial.tensor(loss).steps(mode=modes.TRAIN) == [0, 1, 2, 3]
+    assert trial.tensor(loss).steps(mode=modes.EVAL) == [0]
+    assert trial.tensor("labels").steps(mode=modes.TRAIN) == [0, 1, 2, 3]
+
+
+def test_each_collection_saves_the_reductions_its_rules_read(tmp_path):
+    from smdebug.exceptions import TensorUnavailableForStep
+
+    trial, _ = _train_and_eval(tmp_path, train_steps=1)
+    for collection, (reductions, abs_reductions, save_shape) in REDUCTIONS.items():
+        names = trial.tensor_names(collection=collection)
+        assert names, collection
+        tensor = trial.tensor(names[0])
+        for reduction in reductions:
+            assert tensor.reduction_value(0, reduction) is not None
+        for reduction in abs_reductions:
+            assert tensor.reduction_value(0, reduction, abs=True) is not None
+        for reduction in {"min", "max", "mean", "std"} - set(reductions):
+            with pytest.raises(TensorUnavailableForStep):
+                tensor.reduction_value(0, reduction)
+        if save_shape:
+            assert tensor.shape(0) is not None
+
+
+def test_sagemaker_shaped_parameters_match_the_local_hook():
+    collections = hook_collections()
+    assert collections["weights"]["reductions"] == "std"
+    assert collections["weights"]["save_shape"] == "true"
+    assert collections["gradients"]["abs_reductions"] == "mean"
+    assert collections["relu_input"]["eval.end_step"] == "0"
+    assert collections["relu_input"]["train.save_steps"] == "0,1"
+    assert collections["losses"] == {"save_interval": "1"}
