@@ -30,6 +30,28 @@ def write_data(root: Path, per_class: int, size: int, seed: int) -> None:
     write_colour_classes(root, dict.fromkeys(CLASSES, per_class), size, seed)
 
 
+@contextlib.contextmanager
+def timed_rules_and_report():
+    """Collects the CPU seconds of each end-of-job rules + report run into the yielded list."""
+    from classifier import job_outputs
+
+    report_cpu: list[float] = []
+    original = job_outputs.run_rules_and_report
+
+    def timed(*args, **kwargs):
+        cpu = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            report_cpu.append(time.process_time() - cpu)
+
+    job_outputs.run_rules_and_report = timed
+    try:
+        yield report_cpu
+    finally:
+        job_outputs.run_rules_and_report = original
+
+
 def run_once(base: Path, hyperparameters: dict, debug: bool) -> dict:
     """One training job; returns its throughput and how long the end-of-job rules took."""
     from classifier import train
@@ -48,25 +70,9 @@ def run_once(base: Path, hyperparameters: dict, debug: bool) -> dict:
     profiler_config.write_text(json.dumps({"DisableProfiler": not debug}))
     os.environ["SAGEMAKER_BASE_DIR"] = str(base)
     os.environ["SM_PROCESSES_PER_HOST"] = "1"
-    from classifier import job_outputs
-
-    report_cpu = []
-    original = job_outputs.run_rules_and_report
-
-    def timed_report(*args, **kwargs):
-        cpu = time.process_time()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            report_cpu.append(time.process_time() - cpu)
-
-    job_outputs.run_rules_and_report = timed_report
     started, cpu = time.perf_counter(), time.process_time()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            train.main()
-    finally:
-        job_outputs.run_rules_and_report = original
+    with timed_rules_and_report() as report_cpu, contextlib.redirect_stdout(io.StringIO()):
+        train.main()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
     images = metrics["epochs_run"] * sum(1 for _ in (base / "input/data/train").rglob("*.png"))

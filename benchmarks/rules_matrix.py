@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "container"))
 
+from debugger_overhead import timed_rules_and_report  # noqa: E402
 from synthetic_data import write_colour_classes  # noqa: E402
 
 HEALTHY_DIGITS = {"epochs": "3", "image_size": "32", "num_workers": "0"}
@@ -164,7 +165,11 @@ def run_job(job: Job, base: Path, weights: dict[str, Path]) -> dict:
         train.build_model = lambda *args, **kwargs: job.model_patch(build(*args, **kwargs))
     started = time.perf_counter()
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        with (
+            timed_rules_and_report() as report_cpu,
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.suppress(SystemExit),
+        ):
             train.main()
     finally:
         train.build_model = build
@@ -172,6 +177,7 @@ def run_job(job: Job, base: Path, weights: dict[str, Path]) -> dict:
     history = report.get("history", [])
     return {
         "seconds": time.perf_counter() - started,
+        "rules_report_cpu": sum(report_cpu),
         "fired": {r["rule"]: r["fired_at_step"] for r in report["rules"] if r["fired"]},
         "messages": {r["rule"]: r["message"] for r in report["rules"] if r["fired"]},
         "statuses": {r["rule"]: r["status"] for r in report["rules"]},
@@ -182,13 +188,15 @@ def run_job(job: Job, base: Path, weights: dict[str, Path]) -> dict:
 
 def print_table(jobs: list[Job], rules: list[str]) -> None:
     short = {rule: rule.replace("_", " ")[:12] for rule in rules}
-    print(f"{'job':34s} {'acc':>5s} " + " ".join(f"{short[r]:>12s}" for r in rules))
+    print(f"{'job':34s} {'acc':>5s} {'rules+report':>12s} " + " ".join(f"{short[r]:>12s}" for r in rules))
     for job in jobs:
         fired = job.result["fired"]
         accuracy = job.result["valid_accuracy"]
         cells = " ".join(f"{str(fired.get(r, '-')):>12s}" for r in rules)
         tag = f" <- sabotage for {', '.join(job.sabotage_of)}" if job.sabotage_of else ""
-        print(f"{job.name:34s} {accuracy if accuracy is not None else float('nan'):5.2f} {cells}{tag}")
+        cpu = f"{job.result['rules_report_cpu']:.2f} CPU s"
+        accuracy_text = f"{accuracy:5.2f}" if accuracy is not None else "  n/a"
+        print(f"{job.name:34s} {accuracy_text} {cpu:>12s} {cells}{tag}")
     healthy = [j for j in jobs if not j.sabotage_of]
     print(f"\nper rule: false alarms on {len(healthy)} healthy jobs; caught its sabotage")
     for rule in rules:

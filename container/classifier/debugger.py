@@ -74,7 +74,7 @@ def close(hook) -> None:
 # --- what the hook saves so that classifier.rules can judge the run ----------------------
 #
 #   configure_hook(hook, model, apply_defaults)  after create_hook, before register_module;
-#   record_batch(hook, labels, logits)           every train step, after the model's forward
+#   record_batch(hook, labels, logits, last)     every train step, after the model's forward
 #                                                and BEFORE the loss forward (the loss
 #                                                module's forward hook writes them into
 #                                                the same step).
@@ -83,7 +83,8 @@ LABELS_COLLECTION = "labels"
 PREDICTIONS_COLLECTION = "predictions"
 RELU_INPUT_COLLECTION = "relu_input"
 
-# Scalars and per-sample integers: cheap, and the loss/imbalance rules need every step.
+# Scalars and per-sample integers: the loss rules need every step, class_imbalance every
+# sample (labels and predictions arrive in batches of BATCHES_PER_SAVE steps, see record_batch).
 EVERY_STEP_COLLECTIONS = ("losses", LABELS_COLLECTION, PREDICTIONS_COLLECTION)
 # Whole tensors are never saved raw, only the reductions a rule reads (each one is an event
 # written by smdebug's pure-Python protobuf, the main cost of a saved step). They are saved in
@@ -101,8 +102,10 @@ REDUCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
     RELU_INPUT_COLLECTION: (("std",), (), False),
 }
 REDUCED_COLLECTIONS = tuple(REDUCTIONS)
+# Labels and predictions are buffered and saved together every this many train steps.
+BATCHES_PER_SAVE = 8
 TENSOR_SAVE_INTERVAL = 500
-INITIAL_STEPS = (0, 1)
+INITIAL_STEPS = (0,)
 
 
 def hook_collections(
@@ -198,13 +201,22 @@ def configure_hook(hook, model, apply_defaults: bool = True, **kwargs) -> None:
             hook.include_collections.append(name)
 
 
-def record_batch(hook, labels, logits) -> None:
+def record_batch(hook, labels, logits, last_of_epoch: bool = False) -> None:
     """Queue this batch's labels and predicted classes for the class_imbalance rule.
 
-    smdebug writes queued tensors from the next module forward hook; calling this between
-    the model forward and the loss forward puts them into the current step and mode.
+    Batches are buffered and saved as one labels and one predictions tensor every
+    BATCHES_PER_SAVE steps and at the end of each epoch (``last_of_epoch``): the rule counts
+    samples, so it judges the same sequence, and the job writes 2 values every
+    BATCHES_PER_SAVE steps instead of 2 every step. smdebug writes queued tensors from the
+    next module forward hook; calling this between the model forward and the loss forward
+    puts them into the current step and mode.
     """
     if hook is None:
+        return
+    # The buffer lives with the hook: one job, one hook, one buffer.
+    pending = hook.__dict__.setdefault("_classifier_pending_batches", [])
+    pending.append((labels.detach(), logits.detach().argmax(dim=1)))
+    if len(pending) < BATCHES_PER_SAVE and not last_of_epoch:
         return
     for name in (LABELS_COLLECTION, PREDICTIONS_COLLECTION):
         collection = hook.get_collection(name)
@@ -215,5 +227,8 @@ def record_batch(hook, labels, logits) -> None:
 
             collection.add_tensor_name(name)
             collection.reduction_config = ReductionConfig(save_raw_tensor=True)
-    hook.save_tensor(LABELS_COLLECTION, labels.detach(), LABELS_COLLECTION)
-    hook.save_tensor(PREDICTIONS_COLLECTION, logits.detach().argmax(dim=1), PREDICTIONS_COLLECTION)
+    import torch
+
+    hook.save_tensor(LABELS_COLLECTION, torch.cat([b[0] for b in pending]), LABELS_COLLECTION)
+    hook.save_tensor(PREDICTIONS_COLLECTION, torch.cat([b[1] for b in pending]), PREDICTIONS_COLLECTION)
+    pending.clear()

@@ -170,7 +170,7 @@ def train_one_epoch(
     debugger.set_mode(hook, train=True)
     loss_sum, correct, samples, skipped = 0.0, 0, 0, []
     waited_since = time.perf_counter()
-    for batch in loader:
+    for index, batch in enumerate(loader):
         data_seconds = time.perf_counter() - waited_since
         if distributed.any_rank(ctx, stop.received):
             return EpochResult(math.nan, math.nan, samples, skipped, interrupted=True)
@@ -184,7 +184,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         with autocast_for(ctx.device, amp):
             logits = logits_of(model(images))
-            debugger.record_batch(hook, targets, logits)
+            debugger.record_batch(hook, targets, logits, last_of_epoch=index == len(loader) - 1)
             loss = loss_fn(logits, targets)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

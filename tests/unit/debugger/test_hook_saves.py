@@ -22,10 +22,10 @@ def _train_and_eval(tmp_path, train_steps: int = 4):
     debugger.attach(hook, model, loss_fn, from_sagemaker_config=False)
     images, labels = torch.randn(5, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1])
     debugger.set_mode(hook, train=True)
-    for _ in range(train_steps):
+    for step in range(train_steps):
         optimizer.zero_grad()
         logits = model(images)
-        debugger.record_batch(hook, labels, logits)
+        debugger.record_batch(hook, labels, logits, last_of_epoch=step == train_steps - 1)
         loss_fn(logits, labels).backward()
         optimizer.step()
     debugger.set_mode(hook, train=False)
@@ -47,7 +47,19 @@ def test_reduced_tensors_only_at_the_initial_train_steps(tmp_path):
     loss = trial.tensor_names(collection="losses")[0]
     assert trial.tensor(loss).steps(mode=modes.TRAIN) == [0, 1, 2, 3]
     assert trial.tensor(loss).steps(mode=modes.EVAL) == [0]
-    assert trial.tensor("labels").steps(mode=modes.TRAIN) == [0, 1, 2, 3]
+
+def test_labels_and_predictions_are_saved_in_batches_with_every_sample(tmp_path):
+    from classifier.debugger import BATCHES_PER_SAVE
+
+    steps = BATCHES_PER_SAVE + 3
+    trial, modes = _train_and_eval(tmp_path, train_steps=steps)
+    saved = trial.tensor("labels").steps(mode=modes.TRAIN)
+    assert saved == [BATCHES_PER_SAVE - 1, steps - 1]
+    labels = [trial.tensor("labels").value(s, mode=modes.TRAIN) for s in saved]
+    assert [len(v) for v in labels] == [5 * BATCHES_PER_SAVE, 5 * 3]
+    assert labels[1].tolist() == [0, 1, 2, 0, 1] * 3
+    predictions = trial.tensor("predictions").value(saved[0], mode=modes.TRAIN)
+    assert predictions.shape == labels[0].shape
 
 
 def test_each_collection_saves_the_reductions_its_rules_read(tmp_path):
@@ -75,5 +87,5 @@ def test_sagemaker_shaped_parameters_match_the_local_hook():
     assert collections["weights"]["save_shape"] == "true"
     assert collections["gradients"]["abs_reductions"] == "mean"
     assert collections["relu_input"]["eval.end_step"] == "0"
-    assert collections["relu_input"]["train.save_steps"] == "0,1"
+    assert collections["relu_input"]["train.save_steps"] == "0"
     assert collections["losses"] == {"save_interval": "1"}
