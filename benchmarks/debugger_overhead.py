@@ -5,7 +5,7 @@ generated ImageFolder under a temporary /opt/ml tree, alternating the order, and
 images/s for each configuration and their ratio. The machine is shared and noisy: read
 the ratio, not the absolute numbers.
 
-    python benchmarks/debugger_overhead.py [--rounds 5] [--images-per-class 128] [--epochs 2]
+    python benchmarks/debugger_overhead.py [--rounds 7] [--images-per-class 128] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ STEP_SIZES = ((64, 64, 0.05), (32, 16, 0.10))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--images-per-class", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--model", default="resnet18")

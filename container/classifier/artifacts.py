@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from classifier import constants
+from classifier import archives, constants
 from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT_VERSION = 1
@@ -82,8 +81,10 @@ def _extract_archive_if_needed(model_dir: Path) -> None:
     archive = model_dir / constants.MODEL_ARCHIVE_FILE
     if (model_dir / constants.MODEL_CONFIG_FILE).exists() or not archive.exists():
         return
-    with tarfile.open(archive) as tar:
-        tar.extractall(model_dir, filter="data")
+    try:
+        archives.extract(archive, model_dir)
+    except archives.ArchiveError as error:
+        raise ModelArtifactError(str(error)) from error
 
 
 def load_model_spec(model_dir: str | os.PathLike) -> ModelSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -14,6 +15,10 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint found was written by a job with another model or class list."""
+
+
+class CheckpointUnreadableError(RuntimeError):
+    """The checkpoint file is corrupt, or holds objects other than tensors and plain data."""
 
 
 def save_checkpoint(checkpoint_dir: Path, state: dict) -> Path:
@@ -31,7 +36,16 @@ def load_checkpoint(checkpoint_dir: Path, identity: dict) -> dict | None:
     path = checkpoint_dir / CHECKPOINT_FILE
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    # SageMaker syncs this folder from S3, so whoever can write to the checkpoint prefix
+    # controls this file: never unpickle arbitrary objects from it.
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointUnreadableError(
+            f"checkpoint {path} cannot be loaded safely (only tensors and plain data are "
+            f"accepted): {first_line}. Remove it or use a fresh checkpoint location"
+        ) from error
     found = state.get("identity", {})
     if found != identity:
         differences = sorted(k for k in set(found) | set(identity) if found.get(k) != identity.get(k))

@@ -93,12 +93,12 @@ EVERY_STEP_COLLECTIONS = ("losses", LABELS_COLLECTION, PREDICTIONS_COLLECTION)
 # passes do not change weights, so they save none of them.
 #   weights:    std + shape   constant kernels (poor_weight_initialization), NaN (exploding_tensor)
 #   biases:     mean          NaN/inf (exploding_tensor)
-#   gradients:  mean, std, |mean|   spread (poor_weight_initialization), vanishing_gradient
+#   gradients:  std, mean of |g|    spread (poor_weight_initialization), vanishing_gradient
 #   relu_input: std           activation variance (poor_weight_initialization), NaN
 REDUCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
     "weights": (("std",), (), True),
     "biases": (("mean",), (), False),
-    "gradients": (("mean", "std"), ("mean",), False),
+    "gradients": (("std",), ("mean",), False),
     RELU_INPUT_COLLECTION: (("std",), (), False),
 }
 REDUCED_COLLECTIONS = tuple(REDUCTIONS)

@@ -77,7 +77,35 @@ class TrainingEnvironment:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.base_dir / constants.CHECKPOINT_DIR
+        """CheckpointConfig.LocalPath when the job set one, else /opt/ml/checkpoints.
+
+        API reference, CheckpointConfig: "LocalPath (Optional) The local directory where
+        checkpoints are written. The default directory is /opt/ml/checkpoints/." A path
+        under /opt/ml follows SAGEMAKER_BASE_DIR like every other path of the contract.
+        """
+        config = _read_json(self.base_dir / constants.CHECKPOINT_CONFIG_FILE, False, {})
+        local_path = config.get("LocalPath") if isinstance(config, dict) else None
+        if not local_path:
+            return self.base_dir / constants.CHECKPOINT_DIR
+        path = Path(local_path)
+        default_base = Path(constants.DEFAULT_BASE_DIR)
+        if path.is_relative_to(default_base):
+            return self.base_dir / path.relative_to(default_base)
+        return path
+
+    def check_input_modes(self) -> None:
+        """Refuse Pipe mode: this program reads channels as folders of files.
+
+        File and FastFile both present a channel as a folder under /opt/ml/input/data; Pipe
+        delivers a FIFO per epoch instead, where the job would only find "no train channel".
+        """
+        for channel, config in sorted(self.input_data_config.items()):
+            mode = config.get("TrainingInputMode") if isinstance(config, dict) else None
+            if mode == "Pipe":
+                raise ContractError(
+                    f"channel '{channel}' uses TrainingInputMode=Pipe, which this image does not "
+                    "support: it reads image folders. Use File or FastFile input mode"
+                )
 
     @property
     def tensors_dir(self) -> Path:

@@ -564,6 +564,7 @@ def main() -> None:
     env.failure_file.unlink(missing_ok=True)
     try:
         hp = parse_hyperparameters(env.hyperparameters)
+        env.check_input_modes()
         from sagemaker_training.environment import num_gpus
 
         processes_per_host = env.processes_per_host(num_gpus())

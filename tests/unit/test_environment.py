@@ -50,3 +50,31 @@ def test_one_process_per_gpu_by_default(opt_ml):
     env = TrainingEnvironment.from_environ()
     assert env.processes_per_host(0) == 1
     assert env.processes_per_host(8) == 8
+
+
+def test_pipe_input_mode_is_refused_with_the_channel_named(opt_ml, small_folder):
+    opt_ml.channel("train", small_folder)
+    opt_ml.channel("valid", small_folder)
+    config = opt_ml.root / "input/config/inputdataconfig.json"
+    config.write_text(config.read_text().replace('"File"', '"Pipe"', 1))
+    env = TrainingEnvironment.from_environ()
+    with pytest.raises(ContractError, match="channel 'train' uses TrainingInputMode=Pipe"):
+        env.check_input_modes()
+
+
+def test_fastfile_and_file_input_modes_are_accepted(opt_ml, small_folder):
+    opt_ml.channel("train", small_folder)
+    opt_ml.channel("valid", small_folder)
+    config = opt_ml.root / "input/config/inputdataconfig.json"
+    config.write_text(config.read_text().replace('"File"', '"FastFile"', 1))
+    TrainingEnvironment.from_environ().check_input_modes()
+
+
+def test_checkpoint_local_path_from_checkpointconfig(opt_ml, tmp_path):
+    config = opt_ml.root / "input/config/checkpointconfig.json"
+    config.write_text('{"LocalPath": "/opt/ml/spot-checkpoints/", "S3Uri": "s3://bucket/ckpt"}')
+    assert TrainingEnvironment.from_environ().checkpoint_dir == opt_ml.root / "spot-checkpoints"
+    config.write_text(f'{{"LocalPath": "{tmp_path / "elsewhere"}", "S3Uri": "s3://bucket/ckpt"}}')
+    assert TrainingEnvironment.from_environ().checkpoint_dir == tmp_path / "elsewhere"
+    config.write_text('{"S3Uri": "s3://bucket/ckpt"}')
+    assert TrainingEnvironment.from_environ().checkpoint_dir == opt_ml.root / "checkpoints"

@@ -128,7 +128,7 @@ def test_sigterm_checkpoints_and_a_restart_resumes_to_the_same_epoch_count(job, 
     assert process.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
     assert time.monotonic() - signalled < 60
     assert job.failure.startswith("TrainingInterrupted: SIGTERM during epoch")
-    checkpoint = torch.load(job.root / "checkpoints/checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(job.root / "checkpoints/checkpoint.pt", weights_only=True)
     done = checkpoint["epoch"]
     assert done >= 2
 
@@ -149,6 +149,51 @@ def test_checkpoint_of_another_model_is_refused(job, repo_root):
     assert result.returncode == 1
     assert job.failure.startswith("CheckpointMismatchError: checkpoint")
     assert "model" in job.failure.splitlines()[0]
+
+
+def test_pipe_input_mode_fails_the_job_naming_the_channel(job, repo_root):
+    config = job.root / "input/config/inputdataconfig.json"
+    config.write_text(config.read_text().replace('"File"', '"Pipe"'))
+    job.hyperparameters({**FAST, "epochs": 1})
+    result = run_train(job.root, repo_root)
+    assert result.returncode == 1
+    assert job.failure.startswith("ContractError: channel 'test' uses TrainingInputMode=Pipe"), job.failure
+
+
+def test_checkpoints_go_to_the_checkpointconfig_local_path(job, repo_root, tmp_path):
+    local_path = tmp_path / "spot"
+    (job.root / "input/config/checkpointconfig.json").write_text(
+        json.dumps({"LocalPath": str(local_path), "S3Uri": "s3://bucket/checkpoints"})
+    )
+    job.hyperparameters({**FAST, "epochs": 1})
+    result = run_train(job.root, repo_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (local_path / "checkpoint.pt").exists()
+    assert not (job.root / "checkpoints" / "checkpoint.pt").exists()
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a hostile checkpoint.pt would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_carrying_code_is_refused_and_not_run(job, repo_root, tmp_path):
+    marker = tmp_path / "payload-ran"
+    checkpoints = job.root / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    torch.save({"identity": {}, "epoch": 1, "trap": _Payload(marker)}, checkpoints / "checkpoint.pt")
+    job.hyperparameters({**FAST, "epochs": 1})
+    result = run_train(job.root, repo_root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert not marker.exists(), "the checkpoint's pickle payload was executed"
+    first_line = job.failure.splitlines()[0]
+    assert first_line.startswith("CheckpointUnreadableError: checkpoint"), first_line
+    assert str(checkpoints / "checkpoint.pt") in first_line
 
 
 def test_two_processes_on_one_host_train_one_ddp_job(job, repo_root):

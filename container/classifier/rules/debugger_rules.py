@@ -716,9 +716,10 @@ class PoorWeightInitialization(ReportingRule):
                 continue
             if "p5_p95_range" in stats:
                 ranges.append(stats["p5_p95_range"])
-            elif stats["std"] is not None and stats["mean"] is not None:
+            elif stats["std"] is not None:
                 stds.append(stats["std"])
-                means.append(stats["mean"])
+                # Gradient means are tiny next to their spread; the default hook saves none.
+                means.append(stats["mean"] or 0.0)
         if not ranges and not stds:
             return None
         self._seen()
