@@ -10,6 +10,8 @@ INPUT_DATA_CONFIG_FILE = "input/config/inputdataconfig.json"
 RESOURCE_CONFIG_FILE = "input/config/resourceconfig.json"
 DEBUGHOOK_CONFIG_FILE = "input/config/debughookconfig.json"
 PROFILER_CONFIG_FILE = "input/config/profilerconfig.json"
+# Set by SageMaker in every training container.
+TRAINING_JOB_NAME_ENV = "TRAINING_JOB_NAME"
 # Written when the job has a CheckpointConfig; its LocalPath replaces CHECKPOINT_DIR.
 CHECKPOINT_CONFIG_FILE = "input/config/checkpointconfig.json"
 INPUT_DATA_DIR = "input/data"

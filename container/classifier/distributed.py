@@ -115,6 +115,14 @@ def all_gather(context: DistributedContext, obj):
     return gathered
 
 
+def any_rank_each(context: DistributedContext, flags: list[bool]) -> list[bool]:
+    """For each flag, whether it is set on any rank: one all-reduce for all of them, so the
+    ranks agree on every per-step decision and stay in step."""
+    if not context.enabled:
+        return list(flags)
+    return [total > 0 for total in all_sum(context, [1.0 if flag else 0.0 for flag in flags])]
+
+
 def any_rank(context: DistributedContext, flag: bool) -> bool:
     """True if ``flag`` is set on any rank, so all ranks leave the loop at the same step."""
     if not context.enabled:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier import constants
+from classifier.hyperparameters import TUNING_OBJECTIVE_KEY
 
 
 class ContractError(RuntimeError):
@@ -85,12 +86,16 @@ class TrainingEnvironment:
         """
         config = _read_json(self.base_dir / constants.CHECKPOINT_CONFIG_FILE, False, {})
         local_path = config.get("LocalPath") if isinstance(config, dict) else None
-        if not local_path:
-            return self.base_dir / constants.CHECKPOINT_DIR
-        path = Path(local_path)
+        path = Path(local_path) if local_path else Path(constants.DEFAULT_BASE_DIR, constants.CHECKPOINT_DIR)
         default_base = Path(constants.DEFAULT_BASE_DIR)
         if path.is_relative_to(default_base):
-            return self.base_dir / path.relative_to(default_base)
+            path = self.base_dir / path.relative_to(default_base)
+        # The training jobs of a tuning job share its TrainingJobDefinition's CheckpointConfig,
+        # so they sync one S3 prefix; nothing in the API reference separates them per job.
+        # Each trial keeps its checkpoints under its own job name (a spot restart keeps it).
+        job_name = self.environ.get(constants.TRAINING_JOB_NAME_ENV)
+        if job_name and TUNING_OBJECTIVE_KEY in self.hyperparameters:
+            path = path / job_name
         return path
 
     def check_input_modes(self) -> None:

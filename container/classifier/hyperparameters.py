@@ -19,6 +19,11 @@ AUGMENTATIONS = ("standard", "light", "none")
 # Keys SageMaker itself adds to hyperparameters.json.
 SAGEMAKER_KEY_PREFIX = "sagemaker_"
 SAGEMAKER_KEYS = ("_tuning_objective_metric",)
+# SageMaker adds this key to the hyperparameters of every training job a tuning job starts.
+TUNING_OBJECTIVE_KEY = SAGEMAKER_KEYS[0]
+NOT_RUN_IDENTITY = frozenset(
+    {"epochs", "num_workers", "debug", "early_stopping_patience", "max_skipped_fraction"}
+)
 
 
 class HyperparameterError(ValueError):
@@ -50,6 +55,12 @@ class Hyperparameters:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def run_identity(self) -> dict[str, Any]:
+        """The values that change what training computes: a checkpoint written under other
+        values belongs to another run. ``epochs`` is not one of them (a resumed job may be
+        asked for more), nor are settings that only change speed, logging or when to stop."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_RUN_IDENTITY}
 
 
 def _parse_bool(text: str) -> bool:

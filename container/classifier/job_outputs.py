@@ -53,6 +53,7 @@ def run_rules_and_report(
     history: list[dict],
     profiler_summary: dict | None,
     test_report: dict | None,
+    should_stop=None,
 ) -> list:
     """Debugger rules on the saved tensors, then the HTML/JSON job report; returns rule results.
 
@@ -64,7 +65,7 @@ def run_rules_and_report(
     rule_results = None
     try:
         if tensors_dir is not None and tensors_dir.exists():
-            rule_results = rules.run_rules(str(tensors_dir))
+            rule_results = rules.run_rules(str(tensors_dir), should_stop=should_stop)
             for result in rule_results:
                 logger.info("rule %s", result)
         report.write_job_report(output_data_dir, history, rule_results, profiler_summary, test_report)

@@ -47,6 +47,10 @@ class TrainingInterrupted(RuntimeError):
     """SIGTERM arrived (spot interruption, StopTrainingJob, docker stop); a checkpoint was saved."""
 
 
+class StopRequested(Exception):
+    """Raised where a phase notices SIGTERM; the job saves what it has and exits."""
+
+
 class StopSignal:
     """Set by SIGTERM; the loop polls it between steps so the handler itself does nothing risky."""
 
@@ -163,19 +167,35 @@ class EpochResult:
     interrupted: bool = False
 
 
+def _diverged(loss: float | None, samples: int) -> TrainingDiverged:
+    where = f"became {loss}" if loss is not None else "became NaN or infinite on another rank"
+    return TrainingDiverged(
+        f"training loss {where} after {samples} samples; lower learning_rate "
+        "(or enable gradient-friendly settings such as amp=false)"
+    )
+
+
 def train_one_epoch(
     model, loader, loss_fn, optimizer, scaler, ctx, amp: bool, hook, profiler, stop: StopSignal
 ) -> EpochResult:
     model.train()
     debugger.set_mode(hook, train=True)
     loss_sum, correct, samples, skipped = 0.0, 0, 0, []
+    diverged: float | None = None
     waited_since = time.perf_counter()
     for index, batch in enumerate(loader):
         data_seconds = time.perf_counter() - waited_since
-        if distributed.any_rank(ctx, stop.received):
+        # One all-reduce per step keeps the ranks in step: all stop, all skip a batch that is
+        # empty on any rank (every image unreadable), all fail when any rank's loss diverged.
+        stop_now, empty, diverged_somewhere = distributed.any_rank_each(
+            ctx, [stop.received, not len(batch), diverged is not None]
+        )
+        if diverged_somewhere:
+            raise _diverged(diverged, samples)
+        if stop_now:
             return EpochResult(math.nan, math.nan, samples, skipped, interrupted=True)
         skipped.extend(batch.skipped)
-        if not len(batch):
+        if empty:
             waited_since = time.perf_counter()
             continue
         started = time.perf_counter()
@@ -191,16 +211,17 @@ def train_one_epoch(
         scaler.update()
         batch_loss = loss.item()
         if not math.isfinite(batch_loss):
-            raise TrainingDiverged(
-                f"training loss became {batch_loss} after {samples} samples; lower learning_rate "
-                "(or enable gradient-friendly settings such as amp=false)"
-            )
+            if not ctx.enabled:
+                raise _diverged(batch_loss, samples)
+            diverged = batch_loss  # the other ranks learn it from the next step's flags
         loss_sum += batch_loss * len(targets)
         correct += int((logits.argmax(1) == targets).sum())
         samples += len(targets)
         if profiler is not None:
             profiler.record_step(data_seconds, time.perf_counter() - started, len(targets))
         waited_since = time.perf_counter()
+    if distributed.any_rank(ctx, diverged is not None):
+        raise _diverged(diverged, samples)
     totals = distributed.all_sum(ctx, [loss_sum, correct, samples])
     return EpochResult(totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1), int(totals[2]), skipped)
 
@@ -216,11 +237,13 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, ctx, amp: bool, hook) -> Evaluation:
+def evaluate(model, loader, loss_fn, ctx, amp: bool, hook, stop: StopSignal | None = None) -> Evaluation:
     model.eval()
     debugger.set_mode(hook, train=False)
     loss_sum, skipped, targets_all, predictions_all = 0.0, [], [], []
     for batch in loader:
+        if stop is not None and distributed.any_rank(ctx, stop.received):
+            raise StopRequested("evaluation")
         skipped.extend(batch.skipped)
         if not len(batch):
             continue
@@ -344,7 +367,7 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=amp and ctx.device.type == "cuda")
 
     # resume
-    identity = {"model": hp.model, "class_names": class_names, "image_size": hp.image_size}
+    identity = {**hp.run_identity(), "class_names": class_names}
     state = load_checkpoint(env.checkpoint_dir, identity)
     start_epoch, history = 1, []
     best = {"epoch": 0, "valid_accuracy": -1.0, "valid_loss": math.inf, "state_dict": None}
@@ -392,12 +415,8 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
                 )
                 train_seconds = time.perf_counter() - epoch_started
                 if result.interrupted:
-                    checkpoint(epoch - 1)
-                    raise TrainingInterrupted(
-                        f"SIGTERM during epoch {epoch}; checkpoint of epoch {epoch - 1} saved to "
-                        f"{env.checkpoint_dir}; a restarted job resumes from it"
-                    )
-                valid = evaluate(model, valid_loader, loss_fn, ctx, amp, hook)
+                    raise StopRequested(f"epoch {epoch}")
+                valid = evaluate(model, valid_loader, loss_fn, ctx, amp, hook, stop)
                 if epoch == start_epoch:
                     skipped["train"] = _dedupe(distributed_skipped(ctx, result.skipped))
                     skipped["valid"] = _dedupe(valid.skipped)
@@ -423,8 +442,10 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
                         "train_images_per_second": result.samples / train_seconds,
                     }
                 )
-                if ctx.local_rank == 0:
-                    # Every host logs the same all-reduced line: one log stream per host on SageMaker.
+                if ctx.is_main:
+                    # MetricDefinition.Regex "searches the output of a training job" (API
+                    # reference), and a multi-instance job's output is every host's log: only
+                    # the global rank 0 prints, so each epoch is one datapoint, not one per host.
                     print(format_metrics_line({"epoch": epoch}, **metrics), flush=True)
                 improved = (valid.accuracy, -valid.loss) > (best["valid_accuracy"], -best["valid_loss"])
                 if improved:
@@ -447,10 +468,20 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
     except (TrainingDiverged, data.DataError) as error:
         failure = error
         raise
+    except StopRequested as stopped:
+        # The checkpoint on disk is the last clean end of epoch: a mid-epoch state would
+        # resume as a finished epoch. The best weights so far become the model, so a job
+        # stopped at MaxWaitTime still leaves one.
+        _save_best_model(env, ctx, hp, class_names, best)
+        raise TrainingInterrupted(
+            f"SIGTERM during {stopped}; the checkpoint of the last completed epoch "
+            f"({len(history) and history[-1]['epoch']}) is in {env.checkpoint_dir} and a restarted "
+            f"job resumes from it; the best model so far (epoch {best['epoch']}) is in {env.model_dir}"
+        ) from None
     finally:
         debugger.close(hook)
         if ctx.is_main and failure is not None:
-            _finish_reports(env, hook, history, profiler, None)
+            _finish_reports(env, hook, history, profiler, None, stop)
 
     # save
     final_model = _unwrap(model)
@@ -459,16 +490,21 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
     test_report = None
     if channels.test is not None:
         test_loader = make_loader(channels.test, hp, ctx, train=False)
-        test = evaluate(final_model, test_loader, loss_fn, ctx, amp, None)
+        try:
+            test = evaluate(final_model, test_loader, loss_fn, ctx, amp, None, stop)
+        except StopRequested:
+            _save_best_model(env, ctx, hp, class_names, best)
+            raise TrainingInterrupted(
+                f"SIGTERM during the test pass; the model (best epoch {best['epoch']}) is in {env.model_dir}"
+            ) from None
         skipped["test"] = _dedupe(test.skipped)
         data.check_skipped_share("test", skipped["test"], len(channels.test), hp.max_skipped_fraction)
         test_report = confusion_report(class_names, test)
-        if ctx.local_rank == 0:
+        if ctx.is_main:
             print(format_metrics_line(test_loss=test.loss, test_accuracy=test.accuracy), flush=True)
     if not ctx.is_main:
         return {}
-    spec = ModelSpec(hp.model, tuple(class_names), hp.image_size, IMAGENET_MEAN, IMAGENET_STD)
-    save_model(env.model_dir, final_model.state_dict(), spec)
+    save_model(env.model_dir, final_model.state_dict(), _model_spec(hp, class_names))
     final = {
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
@@ -483,9 +519,23 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
     job_outputs.write_skipped(env.output_data_dir, skipped)
     if test_report is not None:
         job_outputs.write_test_report(env.output_data_dir, test_report)
-    _finish_reports(env, hook, history, profiler, test_report)
     logger.info("model saved to %s (best epoch %d)", env.model_dir, best["epoch"])
+    _finish_reports(env, hook, history, profiler, test_report, stop)
+    if stop.received:
+        raise TrainingInterrupted(
+            f"SIGTERM during the end-of-job rules and report; the model is in {env.model_dir}"
+        )
     return final
+
+
+def _model_spec(hp: Hyperparameters, class_names: list[str]) -> ModelSpec:
+    return ModelSpec(hp.model, tuple(class_names), hp.image_size, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _save_best_model(env: TrainingEnvironment, ctx, hp: Hyperparameters, class_names, best: dict) -> None:
+    if ctx.is_main and best["state_dict"] is not None:
+        save_model(env.model_dir, best["state_dict"], _model_spec(hp, class_names))
+        logger.info("SIGTERM: best model so far (epoch %d) saved to %s", best["epoch"], env.model_dir)
 
 
 def _overall_throughput(history: list[dict]) -> float | None:
@@ -498,10 +548,12 @@ def distributed_skipped(ctx, files: list[data.SkippedFile]) -> list[data.Skipped
     return [f for rank_files in distributed.all_gather(ctx, files) for f in rank_files]
 
 
-def _finish_reports(env, hook, history, profiler, test_report) -> None:
+def _finish_reports(env, hook, history, profiler, test_report, stop: StopSignal) -> None:
     tensors_dir = Path(hook.out_dir) if hook is not None else None
     summary = profiler.summary() if profiler is not None else None
-    job_outputs.run_rules_and_report(env.output_data_dir, tensors_dir, history, summary, test_report)
+    job_outputs.run_rules_and_report(
+        env.output_data_dir, tensors_dir, history, summary, test_report, should_stop=lambda: stop.received
+    )
 
 
 # --- entry point -----------------------------------------------------------------------------

@@ -78,3 +78,11 @@ def test_checkpoint_local_path_from_checkpointconfig(opt_ml, tmp_path):
     assert TrainingEnvironment.from_environ().checkpoint_dir == tmp_path / "elsewhere"
     config.write_text('{"S3Uri": "s3://bucket/ckpt"}')
     assert TrainingEnvironment.from_environ().checkpoint_dir == opt_ml.root / "checkpoints"
+
+
+def test_tuning_trials_checkpoint_under_their_own_job_name(opt_ml, monkeypatch):
+    monkeypatch.setenv("TRAINING_JOB_NAME", "tune-0005-a1b2")
+    assert TrainingEnvironment.from_environ().checkpoint_dir == opt_ml.root / "checkpoints"
+    opt_ml.hyperparameters({"epochs": 2, "_tuning_objective_metric": "valid_accuracy"})
+    env = TrainingEnvironment.from_environ()
+    assert env.checkpoint_dir == opt_ml.root / "checkpoints" / "tune-0005-a1b2"

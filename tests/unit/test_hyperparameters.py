@@ -67,3 +67,11 @@ def test_freeze_backbone_needs_pretrained():
     with pytest.raises(HyperparameterError, match="freeze_backbone=true needs pretrained=true"):
         parse_hyperparameters({"freeze_backbone": "true"})
     assert parse_hyperparameters({"freeze_backbone": "true", "pretrained": "true"}).freeze_backbone
+
+
+def test_run_identity_leaves_out_what_does_not_change_the_computation():
+    hp = parse_hyperparameters({"epochs": "3", "learning_rate": "0.01", "num_workers": "4"})
+    identity = hp.run_identity()
+    assert identity["learning_rate"] == 0.01
+    assert {"model", "batch_size", "optimizer", "augmentation", "seed", "image_size"} <= set(identity)
+    assert not {"epochs", "num_workers", "debug", "early_stopping_patience"} & set(identity)

@@ -13,6 +13,7 @@ ISSUES_FOUND = "IssuesFound"
 NO_ISSUES_FOUND = "NoIssuesFound"
 NO_DATA = "NoData"  # the rule never found the tensors it needs
 ERROR = "Error"
+NOT_RUN = "NotRun"  # the job was asked to stop (SIGTERM) before this rule ran
 
 
 @dataclass
@@ -86,12 +87,15 @@ def _split_params(rules: list[str], params: dict) -> dict[str, dict]:
     return per_rule
 
 
-def run_rules(tensors_path: str, rules: list[str] | None = None, **params) -> list[RuleResult]:
+def run_rules(
+    tensors_path: str, rules: list[str] | None = None, should_stop=None, **params
+) -> list[RuleResult]:
     """Evaluate ``rules`` (default: all) over every saved step with smdebug's invoke_rule.
 
     ``tensors_path`` is a local folder or an ``s3://`` prefix (the hook's out_dir). The
     job must be over: the step range is what the trial holds now, so nothing waits for
-    steps that will never come.
+    steps that will never come. ``should_stop()`` is asked before each rule; once it says
+    yes, the remaining rules are reported as NotRun.
     """
     from smdebug.exceptions import NoMoreData, SMDebugError
     from smdebug.rules.rule_invoker import invoke_rule
@@ -112,6 +116,10 @@ def run_rules(tensors_path: str, rules: list[str] | None = None, **params) -> li
     results = []
     for name in names:
         cls = rule_class(name)
+        if should_stop is not None and should_stop():
+            logger.warning("stop requested: rule %s and the ones after it were not run", name)
+            results.append(RuleResult(name, cls.__name__, NOT_RUN, message="the job was stopped first"))
+            continue
         try:
             rule = cls(trial, **per_rule[name])
         except (TypeError, ValueError) as error:

@@ -25,7 +25,12 @@ logger = logging.getLogger("classifier.serving.requests")
 
 IMAGE_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_CONTENT_TYPE = "application/json"
-SUPPORTED_CONTENT_TYPES = (*IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE)
+# Batch transform with SplitType=Line and BatchStrategy=MultiRecord: "MultiRecord means a
+# mini-batch is set to contain as many records that can fit within the MaxPayloadInMB limit"
+# (API reference, TransformJobDefinition). One record per line: a base64 image, bare or as
+# a JSON string; one JSON answer per line, in order, so AssembleWith=Line lines them up.
+JSONLINES_CONTENT_TYPES = ("application/jsonlines", "application/x-jsonlines")
+SUPPORTED_CONTENT_TYPES = (*IMAGE_CONTENT_TYPES, JSON_CONTENT_TYPE, *JSONLINES_CONTENT_TYPES)
 REQUEST_ID_HEADER = "X-Request-Id"
 _ATTRIBUTE_SEPARATOR = re.compile(r"[,;]")
 # A caller's own request id is kept only if it cannot forge log lines.
@@ -63,11 +68,11 @@ def parse_top_k(header: str | None, default: int) -> int:
     return default
 
 
-def _check_accept() -> None:
+def _check_accept(answer_type: str) -> None:
     accept = request.accept_mimetypes
-    if not accept or accept.best_match([JSON_CONTENT_TYPE]):
+    if not accept or accept.best_match([answer_type]):
         return
-    raise ApiError(406, f"cannot answer with {request.headers.get('Accept')!r}: only {JSON_CONTENT_TYPE}")
+    raise ApiError(406, f"cannot answer with {request.headers.get('Accept')!r}: only {answer_type}")
 
 
 def _too_big(limit: int) -> ApiError:
@@ -102,6 +107,40 @@ def _decode_instances(body: bytes) -> list[bytes]:
         except (binascii.Error, ValueError) as error:
             raise InvalidInput(f"instances[{position}] is not valid base64: {error}") from error
     return images
+
+
+def _decode_line(line: bytes) -> bytes:
+    text = line.strip()
+    if text.startswith(b'"'):
+        try:
+            text = json.loads(text).encode("ascii")
+        except (ValueError, AttributeError, UnicodeEncodeError) as error:
+            raise InvalidInput(f"not a JSON string of base64: {error}") from error
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidInput(f"not valid base64: {error}") from error
+
+
+def _answer_lines(predictor: Predictor, body: bytes, top_k: int) -> str:
+    """One answer line per record line; a bad record gets its own error line, not a 400."""
+    lines = [line for line in body.splitlines() if line.strip()]
+    if not lines:
+        raise InvalidInput("the body holds no records (one base64 image per line)")
+    answers: list[dict | None] = [None] * len(lines)
+    tensors, positions = [], []
+    for position, line in enumerate(lines):
+        try:
+            tensors.append(predictor.prepare(_decode_line(line)))
+            positions.append(position)
+        except InvalidInput as error:
+            answers[position] = {"error": f"line {position + 1}: {error}"}
+    chunk = 4 * predictor.max_batch_size
+    for start in range(0, len(tensors), chunk):
+        predictions = predictor.predict(tensors[start : start + chunk], top_k)
+        for position, prediction in zip(positions[start : start + chunk], predictions, strict=True):
+            answers[position] = {"predictions": prediction}
+    return "".join(json.dumps(answer) + "\n" for answer in answers)
 
 
 def _predict_all(predictor: Predictor, images: list[bytes], top_k: int, batch: bool) -> list:
@@ -186,13 +225,13 @@ def create_app(predictor: Predictor, settings: ServingSettings) -> Flask:
 
     @app.get("/execution-parameters")
     def execution_parameters():
-        return json_response(
-            {
-                "MaxConcurrentTransforms": settings.workers,
-                "BatchStrategy": settings.batch_strategy,
-                "MaxPayloadInMB": max(1, int(settings.max_payload_mb)),
-            }
-        )
+        parameters = {"MaxConcurrentTransforms": settings.workers, "BatchStrategy": settings.batch_strategy}
+        # Whole megabytes, rounded down: a mini-batch sized to a rounded-up figure would be
+        # refused with 413. Below 1 MB there is no honest figure (0 asks for chunked
+        # transfers), so the job's own MaxPayloadInMB applies.
+        if settings.max_payload_mb >= 1:
+            parameters["MaxPayloadInMB"] = int(settings.max_payload_mb)
+        return json_response(parameters)
 
     @app.post("/invocations")
     def invocations():
@@ -206,9 +245,12 @@ def create_app(predictor: Predictor, settings: ServingSettings) -> Flask:
                 f"unsupported Content-Type {request.content_type or '(none)'!r}: use one of "
                 f"{', '.join(SUPPORTED_CONTENT_TYPES)}",
             )
-        _check_accept()
+        lines = content_type in JSONLINES_CONTENT_TYPES
+        _check_accept(content_type if lines else JSON_CONTENT_TYPE)
         top_k = parse_top_k(request.headers.get(constants.CUSTOM_ATTRIBUTES_HEADER), predictor.default_top_k)
         body = _read_body(payload_limit)
+        if lines:
+            return Response(_answer_lines(predictor, body, top_k), mimetype=content_type)
         batch = content_type == JSON_CONTENT_TYPE
         images = _decode_instances(body) if batch else [body]
         predictions = _predict_all(predictor, images, top_k, batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import struct
 import zlib
@@ -381,3 +382,41 @@ class TestExecutionParametersAndLogging:
         assert f"in={len(jpeg_bytes)}B" in line
         assert f"out={len(response.data)}B" in line
         assert response.headers["X-Request-Id"] in line
+
+
+class TestJsonLines:
+    """Batch transform's MultiRecord mini-batches: one base64 image per line, one answer per line."""
+
+    HEADERS = {"Content-Type": "application/jsonlines"}
+
+    def test_one_answer_per_line_in_order_with_errors_per_line(self, client, predictor, jpeg_bytes):
+        good = base64.b64encode(jpeg_bytes)
+        lines = [good, b'"' + good + b'"', b"!!not base64!!", base64.b64encode(b"not an image"), good]
+        body = b"\n".join(lines)
+        response = client.post("/invocations", data=body + b"\n", headers=self.HEADERS)
+        assert response.status_code == 200
+        assert response.mimetype == "application/jsonlines"
+        answers = [json.loads(line) for line in response.data.decode().splitlines()]
+        assert len(answers) == 5
+        single = client.post("/invocations", data=jpeg_bytes, headers=JPEG).json["predictions"]
+        for index in (0, 1, 4):
+            assert [p["label"] for p in answers[index]["predictions"]] == [p["label"] for p in single]
+        assert answers[2]["error"].startswith("line 3: not valid base64")
+        assert answers[3]["error"].startswith("line 4:")
+
+    def test_an_empty_body_is_a_400(self, client):
+        response = client.post("/invocations", data=b"\n\n", headers=self.HEADERS)
+        assert response.status_code == 400
+        assert "no records" in response.json["error"]
+
+    def test_accept_must_allow_jsonlines(self, client, jpeg_bytes):
+        headers = {**self.HEADERS, "Accept": "text/csv"}
+        response = client.post("/invocations", data=base64.b64encode(jpeg_bytes), headers=headers)
+        assert response.status_code == 406
+
+
+def test_max_payload_is_advertised_in_whole_megabytes_rounded_down(predictor, base_dir):
+    for configured, advertised in ((6.9, 6), (1, 1), (0.5, None)):
+        settings = settings_for(base_dir, SAGEMAKER_MAX_PAYLOAD_IN_MB=configured)
+        answer = create_app(predictor, settings).test_client().get("/execution-parameters").json
+        assert answer.get("MaxPayloadInMB") == advertised, (configured, answer)
