@@ -83,6 +83,7 @@ def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, de
             max_delay_s=settings.max_batch_delay_ms / 1000,
             budget=budget,
             max_image_pixels=settings.max_image_pixels,
+            max_concurrent_decodes=settings.max_concurrent_decodes,
             default_top_k=settings.default_top_k,
             timeout_s=settings.timeout_s,
         )

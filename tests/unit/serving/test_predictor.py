@@ -64,3 +64,11 @@ def test_decode_limits_and_modes():
         decode_image(encode(photo(100, 100), "PNG"), max_pixels=9_999)
     with pytest.raises(InvalidInput, match="empty"):
         decode_image(b"")
+
+
+def test_large_jpegs_decode_reduced_but_never_below_the_needed_side():
+    big = photo(2400, 1600, seed=3)
+    # 1/8 scale would make the short side 200 < 256, so libjpeg decodes at 1/4.
+    assert decode_image(encode(big, "JPEG", quality=90), min_side=256).size == (600, 400)
+    assert decode_image(encode(big, "JPEG", quality=90)).size == (2400, 1600)
+    assert decode_image(encode(big, "PNG"), min_side=256).size == (2400, 1600)

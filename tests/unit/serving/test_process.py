@@ -166,12 +166,14 @@ def test_concurrent_load_has_no_5xx_and_ping_stays_fast(server):
                 statuses.append(response.status)
         connection.close()
 
+    ping_statuses: list[int] = []
+
     def pinger():
         while time.monotonic() < stop_at:
             started = time.monotonic()
             status, _ = server.request("GET", "/ping", timeout=5)
             ping_latencies.append(time.monotonic() - started)
-            assert status == 200
+            ping_statuses.append(status)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     threads.append(threading.Thread(target=pinger))
@@ -180,8 +182,83 @@ def test_concurrent_load_has_no_5xx_and_ping_stays_fast(server):
     for thread in threads:
         thread.join(duration_s + 60)
     assert statuses and set(statuses) == {200}, f"statuses: {sorted(set(statuses))}"
-    assert len(ping_latencies) >= 3
+    assert len(ping_latencies) >= 3 and set(ping_statuses) == {200}, ping_statuses
     assert max(ping_latencies) < 2.0, f"slowest /ping {max(ping_latencies):.2f} s"
+
+
+def _smooth_jpeg(width: int, height: int) -> bytes:
+    """A large photo-sized JPEG that compresses to a small body (a smooth gradient)."""
+    from PIL import Image
+
+    gradient = Image.radial_gradient("L").resize((width, height))
+    image = Image.merge("RGB", (gradient, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT), gradient))
+    return encode(image, "JPEG", quality=80)
+
+
+def _tree_rss(pid: int) -> int:
+    import psutil
+
+    root = psutil.Process(pid)
+    processes = [root, *root.children(recursive=True)]
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+# 16 concurrent huge images: with Pillow's defaults (89 MP, every thread decoding at full
+# size) the server grew by 8 GB; here the growth must stay under this bound.
+RSS_GROWTH_BOUND = 1 * 2**30
+
+
+@pytest.fixture
+def default_server(base_dir):
+    """``./serve`` with the default payload limit (6 MB) and decoding limits."""
+    server = Server(base_dir)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_concurrent_huge_images_keep_memory_bounded_and_ping_green(default_server):
+    server = default_server
+    bodies = {"80 MP": _smooth_jpeg(10_000, 8_000), "36 MP": _smooth_jpeg(7_200, 5_000)}
+    baseline = _tree_rss(server.process.pid)
+    results: list[tuple[str, int]] = []
+    ping_statuses: list[int] = []
+    peak = [baseline]
+    done = threading.Event()
+
+    def send(kind: str) -> None:
+        status, _ = server.request("POST", "/invocations", body=bodies[kind], headers=JPEG, timeout=120)
+        results.append((kind, status))
+
+    def watch() -> None:
+        while not done.is_set():
+            ping_statuses.append(server.request("GET", "/ping", timeout=5)[0])
+            peak[0] = max(peak[0], _tree_rss(server.process.pid))
+            done.wait(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    senders = [threading.Thread(target=send, args=(kind,)) for kind in ("80 MP", "36 MP") for _ in range(8)]
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join(180)
+    done.set()
+    watcher.join(30)
+    assert len(results) == 16
+    assert {status for kind, status in results if kind == "80 MP"} == {400}, results
+    assert {status for kind, status in results if kind == "36 MP"} == {200}, results
+    assert ping_statuses and set(ping_statuses) == {200}, ping_statuses
+    growth = peak[0] - baseline
+    assert growth < RSS_GROWTH_BOUND, f"server RSS grew by {growth / 2**20:.0f} MiB"
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits(base_dir):
