@@ -443,9 +443,12 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
                     }
                 )
                 if ctx.is_main:
-                    # MetricDefinition.Regex "searches the output of a training job" (API
-                    # reference), and a multi-instance job's output is every host's log: only
-                    # the global rank 0 prints, so each epoch is one datapoint, not one per host.
+                    # Only the global rank 0 prints: one datapoint per epoch, not one per host.
+                    # API reference, HyperbandStrategyConfig: "For distributed training jobs,
+                    # ensure that duplicate metrics are not printed in the logs across the
+                    # individual nodes in a training job. If multiple nodes are publishing
+                    # duplicate or incorrect metrics, training jobs may make an incorrect
+                    # stopping decision".
                     print(format_metrics_line({"epoch": epoch}, **metrics), flush=True)
                 improved = (valid.accuracy, -valid.loss) > (best["valid_accuracy"], -best["valid_loss"])
                 if improved:
