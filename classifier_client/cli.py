@@ -17,6 +17,7 @@ from pathlib import Path
 
 from classifier.debugger import TENSOR_SAVE_INTERVAL
 from classifier_client.config import IMAGE_ENV, ROLE_ENV, ConfigurationError
+from classifier_client.strategies import STRATEGIES
 
 LOCAL_IMAGE_DEFAULT = "sagemaker-image-classifier:latest"
 LOCAL_RUNS_DIR = "local-runs"
@@ -355,19 +356,25 @@ def cmd_train(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    from classifier_client.strategies import check_strategy, default_early_stopping
     from classifier_client.tuning import (
-        DEFAULT_RANGES,
         LOCAL_MODE_MESSAGE,
         TuningSettings,
+        default_ranges,
         parse_range,
         start_tuning_job,
     )
 
     if args.local:
         raise ConfigurationError(LOCAL_MODE_MESSAGE)
-    ctx = _context(args)
-    ranges = {} if args.only_ranges else dict(DEFAULT_RANGES)
+    ranges = {} if args.only_ranges else default_ranges(args.strategy)
     ranges.update(parse_range(text) for text in args.range or [])
+    early_stopping = default_early_stopping(args.strategy)
+    if args.early_stopping is not None:
+        early_stopping = args.early_stopping == "Auto"
+    # Before any AWS call: a setting the strategy refuses fails here, offline, with the fix.
+    check_strategy(args.strategy, ranges, early_stopping)
+    ctx = _context(args)
     training_settings = _training_settings(args, ctx, local=False)
     settings = TuningSettings(
         training=training_settings,
@@ -375,7 +382,7 @@ def cmd_tune(args) -> int:
         max_jobs=args.max_jobs,
         max_parallel_jobs=args.max_parallel_jobs,
         strategy=args.strategy,
-        early_stopping=not args.no_early_stopping,
+        early_stopping=early_stopping,
         warm_start_parents=tuple(args.warm_start_from or ()),
         warm_start_type=args.warm_start_type,
     )
@@ -525,10 +532,13 @@ def build_parser() -> argparse.ArgumentParser:
         "tune",
         "start a hyperparameter tuning job (SageMaker only)",
         "Start a SageMaker hyperparameter tuning job over the image: objective valid_accuracy "
-        "(maximised), metric regexes from classifier.metric_definitions. Default ranges: "
-        "learning_rate continuous:1e-4:0.1:log, batch_size categorical:16,32,64,128, "
-        "optimizer categorical:sgd,adam,adamw, epochs integer:2:10. Needs AWS: there is no "
-        "local mode for tuning.",
+        "(maximised), metric regexes from classifier.metric_definitions. Default ranges "
+        "(Bayesian, Random): learning_rate continuous:1e-4:0.1:log, batch_size "
+        "categorical:16,32,64,128, optimizer categorical:sgd,adam,adamw, epochs integer:2:10; "
+        "Hyperband: the same without epochs (static, --hp epochs=N is its maximum, 10 by "
+        "default); Grid: learning_rate categorical:0.0003,0.001,0.003, batch_size "
+        "categorical:32,64, optimizer categorical:adam,sgd. Settings a strategy refuses fail "
+        "before any AWS call. Needs AWS: there is no local mode for tuning.",
     )
     _add_image(p)
     _add_channels(p)
@@ -545,10 +555,23 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--max-jobs", type=int, default=12, help="training jobs in all (12)")
     group.add_argument("--max-parallel-jobs", type=int, default=3, help="at once (3)")
     group.add_argument(
-        "--strategy", default="Bayesian", choices=["Bayesian", "Random", "Hyperband", "Grid"]
+        "--strategy",
+        default="Bayesian",
+        choices=STRATEGIES,
+        help="Bayesian (default), Random, Hyperband (epochs static: its resource) or Grid "
+        "(categorical ranges only); each has default ranges that it accepts",
     )
     group.add_argument(
-        "--no-early-stopping", action="store_true", help="do not stop unpromising jobs early"
+        "--early-stopping",
+        choices=["Auto", "Off"],
+        help="stop unpromising jobs early (default: Auto, Off for Hyperband, which requires it)",
+    )
+    group.add_argument(
+        "--no-early-stopping",
+        dest="early_stopping",
+        action="store_const",
+        const="Off",
+        help="the same as --early-stopping Off",
     )
     group.add_argument(
         "--warm-start-from",

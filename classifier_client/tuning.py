@@ -8,11 +8,12 @@ no local mode for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
 from classifier_client.config import AwsContext, ConfigurationError, unique_name
+from classifier_client.strategies import check_strategy, default_early_stopping, static_additions
 from classifier_client.training import TrainingSettings, build_model_trainer
 
 TUNING_JOB_NAME_MAX_LENGTH = 32
@@ -20,7 +21,6 @@ WARM_START_TYPES = {
     "identical": "IdenticalDataAndAlgorithm",
     "transfer": "TransferLearning",
 }
-STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 LOCAL_MODE_MESSAGE = (
     "hyperparameter tuning runs only on SageMaker (there is no local mode for it); "
     "try a few settings locally with `train --local --hp ...`, then tune with AWS credentials"
@@ -67,6 +67,22 @@ DEFAULT_RANGES: dict[str, Range] = {
     "optimizer": Range("categorical", values=("sgd", "adam", "adamw")),
     "epochs": Range("integer", 2, 10),
 }
+# Grid runs every combination: categorical values only, 3 x 2 x 2 = 12 jobs (--max-jobs' default).
+GRID_DEFAULT_RANGES: dict[str, Range] = {
+    "learning_rate": Range("categorical", values=("0.0003", "0.001", "0.003")),
+    "batch_size": Range("categorical", values=("32", "64")),
+    "optimizer": Range("categorical", values=("adam", "sgd")),
+}
+
+
+def default_ranges(strategy: str) -> dict[str, Range]:
+    """The ranges each strategy searches unless told otherwise (see classifier_client.strategies)."""
+    if strategy == "Grid":
+        return dict(GRID_DEFAULT_RANGES)
+    ranges = dict(DEFAULT_RANGES)
+    if strategy == "Hyperband":
+        del ranges["epochs"]  # Hyperband's resource: static, its maximum from --hp epochs
+    return ranges
 
 
 def parse_range(text: str) -> tuple[str, Range]:
@@ -102,21 +118,26 @@ def parse_range(text: str) -> tuple[str, Range]:
 
 @dataclass
 class TuningSettings:
+    """``ranges`` and ``early_stopping`` left as None take the strategy's defaults."""
+
     training: TrainingSettings
-    ranges: dict[str, Range] = field(default_factory=lambda: dict(DEFAULT_RANGES))
+    ranges: dict[str, Range] | None = None
     max_jobs: int = 12
     max_parallel_jobs: int = 3
     strategy: str = "Bayesian"
-    early_stopping: bool = True
+    early_stopping: bool | None = None
     warm_start_parents: tuple[str, ...] = ()
     warm_start_type: str = "identical"
     base_name: str = "img-clf-hpo"
 
     def __post_init__(self):
+        if self.ranges is None:
+            self.ranges = default_ranges(self.strategy)
+        if self.early_stopping is None:
+            self.early_stopping = default_early_stopping(self.strategy)
         if not self.ranges:
             raise ConfigurationError("tuning needs at least one --range")
-        if self.strategy not in STRATEGIES:
-            raise ConfigurationError(f"strategy must be one of {STRATEGIES}")
+        check_strategy(self.strategy, self.ranges, self.early_stopping)
         if not 1 <= self.max_parallel_jobs <= self.max_jobs:
             raise ConfigurationError("need 1 <= --max-parallel-jobs <= --max-jobs")
         if self.warm_start_type not in WARM_START_TYPES:
@@ -140,9 +161,13 @@ def build_tuner(ctx: AwsContext, settings: TuningSettings):
 
     ctx.require_role()
     training = settings.training
+    additions = static_additions(settings.strategy, training.hyperparameters)
+    if additions:
+        training = replace(training, hyperparameters={**training.hyperparameters, **additions})
     if training.checkpointing and not training.checkpoint_s3_uri:
-        # ModelTrainer fills this in per job, the tuner does not; SageMaker adds a
-        # sub-folder per training job of the tuning job.
+        # ModelTrainer fills this in per job, the tuner does not. All the tuning job's training
+        # jobs sync this one prefix; the image keeps each job's checkpoints under its own name
+        # (classifier.environment.TrainingEnvironment.checkpoint_dir).
         training = replace(
             training,
             checkpoint_s3_uri=f"s3://{ctx.default_bucket()}/{settings.base_name}/checkpoints",

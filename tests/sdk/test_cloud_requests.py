@@ -281,3 +281,57 @@ def test_upload_data_unpacks_an_archive_like_dog_images(
         "dogs/valid/cat/0.png",
         "dogs/valid/dog/0.png",
     }
+
+
+ALL_KINDS = {"ContinuousParameterRanges", "IntegerParameterRanges", "CategoricalParameterRanges"}
+
+
+@pytest.mark.parametrize(
+    "strategy, early_stopping, kinds",
+    [
+        ("Bayesian", "Auto", ALL_KINDS),
+        ("Random", "Auto", ALL_KINDS),
+        ("Hyperband", "Off", {"ContinuousParameterRanges", "CategoricalParameterRanges"}),
+        ("Grid", "Auto", {"CategoricalParameterRanges"}),
+    ],
+)
+def test_each_strategy_with_its_defaults_sends_a_request_it_accepts(
+    aws, data_in_s3, cli, strategy, early_stopping, kinds
+):
+    code = cli(
+        "tune", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3, "--strategy", strategy
+    )
+    assert code == 0
+    request = aws.recorded.one("CreateHyperParameterTuningJob")
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == strategy
+    assert config["TrainingJobEarlyStoppingType"] == early_stopping
+    ranges = config["ParameterRanges"]
+    assert {kind for kind, values in ranges.items() if values} == kinds
+    names = {r["Name"] for values in ranges.values() for r in values}
+    static = request["TrainingJobDefinition"].get("StaticHyperParameters", {})
+    if strategy == "Hyperband":
+        assert "epochs" not in names and static["epochs"] == "10"
+    if strategy == "Grid":
+        combinations = 1
+        for r in ranges["CategoricalParameterRanges"]:
+            combinations *= len(r["Values"])
+        assert combinations == config["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 12
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (
+            ["--strategy", "Grid", "--range", "momentum=continuous:0.8:0.99"],
+            "Grid takes categorical ranges only, but momentum is continuous",
+        ),
+        (["--strategy", "Hyperband", "--early-stopping", "Auto"], "requires early stopping Off"),
+        (["--strategy", "Hyperband", "--range", "epochs=integer:2:5"], "epochs cannot be tuned"),
+    ],
+)
+def test_settings_a_strategy_refuses_fail_before_any_aws_call(aws, capsys, cli, arguments, message):
+    code = cli("tune", "--image", IMAGE, "--role", aws.role_arn, "--data", "s3://bucket/pets", *arguments)
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert aws.recorded.operations() == []
