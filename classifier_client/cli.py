@@ -312,6 +312,7 @@ def _debugger_settings(args):
             rules=rules,
             rule_parameters=rule_parameters,
             rule_instance_type=args.rule_instance_type,
+            rule_evaluator_image=args.rule_evaluator_image,
             profiler=not args.no_profiler,
             profiling_interval_ms=args.profiling_interval_ms,
         )
@@ -607,8 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         "run a training job with Debugger hook, rules and profiler",
         "Run one training job. On SageMaker: the Debugger hook saves the tensors our rules "
-        "read, --debugger-rules attaches them as SageMaker custom rules (evaluated by this "
-        "image), the profiler is on, --spot uses managed spot with S3 checkpoints, and "
+        "read and the job evaluates our rules itself at its end; for accounts that still have "
+        "SageMaker Debugger, --debugger-rules also attaches them as custom rules (evaluated by "
+        "AWS's rule-evaluator image), the profiler is on, --spot uses managed spot with S3 checkpoints, and "
         "--instance-count N makes one torch.distributed job across N instances. With "
         "--local: the same job in SDK local mode (one container per instance), data from "
         "local folders; prints the local model.tar.gz.",
@@ -631,6 +633,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rule-param", action="append", metavar="RULE.KEY=VALUE", help="a rule parameter"
     )
     group.add_argument("--rule-instance-type", default="ml.t3.medium", help="rule job instance")
+    group.add_argument(
+        "--rule-evaluator-image",
+        metavar="URI",
+        help="AWS's custom-rule evaluator image for the job's region (built in for us-west-2; "
+        "see the developer guide, \"Amazon SageMaker Debugger image URIs for custom rule "
+        "evaluators\"). Rule jobs need an account that still has SageMaker Debugger.",
+    )
     group.add_argument(
         "--no-debugger-hook", action="store_true", help="save no tensors (no DebugHookConfig)"
     )

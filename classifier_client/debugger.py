@@ -2,10 +2,11 @@
 
 The collections come from ``classifier.debugger.hook_collections`` — the same mapping the
 image's local ``debug=true`` hook uses — so a SageMaker job saves exactly the tensors our
-rules read. AWS's managed Debugger rules are closed to new customers and their code is not
-open, so the rules attached here are ours (``classifier.rules``), run by our own image as
-SageMaker *custom* rules. The training program also evaluates them at the end of every job
-that saved tensors, so accounts that cannot run custom rules still get the verdicts.
+rules read. The training program evaluates our rules (``classifier.rules``) at the end of
+every job that saved tensors: that is the default, and since AWS closed SageMaker Debugger
+to new customers on 2026-07-30 it is the only way most accounts get these checks. Accounts
+that still have Debugger can also attach the same rules as SageMaker *custom rules*: AWS's
+custom-rule evaluator image runs ``rule_to_invoke`` from our rule file (``source_s3_uri``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from classifier.rules import RULE_NAMES
 # Where smdebug writes inside the training container; SageMaker syncs it to S3.
 HOOK_LOCAL_PATH = "/opt/ml/output/tensors"
 RULE_INSTANCE_TYPE = "ml.t3.medium"
+# Developer guide, "Use the Debugger APIs to run your own custom rules": custom rules run in
+# AWS's rule-evaluator image ("image_uri ... the image of the container that has the logic of
+# understanding your custom rule"), e.g.
+# 759209512951.dkr.ecr.us-west-2.amazonaws.com/sagemaker-debugger-rule-evaluator:latest.
+# The account differs per region ("Amazon SageMaker Debugger image URIs for custom rule
+# evaluators"); only the documented one is built in, any other is passed explicitly.
+RULE_EVALUATOR_REPOSITORY = "sagemaker-debugger-rule-evaluator:latest"
+RULE_EVALUATOR_ACCOUNTS = {"us-west-2": "759209512951"}
 RULE_VOLUME_SIZE_GB = 30
 PROFILING_INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)  # the values the API accepts
 DEFAULT_PROFILING_INTERVAL_MS = 500
@@ -62,6 +71,7 @@ class DebuggerSettings:
     rules: tuple[str, ...] = ()
     rule_parameters: dict[str, dict[str, str]] = field(default_factory=dict)
     rule_instance_type: str = RULE_INSTANCE_TYPE
+    rule_evaluator_image: str | None = None
     profiler: bool = True
     profiling_interval_ms: int = DEFAULT_PROFILING_INTERVAL_MS
 
@@ -96,10 +106,26 @@ def debug_hook_config(settings: DebuggerSettings, s3_output_path: str) -> dict |
     }
 
 
+def rule_evaluator_image(region: str, override: str | None) -> str:
+    """AWS's custom-rule evaluator image for ``region``, or the one the user named."""
+    if override:
+        return override
+    account = RULE_EVALUATOR_ACCOUNTS.get(region)
+    if account is None:
+        raise ValueError(
+            f"custom Debugger rule jobs in {region} need AWS's rule-evaluator image for that "
+            "region: look it up in the developer guide (\"Amazon SageMaker Debugger image URIs "
+            "for custom rule evaluators\") and pass --rule-evaluator-image URI, or use "
+            "--debugger-rules none (every job evaluates the rules itself at its end)"
+        )
+    return f"{account}.dkr.ecr.{region}.amazonaws.com/{RULE_EVALUATOR_REPOSITORY}"
+
+
 def debug_rule_configurations(
     settings: DebuggerSettings, image_uri: str, rule_source_s3_uri: str | None
 ) -> list[dict]:
-    """One custom rule per name: our image evaluates ``rule_to_invoke`` from the source file.
+    """One custom rule per name: AWS's evaluator image (``image_uri``) runs ``rule_to_invoke``
+    from our rule file.
 
     ``source_s3_uri`` and ``rule_to_invoke`` are the parameters SageMaker's custom-rule
     evaluators read; per-rule parameters (thresholds etc.) go next to them as strings.

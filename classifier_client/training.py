@@ -31,6 +31,7 @@ from classifier_client.debugger import (
     debug_hook_config,
     debug_rule_configurations,
     profiler_config,
+    rule_evaluator_image,
     rule_source_path,
 )
 
@@ -224,13 +225,14 @@ def start_training_job(ctx: AwsContext, settings: TrainingSettings, *, wait: boo
     from sagemaker.core.resources import TrainingJob
 
     ctx.require_role()
+    debugger = settings.debugger
+    evaluator = _rule_evaluator(ctx, debugger)
     trainer = build_model_trainer(settings, ctx)
     # The request ModelTrainer.train() would send (names, channels, compute, metrics...).
     request = trainer._create_training_job_args()
     job_name = request["training_job_name"]
     job_prefix = _job_s3_prefix(request["output_data_config"].s3_output_path, job_name)
 
-    debugger = settings.debugger
     hook = debug_hook_config(debugger, f"{job_prefix}/debug-output")
     if hook:
         request["debug_hook_config"] = shapes.DebugHookConfig(**hook)
@@ -238,7 +240,7 @@ def start_training_job(ctx: AwsContext, settings: TrainingSettings, *, wait: boo
         source_uri = upload_rule_source(ctx, f"{job_prefix}/debugger-rules")
         request["debug_rule_configurations"] = [
             shapes.DebugRuleConfiguration(**rule)
-            for rule in debug_rule_configurations(debugger, settings.image_uri, source_uri)
+            for rule in debug_rule_configurations(debugger, evaluator, source_uri)
         ]
     request["profiler_config"] = shapes.ProfilerConfig(
         **profiler_config(debugger, f"{job_prefix}/profiler-output")
@@ -250,6 +252,16 @@ def start_training_job(ctx: AwsContext, settings: TrainingSettings, *, wait: boo
     if wait:
         job.wait(logs=True)
     return job
+
+
+def _rule_evaluator(ctx: AwsContext, debugger: DebuggerSettings) -> str | None:
+    """The custom-rule evaluator image, checked before anything is uploaded or created."""
+    if not debugger.rules:
+        return None
+    try:
+        return rule_evaluator_image(ctx.region, debugger.rule_evaluator_image)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from error
 
 
 def _explain_create_error(error, debugger: DebuggerSettings) -> Exception:

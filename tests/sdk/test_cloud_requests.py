@@ -16,6 +16,7 @@ from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC, 
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-image-classifier:v1"
 BUCKET = "classifier-data"
+EVALUATOR = "111122223333.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rule-evaluator:latest"
 
 
 @pytest.fixture
@@ -39,6 +40,7 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
         "--instance-type", "ml.g4dn.xlarge", "--instance-count", "2",
         "--spot", "--max-run", "3600",
         "--debugger-rules", "loss_not_decreasing,overfit", "--rule-param", "overfit.patience=2",
+        "--rule-evaluator-image", EVALUATOR,
         "--tensor-save-interval", "50", "--profiling-interval-ms", "1000",
         "--env", "SAGEMAKER_PROGRAM_LOG=1",
     )  # fmt: skip
@@ -78,7 +80,8 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
     assert hook["CollectionConfigurations"] == collection_configurations(tensor_save_interval=50)
     rules = {r["RuleConfigurationName"]: r for r in request["DebugRuleConfigurations"]}
     assert set(rules) == {"loss_not_decreasing", "overfit"}
-    assert {r["RuleEvaluatorImage"] for r in rules.values()} == {IMAGE}
+    # AWS's custom-rule evaluator runs our rule file; our training image has no evaluator.
+    assert {r["RuleEvaluatorImage"] for r in rules.values()} == {EVALUATOR}
     assert rules["overfit"]["RuleParameters"]["rule_to_invoke"] == "Overfit"
     assert rules["overfit"]["RuleParameters"]["patience"] == "2"
     assert rules["loss_not_decreasing"]["RuleParameters"]["rule_to_invoke"] == "LossNotDecreasing"
@@ -335,3 +338,29 @@ def test_settings_a_strategy_refuses_fail_before_any_aws_call(aws, capsys, cli, 
     assert code == 2
     assert message in capsys.readouterr().err
     assert aws.recorded.operations() == []
+
+
+def test_rule_jobs_use_the_documented_evaluator_image_of_the_region(aws, data_in_s3, cli):
+    code = cli(
+        "train", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3,
+        "--region", "us-west-2", "--debugger-rules", "overfit",
+    )  # fmt: skip
+    assert code == 0
+    (rule,) = aws.recorded.one("CreateTrainingJob")["DebugRuleConfigurations"]
+    assert rule["RuleEvaluatorImage"] == (
+        "759209512951.dkr.ecr.us-west-2.amazonaws.com/sagemaker-debugger-rule-evaluator:latest"
+    )
+
+
+def test_rule_jobs_in_a_region_without_a_known_evaluator_fail_before_any_request(
+    aws, data_in_s3, capsys, cli
+):
+    before = len(aws.recorded.operations())
+    code = cli(
+        "train", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3,
+        "--region", "eu-west-1", "--debugger-rules", "overfit",
+    )  # fmt: skip
+    assert code == 2
+    assert "--rule-evaluator-image" in capsys.readouterr().err
+    new_operations = aws.recorded.operations()[before:]
+    assert "CreateTrainingJob" not in new_operations and "PutObject" not in new_operations
