@@ -66,6 +66,7 @@ DEFAULT_RANGES: dict[str, Range] = {
     "batch_size": Range("categorical", values=("16", "32", "64", "128")),
     "optimizer": Range("categorical", values=("sgd", "adam", "adamw")),
     "epochs": Range("integer", 2, 10),
+    "augmentation": Range("categorical", values=("light", "standard", "strong")),
 }
 # Grid runs every combination: categorical values only, 3 x 2 x 2 = 12 jobs (--max-jobs' default).
 GRID_DEFAULT_RANGES: dict[str, Range] = {

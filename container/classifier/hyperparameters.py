@@ -15,7 +15,7 @@ from typing import Any
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULERS = ("none", "step", "cosine")
 # Train-channel augmentation recipes; see classifier.transforms.train_transform.
-AUGMENTATIONS = ("standard", "light", "none")
+AUGMENTATIONS = ("standard", "light", "strong", "none")
 # Keys SageMaker itself adds to hyperparameters.json.
 SAGEMAKER_KEY_PREFIX = "sagemaker_"
 SAGEMAKER_KEYS = ("_tuning_objective_metric",)

@@ -155,6 +155,7 @@ def test_tune_sends_ranges_objective_metric_definitions_warm_start(aws, data_in_
     assert categorical == {
         "batch_size": ["16", "32", "64", "128"],
         "optimizer": ["sgd", "adam", "adamw"],
+        "augmentation": ["light", "standard", "strong"],
     }
 
     definition = request["TrainingJobDefinition"]

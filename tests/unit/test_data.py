@@ -143,3 +143,16 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_shard_sampler_covers_every_index_once():
     shards = [list(data.ShardSampler(10, rank, 3)) for rank in range(3)]
     assert sorted(i for shard in shards for i in shard) == list(range(10))
+
+
+def test_augmentation_recipes():
+    from torchvision import transforms
+
+    from classifier.transforms import train_transform
+
+    standard = train_transform(32, "standard").transforms[0]
+    assert isinstance(standard, transforms.RandomResizedCrop) and standard.scale == (0.6, 1.0)
+    strong = train_transform(32, "strong").transforms
+    assert any(isinstance(t, transforms.TrivialAugmentWide) for t in strong)
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        train_transform(32, "wild")
