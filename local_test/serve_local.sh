@@ -43,8 +43,8 @@ if [[ $mode == stop ]]; then
 fi
 
 require_image "$image"
-[[ -f "$TEST_DIR/model/model_config.json" ]] \
-    || die "no model in $TEST_DIR/model; train one first: local_test/train_local.sh"
+[[ -f "$TEST_DIR/model/model_config.json" || -f "$TEST_DIR/model/model.tar.gz" ]] \
+    || die "no model (model_config.json or model.tar.gz) in $TEST_DIR/model; train one first: local_test/train_local.sh"
 
 env_args=()
 while IFS= read -r var; do env_args+=(--env "$var"); done < <(compgen -e | grep '^SAGEMAKER_' || true)

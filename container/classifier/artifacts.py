@@ -6,9 +6,12 @@ names in index order, image size, normalisation). The server needs nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -76,20 +79,51 @@ def save_model(model_dir: str | os.PathLike, state_dict: dict, spec: ModelSpec) 
     return model_dir
 
 
-def _extract_archive_if_needed(model_dir: Path) -> None:
-    """SageMaker unpacks model.tar.gz for us; `docker run` users may drop the archive in as is."""
+def resolve_model_dir(model_dir: str | os.PathLike) -> Path:
+    """The folder that holds the model files: ``model_dir``, or where its archive was unpacked.
+
+    SageMaker unpacks model.tar.gz into /opt/ml/model for us; `docker run` users may drop the
+    archive in as is, often on a read-only mount. Then it is unpacked next to it when the folder
+    is writable, otherwise into a scratch folder keyed by the archive, once for all workers.
+    """
+    model_dir = Path(model_dir)
     archive = model_dir / constants.MODEL_ARCHIVE_FILE
-    if (model_dir / constants.MODEL_CONFIG_FILE).exists() or not archive.exists():
-        return
+    if (model_dir / constants.MODEL_CONFIG_FILE).exists() or not archive.is_file():
+        return model_dir
+    target = model_dir if os.access(model_dir, os.W_OK) else _scratch_dir_for(archive)
+    if (target / constants.MODEL_CONFIG_FILE).exists():
+        return target
+    # Unpack aside and rename, the config last: a worker never sees a half-written model.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging_parent = model_dir if target == model_dir else target.parent
+    staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=staging_parent))
     try:
-        archives.extract(archive, model_dir)
+        archives.extract(archive, staging)
+        if target == model_dir:
+            entries = sorted(staging.iterdir(), key=lambda e: e.name == constants.MODEL_CONFIG_FILE)
+            for entry in entries:
+                entry.replace(model_dir / entry.name)
+        else:
+            try:
+                staging.replace(target)
+            except OSError:
+                if not (target / constants.MODEL_CONFIG_FILE).exists():  # not a concurrent twin
+                    raise
     except archives.ArchiveError as error:
         raise ModelArtifactError(str(error)) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _scratch_dir_for(archive: Path) -> Path:
+    stat = archive.stat()
+    key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return Path(tempfile.gettempdir()) / "classifier-models" / key[:16]
 
 
 def load_model_spec(model_dir: str | os.PathLike) -> ModelSpec:
-    model_dir = Path(model_dir)
-    _extract_archive_if_needed(model_dir)
+    model_dir = resolve_model_dir(model_dir)
     config_path = model_dir / constants.MODEL_CONFIG_FILE
     if not config_path.exists():
         present = sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else "missing"
@@ -105,7 +139,7 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
 
     from classifier.models import create_model
 
-    model_dir = Path(model_dir)
+    model_dir = resolve_model_dir(model_dir)
     spec = load_model_spec(model_dir)
     weights_path = model_dir / constants.MODEL_WEIGHTS_FILE
     if not weights_path.exists():

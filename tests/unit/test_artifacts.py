@@ -1,5 +1,8 @@
 import json
+import os
 import tarfile
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,3 +64,22 @@ def test_duplicate_class_names_are_refused(model_dir):
     )
     with pytest.raises(ModelArtifactError, match="unique"):
         load_model_spec(model_dir)
+
+
+def test_model_tar_gz_on_a_read_only_folder_is_unpacked_aside(model_dir, tmp_path, monkeypatch):
+    archive_dir = tmp_path / "read_only_model"
+    archive_dir.mkdir()
+    with tarfile.open(archive_dir / "model.tar.gz", "w:gz") as tar:
+        for path in model_dir.iterdir():
+            tar.add(path, arcname=path.name)
+    (tmp_path / "scratch").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    # A read-only mount (EROFS) refuses even root; chmod would not, so access() stands in.
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != archive_dir and writable(path, mode))
+    assert load_model(archive_dir)[1] == SPEC
+    assert load_model_spec(archive_dir) == SPEC
+    assert sorted(p.name for p in archive_dir.iterdir()) == ["model.tar.gz"]
+    unpacked = list((tmp_path / "scratch" / "classifier-models").iterdir())
+    assert len(unpacked) == 1 and (unpacked[0] / "model.pt").is_file()
