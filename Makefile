@@ -55,7 +55,7 @@ test-container: image $(STAMP)/venv $(STAMP)/venv-sdk
 	CONTAINER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV)/bin/python -m pytest tests/container
 
 lint: $(STAMP)/venv
-	$(VENV)/bin/ruff check container classifier_client tests local_test benchmarks
+	$(VENV)/bin/ruff check container classifier_client tools tests local_test benchmarks
 
 bench-train: $(STAMP)/venv
 	$(VENV)/bin/python benchmarks/training_bench.py

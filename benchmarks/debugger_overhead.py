@@ -1,6 +1,6 @@
 """Training throughput with the debugger hook + rules + profiler on, against all off.
 
-Runs the real training program (classifier.train.main) twice per round on the same
+Runs the real training program (classifier.training.program.main) twice per round on the same
 generated ImageFolder under a temporary /opt/ml tree, alternating the order, and prints
 images/s for each configuration and their ratio. The machine is shared and noisy: read
 the ratio, not the absolute numbers.
@@ -33,7 +33,7 @@ def write_data(root: Path, per_class: int, size: int, seed: int) -> None:
 @contextlib.contextmanager
 def timed_rules_and_report():
     """Collects the CPU seconds of each end-of-job rules + report run into the yielded list."""
-    from classifier import job_outputs
+    from classifier.training import job_outputs
 
     report_cpu: list[float] = []
     original = job_outputs.run_rules_and_report
@@ -54,7 +54,7 @@ def timed_rules_and_report():
 
 def run_once(base: Path, hyperparameters: dict, debug: bool) -> dict:
     """One training job; returns its throughput and how long the end-of-job rules took."""
-    from classifier import train
+    from classifier.training import program as train
 
     for sub in ("model", "output", "checkpoints"):
         target = base / sub

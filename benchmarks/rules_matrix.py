@@ -1,6 +1,6 @@
 """Debugger rule verdicts on a matrix of real training jobs: healthy ones and sabotaged ones.
 
-Every job is the real training program (classifier.train.main) under a temporary /opt/ml
+Every job is the real training program (classifier.training.program.main) under a temporary /opt/ml
 tree with ``debug=true``, so the rules judge exactly what a job writes. Healthy jobs train
 on the demo digits (from scratch and fine-tuned from an earlier job's weights, several
 seeds, 3 and 10 epochs); each sabotaged job breaks one thing that one rule exists to catch.
@@ -149,7 +149,7 @@ def healthy_jobs(digits: Path, seeds: list[int], epochs: list[int]) -> list[Job]
 
 
 def run_job(job: Job, base: Path, weights: dict[str, Path]) -> dict:
-    from classifier import train
+    from classifier.training import program as train
 
     config = base / "input" / "config"
     config.mkdir(parents=True)
@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seeds, args.epochs = [0], [3]
     logging.disable(logging.INFO)
-    from classifier.demo_data import write_digits
-    from classifier.rules.debugger_rules import RULES
+    from classifier.debugging.rules.debugger_rules import RULES
+    from tools.demo_data import write_digits
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -106,7 +106,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data
         if data_dir is None:
-            from classifier.demo_data import write_digits
+            from tools.demo_data import write_digits
 
             data_dir = Path(tmp) / "digits"
             write_digits(data_dir)

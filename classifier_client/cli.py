@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from classifier.debugger import TENSOR_SAVE_INTERVAL
+from classifier.debugging.hook import TENSOR_SAVE_INTERVAL
 from classifier_client.config import IMAGE_ENV, ROLE_ENV, ConfigurationError
 from classifier_client.strategies import STRATEGIES
 

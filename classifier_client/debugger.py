@@ -1,8 +1,8 @@
 """Debugger hook, custom rules and profiler settings for a CreateTrainingJob request.
 
-The collections come from ``classifier.debugger.hook_collections`` — the same mapping the
+The collections come from ``classifier.debugging.hook.hook_collections`` — the same mapping the
 image's local ``debug=true`` hook uses — so a SageMaker job saves exactly the tensors our
-rules read. The training program evaluates our rules (``classifier.rules``) at the end of
+rules read. The training program evaluates our rules (``classifier.debugging.rules``) at the end of
 every job that saved tensors: that is the default, and since AWS closed SageMaker Debugger
 to new customers on 2026-07-30 it is the only way most accounts get these checks. Accounts
 that still have Debugger can also attach the same rules as SageMaker *custom rules*: AWS's
@@ -15,8 +15,8 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 
-from classifier.debugger import INITIAL_STEPS, TENSOR_SAVE_INTERVAL, hook_collections
-from classifier.rules import RULE_NAMES
+from classifier.debugging.hook import INITIAL_STEPS, TENSOR_SAVE_INTERVAL, hook_collections
+from classifier.debugging.rules import RULE_NAMES
 
 # Where smdebug writes inside the training container; SageMaker syncs it to S3.
 HOOK_LOCAL_PATH = "/opt/ml/output/tensors"
@@ -41,9 +41,9 @@ def rule_class_name(rule: str) -> str:
 
 def rule_source_path() -> str:
     """The rules' source file, found without importing it (it imports smdebug)."""
-    spec = importlib.util.find_spec("classifier.rules.debugger_rules")
+    spec = importlib.util.find_spec("classifier.debugging.rules.debugger_rules")
     if spec is None or spec.origin is None:  # pragma: no cover - a broken install
-        raise RuntimeError("classifier.rules.debugger_rules is not installed")
+        raise RuntimeError("classifier.debugging.rules.debugger_rules is not installed")
     return spec.origin
 
 

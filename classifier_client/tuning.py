@@ -168,7 +168,7 @@ def build_tuner(ctx: AwsContext, settings: TuningSettings):
     if training.checkpointing and not training.checkpoint_s3_uri:
         # ModelTrainer fills this in per job, the tuner does not. All the tuning job's training
         # jobs sync this one prefix; the image keeps each job's checkpoints under its own name
-        # (classifier.environment.TrainingEnvironment.checkpoint_dir).
+        # (classifier.training.environment.TrainingEnvironment.checkpoint_dir).
         training = replace(
             training,
             checkpoint_s3_uri=f"s3://{ctx.default_bucket()}/{settings.base_name}/checkpoints",

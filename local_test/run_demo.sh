@@ -21,7 +21,7 @@ python="${PYTHON:-$repo_root/.venv/bin/python}"
 data="$TEST_DIR/input/data"
 if [[ ! -d "$data/train" ]]; then
     log "writing the digits demo data to $data"
-    PYTHONPATH="$repo_root/container" "$python" -m classifier.demo_data "$data"
+    PYTHONPATH="$repo_root/container:$repo_root" "$python" -m tools.demo_data "$data"
 fi
 
 "$local_test_dir/train_local.sh" "$IMAGE"

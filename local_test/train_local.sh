@@ -16,7 +16,7 @@ TEST_DIR/output/data, checkpoints in TEST_DIR/checkpoints. Exits with the contai
   -h, --help  show this help
 
 Environment: TEST_DIR (default local_test/test_dir), TRAIN_CONTAINER_NAME.
-Make the demo data first: .venv/bin/python -m classifier.demo_data TEST_DIR/input/data
+Make the demo data first: .venv/bin/python -m tools.demo_data TEST_DIR/input/data
 USAGE
 }
 
@@ -37,7 +37,7 @@ require_image "$image"
     || die "no $TEST_DIR/input/config/hyperparameters.json"
 [[ -d "$TEST_DIR/input/data/train" ]] \
     || die "no training data in $TEST_DIR/input/data/train; make it with:
-    .venv/bin/python -m classifier.demo_data $TEST_DIR/input/data"
+    .venv/bin/python -m tools.demo_data $TEST_DIR/input/data"
 
 # A new SageMaker job starts with empty model and output folders.
 stale=("$TEST_DIR/model" "$TEST_DIR/output")

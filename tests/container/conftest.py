@@ -127,8 +127,8 @@ def image(docker_engine) -> str:
 def digits_data(tmp_path_factory) -> Path:
     """The demo data (train/valid/test ImageFolders), written by the project's own command."""
     out = tmp_path_factory.mktemp("digits") / "data"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "container")}
-    run([sys.executable, "-m", "classifier.demo_data", str(out)], timeout=300, env=env)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "container"), str(REPO)])}
+    run([sys.executable, "-m", "tools.demo_data", str(out)], timeout=300, env=env, cwd=REPO)
     return out
 
 

@@ -33,7 +33,7 @@ def test_image_honours_the_sagemaker_contract(image):
         "set -e; command -v train; command -v serve; test ! -e /opt/ml; "
         "test -z \"$(find /opt /tmp /root -name '*.whl' -print -quit)\"; "
         "test ! -d /root/.cache/pip; "
-        "python3 -c 'import torch, torchvision, smdebug, classifier.train, classifier.serving'"
+        "python3 -c 'import torch, torchvision, smdebug, classifier.training.program, classifier.serving'"
     )
     result = run(["docker", "run", "--rm", "--network", "none", image, "sh", "-c", probe], timeout=300)
     assert result.stdout.split()[:2] == ["/opt/program/train", "/opt/program/serve"]

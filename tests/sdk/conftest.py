@@ -173,10 +173,10 @@ def runtime_python() -> Path:
 
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory, runtime_python) -> Path:
-    """The UCI digits as an ImageFolder (train/valid/test), written by classifier.demo_data."""
+    """The UCI digits as an ImageFolder (train/valid/test), written by tools.demo_data."""
     out = tmp_path_factory.mktemp("digits") / "digits"
     subprocess.run(
-        [str(runtime_python), "-m", "classifier.demo_data", str(out)],
+        [str(runtime_python), "-m", "tools.demo_data", str(out)],
         check=True,
         cwd=REPO_ROOT,
         capture_output=True,

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from classifier.debugging.rules import RULE_NAMES
 from classifier.metric_definitions import METRIC_DEFINITIONS, format_metrics_line, parse_metrics
-from classifier.rules import RULE_NAMES
 from classifier_client.cli import build_parser
 from classifier_client.debugger import rule_class_name, rule_source_path
 from classifier_client.image import PushOptions, push_image

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier.debugger import collection_configurations
+from classifier.debugging.hook import collection_configurations
 from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-image-classifier:v1"
@@ -89,7 +89,7 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
     bucket, key = source[5:].split("/", 1)
     uploaded = aws.boto3("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     rules_file = (
-        Path(__file__).resolve().parents[2] / "container/classifier/rules/debugger_rules.py"
+        Path(__file__).resolve().parents[2] / "container/classifier/debugging/rules/debugger_rules.py"
     )
     assert uploaded == rules_file.read_bytes()
     assert "class Overfit" in uploaded.decode()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.demo_data import write_digits
+from tools.demo_data import write_digits
 
 
 @pytest.fixture(scope="session")

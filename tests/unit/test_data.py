@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from classifier import data
+from classifier.training import data
 from classifier.transforms import eval_transform, to_rgb
 
 

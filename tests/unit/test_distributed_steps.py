@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 
 def _batches(rank: int, scenario: str):
-    from classifier.data import Batch
+    from classifier.training.data import Batch
 
     generator = torch.Generator().manual_seed(rank)
     for step in range(STEPS):
@@ -54,8 +54,8 @@ def _rank_main(rank: int, port: int, scenario: str, out_dir: str) -> None:
     from torch import nn
     from torch.nn.parallel import DistributedDataParallel
 
-    from classifier import train
-    from classifier.distributed import DistributedContext
+    from classifier.training import program as train
+    from classifier.training.distributed import DistributedContext
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     ctx = DistributedContext(rank=rank, local_rank=rank, world_size=2)

@@ -5,7 +5,7 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
-from classifier import dog_images
+from tools import dog_images
 
 BREEDS = ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
 

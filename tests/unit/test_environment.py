@@ -1,6 +1,6 @@
 import pytest
 
-from classifier.environment import ContractError, TrainingEnvironment
+from classifier.training.environment import ContractError, TrainingEnvironment
 
 
 def test_reads_contract_files_from_base_dir(opt_ml, small_folder):

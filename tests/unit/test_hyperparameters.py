@@ -1,6 +1,6 @@
 import pytest
 
-from classifier.hyperparameters import HyperparameterError, Hyperparameters, parse_hyperparameters
+from classifier.training.hyperparameters import HyperparameterError, Hyperparameters, parse_hyperparameters
 
 
 def test_empty_gives_documented_defaults():

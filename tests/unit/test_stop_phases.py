@@ -18,7 +18,7 @@ FAST = {"model": "resnet18", "image_size": 16, "batch_size": 8, "num_workers": 0
 
 @pytest.fixture
 def job(opt_ml, small_folder, monkeypatch):
-    from classifier import train
+    from classifier.training import program as train
 
     for channel in ("train", "valid", "test"):
         opt_ml.channel(channel, small_folder)
@@ -53,7 +53,7 @@ def _stop_on_call(monkeypatch, module, name: str, call: int, job) -> None:
 
 
 def _run() -> int:
-    from classifier import train
+    from classifier.training import program as train
 
     with pytest.raises(SystemExit) as exit_:
         train.main()
@@ -71,7 +71,7 @@ def _run() -> int:
 def test_sigterm_keeps_the_clean_checkpoint_and_writes_the_best_model(
     job, monkeypatch, phase, function, call, completed
 ):
-    from classifier import train
+    from classifier.training import program as train
 
     _stop_on_call(monkeypatch, train, function, call, job)
     assert _run() == 143
@@ -84,7 +84,7 @@ def test_sigterm_keeps_the_clean_checkpoint_and_writes_the_best_model(
 
 
 def test_sigterm_during_the_end_of_job_rules_skips_the_rest(job, monkeypatch):
-    from classifier import job_outputs
+    from classifier.training import job_outputs
 
     _stop_on_call(monkeypatch, job_outputs, "run_rules_and_report", 1, job)
     assert _run() == 143

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from classifier import data, distributed
-from classifier.hyperparameters import parse_hyperparameters
 from classifier.models import create_model
-from classifier.train import (
+from classifier.training import data, distributed
+from classifier.training.hyperparameters import parse_hyperparameters
+from classifier.training.program import (
     StopSignal,
     TrainingDiverged,
     build_optimizer,

@@ -1,4 +1,4 @@
-"""Tiny real trainings for the debugger tests: a generated ImageFolder and classifier.train.
+"""Tiny real trainings for the debugger tests: a generated ImageFolder and classifier.training.program.
 
 Each training is a few dozen 16x16 images on resnet18, so a run takes seconds on 2 cores.
 """
@@ -75,7 +75,7 @@ class TrainingRun:
 
 @pytest.fixture
 def train_job(tmp_path, monkeypatch):
-    """Run classifier.train.main() on generated data under a tmp /opt/ml tree."""
+    """Run classifier.training.program.main() on generated data under a tmp /opt/ml tree."""
 
     def run(
         hyperparameters: dict | None = None,
@@ -85,7 +85,7 @@ def train_job(tmp_path, monkeypatch):
         signal: bool = True,
         data_from: Path | None = None,
     ) -> TrainingRun:
-        from classifier import train as training
+        from classifier.training import program as training
 
         base = tmp_path / "opt_ml"
         config = base / "input" / "config"

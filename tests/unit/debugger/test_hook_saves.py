@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from classifier import debugger
-from classifier.debugger import INITIAL_STEPS, REDUCTIONS, hook_collections
+from classifier.debugging import hook as debugger
+from classifier.debugging.hook import INITIAL_STEPS, REDUCTIONS, hook_collections
 
 
 def _train_and_eval(tmp_path, train_steps: int = 4):
@@ -49,7 +49,7 @@ def test_reduced_tensors_only_at_the_initial_train_steps(tmp_path):
     assert trial.tensor(loss).steps(mode=modes.EVAL) == [0]
 
 def test_labels_and_predictions_are_saved_in_batches_with_every_sample(tmp_path):
-    from classifier.debugger import BATCHES_PER_SAVE
+    from classifier.debugging.hook import BATCHES_PER_SAVE
 
     steps = BATCHES_PER_SAVE + 3
     trial, modes = _train_and_eval(tmp_path, train_steps=steps)

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from classifier.profiler import SmiGpuSampler, TrainingProfiler, profiler_settings
-from classifier.report import write_job_report
-from classifier.rules import RuleResult
+from classifier.debugging.profiler import SmiGpuSampler, TrainingProfiler, profiler_settings
+from classifier.debugging.report import write_job_report
+from classifier.debugging.rules import RuleResult
 
 
 def _write_profiler_config(base, payload) -> None:
@@ -58,7 +58,7 @@ class FakeGpu:
 
 def test_idle_gpu_and_small_batch_are_recommended_with_evidence(tmp_path, monkeypatch):
     # A quiet CPU, whatever else this machine runs: BatchSize needs CPU p95 < 70 %.
-    monkeypatch.setattr("classifier.profiler.psutil.cpu_percent", lambda percpu=False: [15.0] * 8)
+    monkeypatch.setattr("classifier.debugging.profiler.psutil.cpu_percent", lambda percpu=False: [15.0] * 8)
     settings = profiler_settings(tmp_path)
     with TrainingProfiler(
         settings, 0, 4, "cuda:0", gpu_sampler=FakeGpu(20.0, 10.0), cpu_count=8
@@ -186,7 +186,7 @@ class FakeNvml:
 
 
 def test_nvml_sampler_reads_every_gpu():
-    from classifier.profiler import NvmlGpuSampler
+    from classifier.debugging.profiler import NvmlGpuSampler
 
     nvml = FakeNvml()
     sampler = NvmlGpuSampler(nvml)
@@ -196,6 +196,6 @@ def test_nvml_sampler_reads_every_gpu():
 
 
 def test_cpu_training_gets_no_gpu_sampler():
-    from classifier.profiler import detect_gpu_sampler
+    from classifier.debugging.profiler import detect_gpu_sampler
 
     assert detect_gpu_sampler("cpu") is None

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from classifier.rules import RULE_NAMES, custom_rule_source_path, run_rules
-from classifier.rules import __main__ as cli
-from classifier.rules.debugger_rules import RULES, ClassImbalance, LossNotDecreasing, rule_class
+from classifier.debugging.rules import RULE_NAMES, custom_rule_source_path, run_rules
+from classifier.debugging.rules import __main__ as cli
+from classifier.debugging.rules.debugger_rules import RULES, ClassImbalance, LossNotDecreasing, rule_class
 
 
 class _Trial:

@@ -1,4 +1,4 @@
-"""Real (tiny) trainings through classifier.train: the rules must tell healthy from broken."""
+"""Real (tiny) trainings through classifier.training.program: the rules must tell healthy from broken."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 from torch import nn
 
-from classifier.rules import run_rules
+from classifier.debugging.rules import run_rules
 
 from .conftest import balanced
 
@@ -51,7 +51,7 @@ def test_walkthrough_job_on_the_digits_raises_no_false_alarm(train_job, digits_d
 
 
 def test_frozen_all_zero_head_fires_vanishing_gradient(train_job, monkeypatch):
-    from classifier import train as training
+    from classifier.training import program as training
 
     build = training.build_model
 
@@ -86,7 +86,7 @@ def test_learning_rate_far_too_high_fires_exploding_tensor(train_job):
 
 
 def test_nan_training_loss_fails_the_job_and_the_report_names_the_rule(train_job, monkeypatch):
-    from classifier import train as training
+    from classifier.training import program as training
 
     build = training.build_model
 
@@ -116,7 +116,7 @@ def test_nan_training_loss_fails_the_job_and_the_report_names_the_rule(train_job
 
 
 def test_zero_initialisation_fires_poor_weight_initialization(train_job, monkeypatch):
-    from classifier import train as training
+    from classifier.training import program as training
 
     build = training.build_model
 
@@ -167,7 +167,7 @@ def test_imbalanced_train_set_fires_class_imbalance(train_job, tmp_path):
         [
             sys.executable,
             "-m",
-            "classifier.rules",
+            "classifier.debugging.rules",
             str(run.tensors),
             "--rule",
             "class_imbalance",

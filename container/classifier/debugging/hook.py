@@ -71,7 +71,7 @@ def close(hook) -> None:
         hook.close()
 
 
-# --- what the hook saves so that classifier.rules can judge the run ----------------------
+# --- what the hook saves so that classifier.debugging.rules can judge the run ----------------------
 #
 #   configure_hook(hook, model, apply_defaults)  after create_hook, before register_module;
 #   record_batch(hook, labels, logits, last)     every train step, after the model's forward

@@ -70,7 +70,7 @@ def _split_params(rules: list[str], params: dict) -> dict[str, dict]:
     whose constructor takes ``key``."""
     import inspect
 
-    from classifier.rules.debugger_rules import rule_class
+    from classifier.debugging.rules.debugger_rules import rule_class
 
     per_rule: dict[str, dict] = {name: {} for name in rules}
     for key, value in params.items():
@@ -101,7 +101,7 @@ def run_rules(
     from smdebug.rules.rule_invoker import invoke_rule
     from smdebug.trials import create_trial
 
-    from classifier.rules.debugger_rules import RULES, rule_class
+    from classifier.debugging.rules.debugger_rules import RULES, rule_class
 
     names = [rule_class(name).rule_key for name in (rules or list(RULES))]
     per_rule = _split_params(names, params)
@@ -159,6 +159,6 @@ def run_rules(
 
 def custom_rule_source_path() -> str:
     """The file to pass as ``source`` to SageMaker custom rules (self-contained rule classes)."""
-    from classifier.rules import debugger_rules
+    from classifier.debugging.rules import debugger_rules
 
     return os.path.abspath(debugger_rules.__file__)

@@ -2,12 +2,12 @@
 overtraining, poor_weight_initialization, class_imbalance) as smdebug Rules.
 
 One implementation runs in three places: at the end of every training job that saved
-tensors, as ``python -m classifier.rules TENSORS_PATH``, and as SageMaker custom rules
+tensors, as ``python -m classifier.debugging.rules TENSORS_PATH``, and as SageMaker custom rules
 (``custom_rule_source_path()`` is the source file). Importing this package is cheap: smdebug
 is imported when rules run.
 """
 
-from classifier.rules.runner import (
+from classifier.debugging.rules.runner import (
     ERROR,
     ISSUES_FOUND,
     NO_DATA,

@@ -24,16 +24,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from classifier import data, debugger, distributed, job_outputs
 from classifier.artifacts import ModelSpec, save_model
-from classifier.checkpoint import load_checkpoint, save_checkpoint
-from classifier.environment import TrainingEnvironment
-from classifier.hyperparameters import Hyperparameters, parse_hyperparameters
+from classifier.debugging import hook as debugger
 from classifier.metric_definitions import format_metrics_line
 from classifier.models import create_model, freeze_all_but, load_pretrained, logits_of
+from classifier.training import data, distributed, job_outputs
+from classifier.training.checkpoint import load_checkpoint, save_checkpoint
+from classifier.training.environment import TrainingEnvironment
+from classifier.training.hyperparameters import Hyperparameters, parse_hyperparameters
 from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
-logger = logging.getLogger("classifier.train")
+logger = logging.getLogger("classifier.training.program")
 
 EXIT_FAILURE = 1
 EXIT_SIGTERM = 128 + signal.SIGTERM
@@ -304,7 +305,7 @@ def _dedupe(files: list[data.SkippedFile]) -> list[data.SkippedFile]:
 
 
 def _profiler_for(env: TrainingEnvironment, hp: Hyperparameters, ctx):
-    from classifier.profiler import TrainingProfiler, profiler_settings
+    from classifier.debugging.profiler import TrainingProfiler, profiler_settings
 
     settings = profiler_settings(env.base_dir)
     return TrainingProfiler(settings, hp.num_workers, hp.batch_size, str(ctx.device))

@@ -1,6 +1,6 @@
 """Run the debugger rules on a tensors folder from the command line::
 
-    python -m classifier.rules TENSORS_PATH [--rule NAME ...] [--param RULE.KEY=VALUE ...]
+    python -m classifier.debugging.rules TENSORS_PATH [--rule NAME ...] [--param RULE.KEY=VALUE ...]
                                [--json OUT]
 
 Prints one summary line per rule. Exit status: 0 when no rule fired, 1 when at least one
@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from classifier.rules import ERROR, RULE_NAMES, run_rules
+from classifier.debugging.rules import ERROR, RULE_NAMES, run_rules
 
 EXIT_OK, EXIT_FIRED, EXIT_ERROR = 0, 1, 2
 
@@ -32,7 +32,7 @@ def _parse_param(text: str) -> tuple[str, str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m classifier.rules", description="Run the debugger rules on saved tensors."
+        prog="python -m classifier.debugging.rules", description="Run the debugger rules on saved tensors."
     )
     parser.add_argument(
         "tensors_path", help="the smdebug out_dir: a local folder or s3://bucket/prefix"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier import constants
-from classifier.hyperparameters import TUNING_OBJECTIVE_KEY
+from classifier.training.hyperparameters import TUNING_OBJECTIVE_KEY
 
 
 class ContractError(RuntimeError):

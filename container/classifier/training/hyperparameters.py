@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from classifier.transforms import AUGMENTATIONS
+
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULERS = ("none", "step", "cosine")
-# Train-channel augmentation recipes; see classifier.transforms.train_transform.
-AUGMENTATIONS = ("standard", "light", "strong", "none")
 # Keys SageMaker itself adds to hyperparameters.json.
 SAGEMAKER_KEY_PREFIX = "sagemaker_"
 SAGEMAKER_KEYS = ("_tuning_objective_metric",)

@@ -89,7 +89,7 @@ def _scalar(trial, name: str, step: int) -> float | None:
 def _stats(trial, name: str, step: int) -> dict | None:
     """mean/std/min/max/abs_mean (+ size and 5-95 percentile range when raw) of a tensor.
 
-    Hooks configured by ``classifier.debugger`` save reductions instead of raw tensors to
+    Hooks configured by ``classifier.debugging.hook`` save reductions instead of raw tensors to
     keep the overhead low; SageMaker's hook config may save raw tensors. Both work.
     """
     tensor = trial.tensor(name)

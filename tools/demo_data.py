@@ -1,7 +1,7 @@
 """Write scikit-learn's UCI handwritten digits as an ImageFolder with train/valid/test splits.
 
 The demo and the tests train on this: real data, 1,797 images in 10 classes, no download.
-Usage: ``python -m classifier.demo_data OUT_DIR [--valid-fraction 0.15] [--test-fraction 0.15]``
+Usage: ``python -m tools.demo_data OUT_DIR [--valid-fraction 0.15] [--test-fraction 0.15]``
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def run_rules_and_report(
     A report that cannot be written must not turn a trained model into a failed job, so
     errors here are logged with their traceback and the job goes on.
     """
-    from classifier import report, rules
+    from classifier.debugging import report, rules
 
     rule_results = None
     try:

@@ -4,7 +4,7 @@ Checks the layout (train/valid/test, the same class folders in each), prints the
 and writes OUT/train, OUT/valid, OUT/test. ``--s3`` then uploads them with the client's
 resumable uploader. Standard library only, so it runs in either environment.
 
-Usage: python -m classifier.dog_images (ZIP | --url URL) OUT [--s3 s3://bucket/prefix]
+Usage: python -m tools.dog_images (ZIP | --url URL) OUT [--s3 s3://bucket/prefix]
 """
 
 from __future__ import annotations
