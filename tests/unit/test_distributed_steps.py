@@ -54,7 +54,7 @@ def _rank_main(rank: int, port: int, scenario: str, out_dir: str) -> None:
     from torch import nn
     from torch.nn.parallel import DistributedDataParallel
 
-    from classifier.training import program as train
+    from classifier.training import steps as train
     from classifier.training.distributed import DistributedContext
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)

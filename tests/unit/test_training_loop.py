@@ -9,14 +9,12 @@ from torch import nn
 from classifier.models import create_model
 from classifier.training import data, distributed
 from classifier.training.hyperparameters import parse_hyperparameters
-from classifier.training.program import (
+from classifier.training.program import build_optimizer, build_scheduler, make_loader
+from classifier.training.steps import (
     StopSignal,
     TrainingDiverged,
-    build_optimizer,
-    build_scheduler,
     confusion_report,
     evaluate,
-    make_loader,
     train_one_epoch,
 )
 from classifier.transforms import eval_transform

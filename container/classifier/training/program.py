@@ -11,7 +11,6 @@ import contextlib
 import logging
 import math
 import random
-import signal
 import sys
 import time
 import traceback
@@ -27,42 +26,30 @@ from torch.utils.data import DataLoader, DistributedSampler
 from classifier.artifacts import ModelSpec, save_model
 from classifier.debugging import hook as debugger
 from classifier.metric_definitions import format_metrics_line
-from classifier.models import create_model, freeze_all_but, load_pretrained, logits_of
+from classifier.models import create_model, freeze_all_but, load_pretrained
 from classifier.training import data, distributed, job_outputs
 from classifier.training.checkpoint import load_checkpoint, save_checkpoint
 from classifier.training.environment import TrainingEnvironment
 from classifier.training.hyperparameters import Hyperparameters, parse_hyperparameters
+from classifier.training.launcher import (
+    EXIT_SIGTERM,
+    TrainingInterrupted,
+    configure_logging,
+    run_processes,
+)
+from classifier.training.steps import (
+    StopRequested,
+    StopSignal,
+    TrainingDiverged,
+    confusion_report,
+    evaluate,
+    train_one_epoch,
+)
 from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
 logger = logging.getLogger("classifier.training.program")
 
 EXIT_FAILURE = 1
-EXIT_SIGTERM = 128 + signal.SIGTERM
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; continuing would only waste the instance."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGTERM arrived (spot interruption, StopTrainingJob, docker stop); a checkpoint was saved."""
-
-
-class StopRequested(Exception):
-    """Raised where a phase notices SIGTERM; the job saves what it has and exits."""
-
-
-class StopSignal:
-    """Set by SIGTERM; the loop polls it between steps so the handler itself does nothing risky."""
-
-    def __init__(self) -> None:
-        self.received = False
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.received = True
 
 
 # --- data -----------------------------------------------------------------------------
@@ -150,143 +137,6 @@ def build_scheduler(hp: Hyperparameters, optimizer):
     return None
 
 
-def autocast_for(device: torch.device, enabled: bool):
-    # fp16 with a GradScaler on GPU; bfloat16 (no scaler needed) on CPU.
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
-
-
-# --- steps ---------------------------------------------------------------------------------
-
-
-@dataclass
-class EpochResult:
-    loss: float
-    accuracy: float
-    samples: int
-    skipped: list[data.SkippedFile] = field(default_factory=list)
-    interrupted: bool = False
-
-
-def _diverged(loss: float | None, samples: int) -> TrainingDiverged:
-    where = f"became {loss}" if loss is not None else "became NaN or infinite on another rank"
-    return TrainingDiverged(
-        f"training loss {where} after {samples} samples; lower learning_rate "
-        "(or enable gradient-friendly settings such as amp=false)"
-    )
-
-
-def train_one_epoch(
-    model, loader, loss_fn, optimizer, scaler, ctx, amp: bool, hook, profiler, stop: StopSignal
-) -> EpochResult:
-    model.train()
-    debugger.set_mode(hook, train=True)
-    loss_sum, correct, samples, skipped = 0.0, 0, 0, []
-    diverged: float | None = None
-    waited_since = time.perf_counter()
-    for index, batch in enumerate(loader):
-        data_seconds = time.perf_counter() - waited_since
-        # One all-reduce per step keeps the ranks in step: all stop, all skip a batch that is
-        # empty on any rank (every image unreadable), all fail when any rank's loss diverged.
-        stop_now, empty, diverged_somewhere = distributed.any_rank_each(
-            ctx, [stop.received, not len(batch), diverged is not None]
-        )
-        if diverged_somewhere:
-            raise _diverged(diverged, samples)
-        if stop_now:
-            return EpochResult(math.nan, math.nan, samples, skipped, interrupted=True)
-        skipped.extend(batch.skipped)
-        if empty:
-            waited_since = time.perf_counter()
-            continue
-        started = time.perf_counter()
-        images = batch.images.to(ctx.device, non_blocking=True, memory_format=torch.channels_last)
-        targets = batch.targets.to(ctx.device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast_for(ctx.device, amp):
-            logits = logits_of(model(images))
-            debugger.record_batch(hook, targets, logits, last_of_epoch=index == len(loader) - 1)
-            loss = loss_fn(logits, targets)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        batch_loss = loss.item()
-        if not math.isfinite(batch_loss):
-            if not ctx.enabled:
-                raise _diverged(batch_loss, samples)
-            diverged = batch_loss  # the other ranks learn it from the next step's flags
-        loss_sum += batch_loss * len(targets)
-        correct += int((logits.argmax(1) == targets).sum())
-        samples += len(targets)
-        if profiler is not None:
-            profiler.record_step(data_seconds, time.perf_counter() - started, len(targets))
-        waited_since = time.perf_counter()
-    if distributed.any_rank(ctx, diverged is not None):
-        raise _diverged(diverged, samples)
-    totals = distributed.all_sum(ctx, [loss_sum, correct, samples])
-    return EpochResult(totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1), int(totals[2]), skipped)
-
-
-@dataclass
-class Evaluation:
-    loss: float
-    accuracy: float
-    samples: int
-    skipped: list[data.SkippedFile]
-    targets: list[int]
-    predictions: list[int]
-
-
-@torch.no_grad()
-def evaluate(model, loader, loss_fn, ctx, amp: bool, hook, stop: StopSignal | None = None) -> Evaluation:
-    model.eval()
-    debugger.set_mode(hook, train=False)
-    loss_sum, skipped, targets_all, predictions_all = 0.0, [], [], []
-    for batch in loader:
-        if stop is not None and distributed.any_rank(ctx, stop.received):
-            raise StopRequested("evaluation")
-        skipped.extend(batch.skipped)
-        if not len(batch):
-            continue
-        images = batch.images.to(ctx.device, non_blocking=True, memory_format=torch.channels_last)
-        targets = batch.targets.to(ctx.device, non_blocking=True)
-        with autocast_for(ctx.device, amp):
-            logits = logits_of(model(images))
-            loss = loss_fn(logits, targets)
-        loss_sum += loss.item() * len(targets)
-        targets_all.extend(targets.tolist())
-        predictions_all.extend(logits.argmax(1).tolist())
-    gathered = distributed.all_gather(ctx, (loss_sum, targets_all, predictions_all, skipped))
-    loss_total = sum(item[0] for item in gathered)
-    targets_all = [t for item in gathered for t in item[1]]
-    predictions_all = [p for item in gathered for p in item[2]]
-    skipped = [s for item in gathered for s in item[3]]
-    count = len(targets_all)
-    correct = sum(int(t == p) for t, p in zip(targets_all, predictions_all, strict=True))
-    return Evaluation(
-        loss_total / max(count, 1), correct / max(count, 1), count, skipped, targets_all, predictions_all
-    )
-
-
-def confusion_report(class_names: list[str], evaluation: Evaluation) -> dict:
-    size = len(class_names)
-    matrix = np.zeros((size, size), dtype=np.int64)
-    for target, prediction in zip(evaluation.targets, evaluation.predictions, strict=True):
-        matrix[target, prediction] += 1
-    totals = matrix.sum(axis=1)
-    per_class = {
-        name: (float(matrix[i, i] / totals[i]) if totals[i] else None) for i, name in enumerate(class_names)
-    }
-    return {
-        "class_names": class_names,
-        "accuracy": evaluation.accuracy,
-        "loss": evaluation.loss,
-        "samples": evaluation.samples,
-        "per_class_accuracy": per_class,
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
 # --- the job -------------------------------------------------------------------------------
 
 
@@ -332,26 +182,102 @@ def run(env: TrainingEnvironment, hp: Hyperparameters, local_rank: int, processe
         distributed.teardown(ctx)
 
 
+@dataclass
+class TrainingState:
+    """Everything an epoch changes and a checkpoint keeps."""
+
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    hook: object
+    identity: dict
+    start_epoch: int = 1
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(
+        default_factory=lambda: {
+            "epoch": 0, "valid_accuracy": -1.0, "valid_loss": math.inf, "state_dict": None
+        }
+    )
+    skipped: dict[str, list[data.SkippedFile]] = field(default_factory=lambda: {"train": [], "valid": []})
+
+    def restore(self, saved: dict) -> None:
+        _unwrap(self.model).load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None and saved.get("scheduler"):
+            self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self.start_epoch, self.history, self.best = saved["epoch"] + 1, saved["history"], saved["best"]
+        self.skipped = {k: [data.SkippedFile(**f) for f in v] for k, v in saved["skipped"].items()}
+
+    def checkpoint(self, completed_epoch: int, hp: Hyperparameters) -> dict:
+        return {
+            "identity": self.identity,
+            "epoch": completed_epoch,
+            "model": _unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+            "best": self.best,
+            "skipped": {k: [vars(f) for f in v] for k, v in self.skipped.items()},
+            "hyperparameters": hp.to_dict(),
+        }
+
+    def keep_if_best(self, epoch: int, valid) -> None:
+        best = self.best
+        if (valid.accuracy, -valid.loss) > (best["valid_accuracy"], -best["valid_loss"]):
+            weights = {k: v.detach().cpu().clone() for k, v in _unwrap(self.model).state_dict().items()}
+            self.best = {
+                "epoch": epoch,
+                "valid_accuracy": valid.accuracy,
+                "valid_loss": valid.loss,
+                "state_dict": weights,
+            }
+
+
 def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal) -> dict:
     seed_everything(hp.seed, ctx.rank)
     torch.backends.cudnn.benchmark = True
-    amp = hp.amp
-
-    # data
     channels = load_channels(env, hp)
-    class_names = channels.class_names
     if ctx.is_main:
         logger.info(
             "data: %d classes; train=%d valid=%d test=%s images",
-            len(class_names),
+            len(channels.class_names),
             len(channels.train),
             len(channels.valid),
             len(channels.test) if channels.test else "none",
         )
-    train_loader = make_loader(channels.train, hp, ctx, train=True)
-    valid_loader = make_loader(channels.valid, hp, ctx, train=False)
+    state = _build_state(env, hp, ctx, channels.class_names)
+    _resume(env, hp, ctx, state)
+    profiler = _profiler_for(env, hp, ctx) if ctx.is_main else None
+    failure: BaseException | None = None
+    try:
+        with profiler if profiler is not None else contextlib.nullcontext():
+            _train_epochs(env, hp, ctx, stop, channels, state, profiler)
+    except (TrainingDiverged, data.DataError) as error:
+        failure = error
+        raise
+    except StopRequested as stopped:
+        # The checkpoint on disk is the last clean end of epoch: a mid-epoch state would
+        # resume as a finished epoch. The best weights so far become the model, so a job
+        # stopped at MaxWaitTime still leaves one.
+        _save_best_model(env, ctx, hp, channels.class_names, state.best)
+        history = state.history
+        raise TrainingInterrupted(
+            f"SIGTERM during {stopped}; the checkpoint of the last completed epoch "
+            f"({len(history) and history[-1]['epoch']}) is in {env.checkpoint_dir} and a restarted "
+            f"job resumes from it; the best model so far (epoch {state.best['epoch']}) is in {env.model_dir}"
+        ) from None
+    finally:
+        debugger.close(state.hook)
+        if ctx.is_main and failure is not None:
+            _finish_reports(env, state.hook, state.history, profiler, None, stop)
+    return _test_and_save(env, hp, ctx, stop, channels, state, profiler)
 
-    # model
+
+def _build_state(env: TrainingEnvironment, hp: Hyperparameters, ctx, class_names: list[str]) -> TrainingState:
     model = build_model(env, hp, len(class_names)).to(ctx.device)
     model = model.to(memory_format=torch.channels_last)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
@@ -361,175 +287,139 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
         model = DistributedDataParallel(
             model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None
         )
-
-    # optimizer
     optimizer = build_optimizer(hp, model.parameters())
-    scheduler = build_scheduler(hp, optimizer)
-    scaler = torch.amp.GradScaler(ctx.device.type, enabled=amp and ctx.device.type == "cuda")
+    return TrainingState(
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=build_scheduler(hp, optimizer),
+        scaler=torch.amp.GradScaler(ctx.device.type, enabled=hp.amp and ctx.device.type == "cuda"),
+        hook=hook,
+        identity={**hp.run_identity(), "class_names": class_names},
+    )
 
-    # resume
-    identity = {**hp.run_identity(), "class_names": class_names}
-    state = load_checkpoint(env.checkpoint_dir, identity)
-    start_epoch, history = 1, []
-    best = {"epoch": 0, "valid_accuracy": -1.0, "valid_loss": math.inf, "state_dict": None}
-    skipped = {"train": [], "valid": []}
-    if state is not None:
-        _unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
-        skipped = {k: [data.SkippedFile(**f) for f in v] for k, v in state["skipped"].items()}
+
+def _resume(env: TrainingEnvironment, hp: Hyperparameters, ctx, state: TrainingState) -> None:
+    saved = load_checkpoint(env.checkpoint_dir, state.identity)
+    if saved is None:
+        return
+    state.restore(saved)
+    if ctx.is_main:
+        print(f"resumed from checkpoint: epoch={saved['epoch']} of {hp.epochs}", flush=True)
+
+
+def _train_epochs(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, profiler):
+    train_loader = make_loader(channels.train, hp, ctx, train=True)
+    valid_loader = make_loader(channels.valid, hp, ctx, train=False)
+    for epoch in range(state.start_epoch, hp.epochs + 1):
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        epoch_started = time.perf_counter()
+        result = train_one_epoch(
+            state.model, train_loader, state.loss_fn, state.optimizer, state.scaler,
+            ctx, hp.amp, state.hook, profiler, stop,
+        )  # fmt: skip
+        train_seconds = time.perf_counter() - epoch_started
+        if result.interrupted:
+            raise StopRequested(f"epoch {epoch}")
+        valid = evaluate(state.model, valid_loader, state.loss_fn, ctx, hp.amp, state.hook, stop)
+        if epoch == state.start_epoch:
+            _check_skipped_files(hp, ctx, channels, state, result.skipped, valid.skipped)
+        if state.scheduler is not None:
+            state.scheduler.step()
+        metrics = {
+            "train_loss": result.loss,
+            "train_accuracy": result.accuracy,
+            "valid_loss": valid.loss,
+            "valid_accuracy": valid.accuracy,
+        }
+        state.history.append(
+            {
+                "epoch": epoch,
+                **metrics,
+                "train_seconds": train_seconds,
+                "train_images_per_second": result.samples / train_seconds,
+            }
+        )
         if ctx.is_main:
-            print(f"resumed from checkpoint: epoch={state['epoch']} of {hp.epochs}", flush=True)
-
-    def checkpoint(completed_epoch: int) -> None:
+            # Only the global rank 0 prints: one datapoint per epoch, not one per host.
+            # API reference, HyperbandStrategyConfig: "For distributed training jobs,
+            # ensure that duplicate metrics are not printed in the logs across the
+            # individual nodes in a training job. If multiple nodes are publishing
+            # duplicate or incorrect metrics, training jobs may make an incorrect
+            # stopping decision".
+            print(format_metrics_line({"epoch": epoch}, **metrics), flush=True)
+        state.keep_if_best(epoch, valid)
         if ctx.is_main:
-            save_checkpoint(
-                env.checkpoint_dir,
-                {
-                    "identity": identity,
-                    "epoch": completed_epoch,
-                    "model": _unwrap(model).state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict(),
-                    "history": history,
-                    "best": best,
-                    "skipped": {k: [vars(f) for f in v] for k, v in skipped.items()},
-                    "hyperparameters": hp.to_dict(),
-                },
-            )
-
-    # loop
-    profiler = _profiler_for(env, hp, ctx) if ctx.is_main else None
-    failure: BaseException | None = None
-    try:
-        with profiler if profiler is not None else contextlib.nullcontext():
-            for epoch in range(start_epoch, hp.epochs + 1):
-                if isinstance(train_loader.sampler, DistributedSampler):
-                    train_loader.sampler.set_epoch(epoch)
-                epoch_started = time.perf_counter()
-                result = train_one_epoch(
-                    model, train_loader, loss_fn, optimizer, scaler, ctx, amp, hook, profiler, stop
+            save_checkpoint(env.checkpoint_dir, state.checkpoint(epoch, hp))
+        if hp.early_stopping_patience and epoch - state.best["epoch"] >= hp.early_stopping_patience:
+            if ctx.is_main:
+                print(
+                    f"early stopping: no valid_accuracy improvement since epoch {state.best['epoch']}",
+                    flush=True,
                 )
-                train_seconds = time.perf_counter() - epoch_started
-                if result.interrupted:
-                    raise StopRequested(f"epoch {epoch}")
-                valid = evaluate(model, valid_loader, loss_fn, ctx, amp, hook, stop)
-                if epoch == start_epoch:
-                    skipped["train"] = _dedupe(distributed_skipped(ctx, result.skipped))
-                    skipped["valid"] = _dedupe(valid.skipped)
-                    data.check_skipped_share(
-                        "train", skipped["train"], len(channels.train), hp.max_skipped_fraction
-                    )
-                    data.check_skipped_share(
-                        "valid", skipped["valid"], len(channels.valid), hp.max_skipped_fraction
-                    )
-                if scheduler is not None:
-                    scheduler.step()
-                metrics = {
-                    "train_loss": result.loss,
-                    "train_accuracy": result.accuracy,
-                    "valid_loss": valid.loss,
-                    "valid_accuracy": valid.accuracy,
-                }
-                history.append(
-                    {
-                        "epoch": epoch,
-                        **metrics,
-                        "train_seconds": train_seconds,
-                        "train_images_per_second": result.samples / train_seconds,
-                    }
-                )
-                if ctx.is_main:
-                    # Only the global rank 0 prints: one datapoint per epoch, not one per host.
-                    # API reference, HyperbandStrategyConfig: "For distributed training jobs,
-                    # ensure that duplicate metrics are not printed in the logs across the
-                    # individual nodes in a training job. If multiple nodes are publishing
-                    # duplicate or incorrect metrics, training jobs may make an incorrect
-                    # stopping decision".
-                    print(format_metrics_line({"epoch": epoch}, **metrics), flush=True)
-                improved = (valid.accuracy, -valid.loss) > (best["valid_accuracy"], -best["valid_loss"])
-                if improved:
-                    best = {
-                        "epoch": epoch,
-                        "valid_accuracy": valid.accuracy,
-                        "valid_loss": valid.loss,
-                        "state_dict": {
-                            k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()
-                        },
-                    }
-                checkpoint(epoch)
-                if hp.early_stopping_patience and epoch - best["epoch"] >= hp.early_stopping_patience:
-                    if ctx.is_main:
-                        print(
-                            f"early stopping: no valid_accuracy improvement since epoch {best['epoch']}",
-                            flush=True,
-                        )
-                    break
-    except (TrainingDiverged, data.DataError) as error:
-        failure = error
-        raise
-    except StopRequested as stopped:
-        # The checkpoint on disk is the last clean end of epoch: a mid-epoch state would
-        # resume as a finished epoch. The best weights so far become the model, so a job
-        # stopped at MaxWaitTime still leaves one.
-        _save_best_model(env, ctx, hp, class_names, best)
-        raise TrainingInterrupted(
-            f"SIGTERM during {stopped}; the checkpoint of the last completed epoch "
-            f"({len(history) and history[-1]['epoch']}) is in {env.checkpoint_dir} and a restarted "
-            f"job resumes from it; the best model so far (epoch {best['epoch']}) is in {env.model_dir}"
-        ) from None
-    finally:
-        debugger.close(hook)
-        if ctx.is_main and failure is not None:
-            _finish_reports(env, hook, history, profiler, None, stop)
+            return
 
-    # save
-    final_model = _unwrap(model)
+
+def _check_skipped_files(hp, ctx, channels, state: TrainingState, train_skipped, valid_skipped) -> None:
+    """After the first epoch every file has been read once: too many unreadable ones fail the job."""
+    state.skipped["train"] = _dedupe(distributed_skipped(ctx, train_skipped))
+    state.skipped["valid"] = _dedupe(valid_skipped)
+    for split, dataset in (("train", channels.train), ("valid", channels.valid)):
+        data.check_skipped_share(split, state.skipped[split], len(dataset), hp.max_skipped_fraction)
+
+
+def _test_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, profiler):
+    final_model = _unwrap(state.model)
+    best = state.best
     if best["state_dict"] is not None:
         final_model.load_state_dict(best["state_dict"])
     test_report = None
     if channels.test is not None:
-        test_loader = make_loader(channels.test, hp, ctx, train=False)
-        try:
-            test = evaluate(final_model, test_loader, loss_fn, ctx, amp, None, stop)
-        except StopRequested:
-            _save_best_model(env, ctx, hp, class_names, best)
-            raise TrainingInterrupted(
-                f"SIGTERM during the test pass; the model (best epoch {best['epoch']}) is in {env.model_dir}"
-            ) from None
-        skipped["test"] = _dedupe(test.skipped)
-        data.check_skipped_share("test", skipped["test"], len(channels.test), hp.max_skipped_fraction)
-        test_report = confusion_report(class_names, test)
-        if ctx.is_main:
-            print(format_metrics_line(test_loss=test.loss, test_accuracy=test.accuracy), flush=True)
+        test_report = _test_pass(env, hp, ctx, stop, channels, state, final_model)
     if not ctx.is_main:
         return {}
-    save_model(env.model_dir, final_model.state_dict(), _model_spec(hp, class_names))
+    save_model(env.model_dir, final_model.state_dict(), _model_spec(hp, channels.class_names))
     final = {
         "best_epoch": best["epoch"],
-        "epochs_run": len(history),
-        "history": history,
+        "epochs_run": len(state.history),
+        "history": state.history,
         "test": {k: test_report[k] for k in ("accuracy", "loss", "samples")} if test_report else None,
-        "train_images_per_second": _overall_throughput(history),
-        "skipped_files": {k: len(v) for k, v in skipped.items()},
+        "train_images_per_second": _overall_throughput(state.history),
+        "skipped_files": {k: len(v) for k, v in state.skipped.items()},
         "hyperparameters": hp.to_dict(),
         "world_size": ctx.world_size,
     }
     job_outputs.write_metrics(env.output_data_dir, final)
-    job_outputs.write_skipped(env.output_data_dir, skipped)
+    job_outputs.write_skipped(env.output_data_dir, state.skipped)
     if test_report is not None:
         job_outputs.write_test_report(env.output_data_dir, test_report)
     logger.info("model saved to %s (best epoch %d)", env.model_dir, best["epoch"])
-    _finish_reports(env, hook, history, profiler, test_report, stop)
+    _finish_reports(env, state.hook, state.history, profiler, test_report, stop)
     if stop.received:
         raise TrainingInterrupted(
             f"SIGTERM during the end-of-job rules and report; the model is in {env.model_dir}"
         )
     return final
+
+
+def _test_pass(
+    env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, model
+) -> dict:
+    test_loader = make_loader(channels.test, hp, ctx, train=False)
+    try:
+        test = evaluate(model, test_loader, state.loss_fn, ctx, hp.amp, None, stop)
+    except StopRequested:
+        _save_best_model(env, ctx, hp, channels.class_names, state.best)
+        raise TrainingInterrupted(
+            f"SIGTERM during the test pass; the model (best epoch {state.best['epoch']}) "
+            f"is in {env.model_dir}"
+        ) from None
+    state.skipped["test"] = _dedupe(test.skipped)
+    data.check_skipped_share("test", state.skipped["test"], len(channels.test), hp.max_skipped_fraction)
+    if ctx.is_main:
+        print(format_metrics_line(test_loss=test.loss, test_accuracy=test.accuracy), flush=True)
+    return confusion_report(channels.class_names, test)
 
 
 def _model_spec(hp: Hyperparameters, class_names: list[str]) -> ModelSpec:
@@ -563,59 +453,9 @@ def _finish_reports(env, hook, history, profiler, test_report, stop: StopSignal)
 # --- entry point -----------------------------------------------------------------------------
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _spawned(local_rank: int, env: TrainingEnvironment, hp: Hyperparameters, processes_per_host: int) -> None:
-    _configure_logging()
-    try:
-        run(env, hp, local_rank, processes_per_host)
-    except TrainingInterrupted as error:
-        if local_rank == 0 and env.host_rank == 0:
-            job_outputs.write_failure(env.failure_file, error)
-        sys.exit(EXIT_SIGTERM)
-    except BaseException as error:
-        if not env.failure_file.exists():
-            job_outputs.write_failure(env.failure_file, error)
-        raise
-
-
-def _run_processes(env: TrainingEnvironment, hp: Hyperparameters, processes_per_host: int) -> None:
-    """One process per GPU (or as SM_PROCESSES_PER_HOST says); SIGTERM is passed on to each."""
-    if processes_per_host == 1:
-        run(env, hp, 0, 1)
-        return
-    import torch.multiprocessing as mp
-
-    context = mp.start_processes(
-        _spawned,
-        args=(env, hp, processes_per_host),
-        nprocs=processes_per_host,
-        join=False,
-        start_method="spawn",
-    )
-
-    def forward(signum, frame):
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
-
-    signal.signal(signal.SIGTERM, forward)
-    try:
-        while not context.join():
-            pass
-    except mp.ProcessExitedException as error:
-        if error.exit_code == EXIT_SIGTERM:
-            raise TrainingInterrupted(
-                f"SIGTERM: worker processes stopped after checkpointing to {env.checkpoint_dir}"
-            ) from error
-        raise
-
-
 def main() -> None:
     """Entry point of ``train``: run the job; turn any failure into output/failure and an exit code."""
-    _configure_logging()
+    configure_logging()
     env = TrainingEnvironment.from_environ()
     env.failure_file.unlink(missing_ok=True)
     try:
@@ -623,8 +463,7 @@ def main() -> None:
         env.check_input_modes()
         from sagemaker_training.environment import num_gpus
 
-        processes_per_host = env.processes_per_host(num_gpus())
-        _run_processes(env, hp, processes_per_host)
+        run_processes(run, env, hp, env.processes_per_host(num_gpus()))
     except TrainingInterrupted as error:
         logger.warning("%s", error)
         if not env.failure_file.exists():

@@ -1,0 +1,80 @@
+"""One process per GPU on each host, each running the job; SIGTERM reaches every one of them.
+
+Why ``torch.multiprocessing.start_processes`` and not torchrun / ``elastic_launch``: SageMaker
+fixes the hosts and their order before the container starts (resourceconfig.json), and retries
+a failed job as a whole, resuming from its checkpoint. torchrun's elastic agent is made for
+the opposite case: it runs a rendezvous store of its own and restarts worker groups when
+membership changes (``max_restarts``), a second failure policy beside SageMaker's. What the
+agent would still give us, spawning and SIGTERM forwarding, is the dozen lines below.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from classifier.training import job_outputs
+from classifier.training.environment import TrainingEnvironment
+from classifier.training.hyperparameters import Hyperparameters
+
+EXIT_SIGTERM = 128 + signal.SIGTERM
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM arrived (spot interruption, StopTrainingJob, docker stop); a checkpoint was saved."""
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _spawned(
+    local_rank: int, target: Callable, env: TrainingEnvironment, hp: Hyperparameters, processes_per_host: int
+) -> None:
+    configure_logging()
+    try:
+        target(env, hp, local_rank, processes_per_host)
+    except TrainingInterrupted as error:
+        if local_rank == 0 and env.host_rank == 0:
+            job_outputs.write_failure(env.failure_file, error)
+        sys.exit(EXIT_SIGTERM)
+    except BaseException as error:
+        if not env.failure_file.exists():
+            job_outputs.write_failure(env.failure_file, error)
+        raise
+
+
+def run_processes(
+    target: Callable, env: TrainingEnvironment, hp: Hyperparameters, processes_per_host: int
+) -> None:
+    """``target(env, hp, local_rank, processes_per_host)`` in each local process."""
+    if processes_per_host == 1:
+        target(env, hp, 0, 1)
+        return
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(
+        _spawned,
+        args=(target, env, hp, processes_per_host),
+        nprocs=processes_per_host,
+        join=False,
+        start_method="spawn",
+    )
+
+    def forward(signum, frame):
+        for process in context.processes:
+            if process.is_alive():
+                process.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        while not context.join():
+            pass
+    except mp.ProcessExitedException as error:
+        if error.exit_code == EXIT_SIGTERM:
+            raise TrainingInterrupted(
+                f"SIGTERM: worker processes stopped after checkpointing to {env.checkpoint_dir}"
+            ) from error
+        raise

@@ -1,0 +1,175 @@
+"""One epoch of training, one evaluation pass: explicit arguments in, metrics out.
+
+The job (``program``) decides what to do with the metrics; these functions only compute them,
+keep the ranks in step, and notice SIGTERM between batches.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from classifier.debugging import hook as debugger
+from classifier.models import logits_of
+from classifier.training import data, distributed
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; continuing would only waste the instance."""
+
+
+class StopRequested(Exception):
+    """Raised where a phase notices SIGTERM; the job saves what it has and exits."""
+
+
+class StopSignal:
+    """Set by SIGTERM; the loop polls it between steps so the handler itself does nothing risky."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    accuracy: float
+    samples: int
+    skipped: list[data.SkippedFile] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def _diverged(loss: float | None, samples: int) -> TrainingDiverged:
+    where = f"became {loss}" if loss is not None else "became NaN or infinite on another rank"
+    return TrainingDiverged(
+        f"training loss {where} after {samples} samples; lower learning_rate "
+        "(or enable gradient-friendly settings such as amp=false)"
+    )
+
+
+def train_one_epoch(
+    model, loader, loss_fn, optimizer, scaler, ctx, amp: bool, hook, profiler, stop: StopSignal
+) -> EpochResult:
+    model.train()
+    debugger.set_mode(hook, train=True)
+    loss_sum, correct, samples, skipped = 0.0, 0, 0, []
+    diverged: float | None = None
+    waited_since = time.perf_counter()
+    for index, batch in enumerate(loader):
+        data_seconds = time.perf_counter() - waited_since
+        # One all-reduce per step keeps the ranks in step: all stop, all skip a batch that is
+        # empty on any rank (every image unreadable), all fail when any rank's loss diverged.
+        stop_now, empty, diverged_somewhere = distributed.any_rank_each(
+            ctx, [stop.received, not len(batch), diverged is not None]
+        )
+        if diverged_somewhere:
+            raise _diverged(diverged, samples)
+        if stop_now:
+            return EpochResult(math.nan, math.nan, samples, skipped, interrupted=True)
+        skipped.extend(batch.skipped)
+        if empty:
+            waited_since = time.perf_counter()
+            continue
+        started = time.perf_counter()
+        images = batch.images.to(ctx.device, non_blocking=True, memory_format=torch.channels_last)
+        targets = batch.targets.to(ctx.device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast_for(ctx.device, amp):
+            logits = logits_of(model(images))
+            debugger.record_batch(hook, targets, logits, last_of_epoch=index == len(loader) - 1)
+            loss = loss_fn(logits, targets)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        batch_loss = loss.item()
+        if not math.isfinite(batch_loss):
+            if not ctx.enabled:
+                raise _diverged(batch_loss, samples)
+            diverged = batch_loss  # the other ranks learn it from the next step's flags
+        loss_sum += batch_loss * len(targets)
+        correct += int((logits.argmax(1) == targets).sum())
+        samples += len(targets)
+        if profiler is not None:
+            profiler.record_step(data_seconds, time.perf_counter() - started, len(targets))
+        waited_since = time.perf_counter()
+    if distributed.any_rank(ctx, diverged is not None):
+        raise _diverged(diverged, samples)
+    totals = distributed.all_sum(ctx, [loss_sum, correct, samples])
+    return EpochResult(totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1), int(totals[2]), skipped)
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    samples: int
+    skipped: list[data.SkippedFile]
+    targets: list[int]
+    predictions: list[int]
+
+
+@torch.no_grad()
+def evaluate(model, loader, loss_fn, ctx, amp: bool, hook, stop: StopSignal | None = None) -> Evaluation:
+    model.eval()
+    debugger.set_mode(hook, train=False)
+    loss_sum, skipped, targets_all, predictions_all = 0.0, [], [], []
+    for batch in loader:
+        if stop is not None and distributed.any_rank(ctx, stop.received):
+            raise StopRequested("evaluation")
+        skipped.extend(batch.skipped)
+        if not len(batch):
+            continue
+        images = batch.images.to(ctx.device, non_blocking=True, memory_format=torch.channels_last)
+        targets = batch.targets.to(ctx.device, non_blocking=True)
+        with autocast_for(ctx.device, amp):
+            logits = logits_of(model(images))
+            loss = loss_fn(logits, targets)
+        loss_sum += loss.item() * len(targets)
+        targets_all.extend(targets.tolist())
+        predictions_all.extend(logits.argmax(1).tolist())
+    gathered = distributed.all_gather(ctx, (loss_sum, targets_all, predictions_all, skipped))
+    loss_total = sum(item[0] for item in gathered)
+    targets_all = [t for item in gathered for t in item[1]]
+    predictions_all = [p for item in gathered for p in item[2]]
+    skipped = [s for item in gathered for s in item[3]]
+    count = len(targets_all)
+    correct = sum(int(t == p) for t, p in zip(targets_all, predictions_all, strict=True))
+    return Evaluation(
+        loss_total / max(count, 1), correct / max(count, 1), count, skipped, targets_all, predictions_all
+    )
+
+
+def confusion_report(class_names: list[str], evaluation: Evaluation) -> dict:
+    size = len(class_names)
+    matrix = np.zeros((size, size), dtype=np.int64)
+    for target, prediction in zip(evaluation.targets, evaluation.predictions, strict=True):
+        matrix[target, prediction] += 1
+    totals = matrix.sum(axis=1)
+    per_class = {
+        name: (float(matrix[i, i] / totals[i]) if totals[i] else None) for i, name in enumerate(class_names)
+    }
+    return {
+        "class_names": class_names,
+        "accuracy": evaluation.accuracy,
+        "loss": evaluation.loss,
+        "samples": evaluation.samples,
+        "per_class_accuracy": per_class,
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def autocast_for(device: torch.device, enabled: bool):
+    # fp16 with a GradScaler on GPU; bfloat16 (no scaler needed) on CPU.
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
