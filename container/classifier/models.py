@@ -101,10 +101,3 @@ def freeze_all_but(model: nn.Module, trainable: set[str]) -> int:
         parameter.requires_grad = name in trainable
         count += parameter.numel() if parameter.requires_grad else 0
     return count
-
-
-def head_parameter_names(architecture: str, num_classes: int) -> set[str]:
-    """Names of the parameters whose shape depends on the number of classes."""
-    a = create_model(architecture, num_classes).state_dict()
-    b = create_model(architecture, num_classes + 1).state_dict()
-    return {k for k in a if a[k].shape != b[k].shape}

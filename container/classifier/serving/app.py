@@ -162,7 +162,14 @@ def _predict_all(predictor: Predictor, images: list[bytes], top_k: int, batch: b
 def create_app(predictor: Predictor, settings: ServingSettings) -> Flask:
     """The WSGI app serving ``predictor``; tests pass a small model, gunicorn the real one."""
     app = Flask("classifier.serving")
-    payload_limit = settings.max_payload_bytes
+    _log_requests(app)
+    _answer_errors_as_json(app)
+    _route_the_hosting_contract(app, predictor, settings)
+    return app
+
+
+def _log_requests(app: Flask) -> None:
+    """One log line per request, with an id the caller may give and always gets back."""
 
     @app.before_request
     def _start_timer():
@@ -188,6 +195,8 @@ def create_app(predictor: Predictor, settings: ServingSettings) -> Flask:
         )
         return response
 
+
+def _answer_errors_as_json(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
         response = json_response({"error": error.message}, error.status)
@@ -217,6 +226,8 @@ def create_app(predictor: Predictor, settings: ServingSettings) -> Flask:
         logger.exception("request %s failed with an internal error", g.request_id)
         return json_response({"error": "internal server error", "request_id": g.request_id}, 500)
 
+
+def _route_the_hosting_contract(app: Flask, predictor: Predictor, settings: ServingSettings) -> None:
     @app.get("/ping")
     def ping():
         if predictor.ready:
@@ -225,35 +236,41 @@ def create_app(predictor: Predictor, settings: ServingSettings) -> Flask:
 
     @app.get("/execution-parameters")
     def execution_parameters():
-        parameters = {"MaxConcurrentTransforms": settings.workers, "BatchStrategy": settings.batch_strategy}
-        # Whole megabytes, rounded down: a mini-batch sized to a rounded-up figure would be
-        # refused with 413. Below 1 MB there is no honest figure (0 asks for chunked
-        # transfers), so the job's own MaxPayloadInMB applies.
-        if settings.max_payload_mb >= 1:
-            parameters["MaxPayloadInMB"] = int(settings.max_payload_mb)
-        return json_response(parameters)
+        return json_response(_execution_parameters(settings))
 
     @app.post("/invocations")
     def invocations():
-        # Refused before a byte of the body is read.
-        if request.content_length is not None and request.content_length > payload_limit:
-            raise _too_big(payload_limit)
-        content_type = request.mimetype
-        if content_type not in SUPPORTED_CONTENT_TYPES:
-            raise ApiError(
-                415,
-                f"unsupported Content-Type {request.content_type or '(none)'!r}: use one of "
-                f"{', '.join(SUPPORTED_CONTENT_TYPES)}",
-            )
-        lines = content_type in JSONLINES_CONTENT_TYPES
-        _check_accept(content_type if lines else JSON_CONTENT_TYPE)
-        top_k = parse_top_k(request.headers.get(constants.CUSTOM_ATTRIBUTES_HEADER), predictor.default_top_k)
-        body = _read_body(payload_limit)
-        if lines:
-            return Response(_answer_lines(predictor, body, top_k), mimetype=content_type)
-        batch = content_type == JSON_CONTENT_TYPE
-        images = _decode_instances(body) if batch else [body]
-        predictions = _predict_all(predictor, images, top_k, batch)
-        return json_response({"predictions": predictions if batch else predictions[0]})
+        return _invoke(predictor, settings.max_payload_bytes)
 
-    return app
+
+def _execution_parameters(settings: ServingSettings) -> dict:
+    parameters = {"MaxConcurrentTransforms": settings.workers, "BatchStrategy": settings.batch_strategy}
+    # Whole megabytes, rounded down: a mini-batch sized to a rounded-up figure would be
+    # refused with 413. Below 1 MB there is no honest figure (0 asks for chunked
+    # transfers), so the job's own MaxPayloadInMB applies.
+    if settings.max_payload_mb >= 1:
+        parameters["MaxPayloadInMB"] = int(settings.max_payload_mb)
+    return parameters
+
+
+def _invoke(predictor: Predictor, payload_limit: int) -> Response:
+    # Refused before a byte of the body is read.
+    if request.content_length is not None and request.content_length > payload_limit:
+        raise _too_big(payload_limit)
+    content_type = request.mimetype
+    if content_type not in SUPPORTED_CONTENT_TYPES:
+        raise ApiError(
+            415,
+            f"unsupported Content-Type {request.content_type or '(none)'!r}: use one of "
+            f"{', '.join(SUPPORTED_CONTENT_TYPES)}",
+        )
+    lines = content_type in JSONLINES_CONTENT_TYPES
+    _check_accept(content_type if lines else JSON_CONTENT_TYPE)
+    top_k = parse_top_k(request.headers.get(constants.CUSTOM_ATTRIBUTES_HEADER), predictor.default_top_k)
+    body = _read_body(payload_limit)
+    if lines:
+        return Response(_answer_lines(predictor, body, top_k), mimetype=content_type)
+    batch = content_type == JSON_CONTENT_TYPE
+    images = _decode_instances(body) if batch else [body]
+    predictions = _predict_all(predictor, images, top_k, batch)
+    return json_response({"predictions": predictions if batch else predictions[0]})

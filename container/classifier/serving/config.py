@@ -171,78 +171,79 @@ class ServingSettings:
         env = os.environ if env is None else env
         base_dir = Path(env.get(constants.BASE_DIR_ENV) or constants.DEFAULT_BASE_DIR)
         cpus = available_cpus() if cpu_count is None else cpu_count
-
-        device = _choice(env, constants.SERVING_DEVICE_ENV, DEVICES, "")
-        if gpu_count is None:
-            gpu_count = 0 if device == "cpu" else visible_gpus()
-        if not device:
-            device = "cuda" if gpu_count > 0 else "cpu"
-        if device == "cuda" and gpu_count == 0:
-            raise ServingConfigError(
-                f"{constants.SERVING_DEVICE_ENV}=cuda but no GPU is visible to this container"
-            )
-
-        if device == "cuda":
-            default_workers = gpu_count
-        else:
-            default_workers = min(cpus, MAX_DEFAULT_CPU_WORKERS)
+        device, gpu_count = _device(env, gpu_count)
+        default_workers = gpu_count if device == "cuda" else min(cpus, MAX_DEFAULT_CPU_WORKERS)
         workers = _positive_int(env, constants.MODEL_SERVER_WORKERS_ENV, default_workers)
         torch_threads = _positive_int(env, constants.SERVING_TORCH_THREADS_ENV, None)
         if torch_threads is None and device == "cuda":
             # On a GPU the CPU only preprocesses: split it evenly, nothing to adapt.
             torch_threads = max(1, cpus // workers)
-
-        default_batch = DEFAULT_GPU_MAX_BATCH if device == "cuda" else DEFAULT_CPU_MAX_BATCH
-        max_batch_size = _positive_int(env, constants.SERVING_MAX_BATCH_SIZE_ENV, default_batch)
-        max_batch_delay_ms = _read(
-            env,
-            constants.SERVING_MAX_BATCH_DELAY_MS_ENV,
-            float,
-            DEFAULT_MAX_BATCH_DELAY_MS,
-            lambda v: 0 <= v <= 1000,
-            "milliseconds between 0 and 1000",
-        )
-        # Enough request threads that full batches gather while one runs, and that /ping
-        # finds a free thread instead of queueing behind invocations.
-        worker_threads = _positive_int(env, constants.SERVING_WORKER_THREADS_ENV, max(16, 4 * max_batch_size))
+        batching = _batching(env, device)
         timeout = _positive_int(env, constants.MODEL_SERVER_TIMEOUT_ENV, MIN_TIMEOUT_S)
         return cls(
             model_dir=base_dir / constants.MODEL_DIR,
             bind_host=env.get(constants.SERVING_BIND_HOST_ENV, "").strip() or "0.0.0.0",
             port=_read(
-                env,
-                constants.BIND_TO_PORT_ENV,
-                int,
-                constants.DEFAULT_PORT,
-                lambda v: 0 < v < 65536,
-                "a TCP port (1-65535)",
-            ),
+                env, constants.BIND_TO_PORT_ENV, int, constants.DEFAULT_PORT,
+                lambda v: 0 < v < 65536, "a TCP port (1-65535)",
+            ),  # fmt: skip
             device=device,
             cpu_count=cpus,
             gpu_count=gpu_count,
             workers=workers,
-            worker_threads=worker_threads,
             torch_threads=torch_threads,
             timeout_s=max(MIN_TIMEOUT_S, timeout),
             graceful_timeout_s=GRACEFUL_TIMEOUT_S,
             keepalive_s=KEEPALIVE_S,
-            max_payload_mb=_read(
-                env,
-                constants.MAX_PAYLOAD_IN_MB_ENV,
-                float,
-                DEFAULT_MAX_PAYLOAD_MB,
-                lambda v: 0 < v <= 1024,
-                "megabytes between 0 and 1024",
-            ),
-            batch_strategy=_choice(env, constants.BATCH_STRATEGY_ENV, BATCH_STRATEGIES, BATCH_STRATEGIES[0]),
-            max_batch_size=max_batch_size,
-            max_batch_delay_ms=max_batch_delay_ms,
-            max_image_pixels=_positive_int(
-                env, constants.SERVING_MAX_IMAGE_PIXELS_ENV, DEFAULT_MAX_IMAGE_PIXELS
-            ),
-            max_concurrent_decodes=_positive_int(
-                env, constants.SERVING_MAX_CONCURRENT_DECODES_ENV, DEFAULT_MAX_CONCURRENT_DECODES
-            ),
+            **batching,
+            **_request_limits(env),
             default_top_k=DEFAULT_TOP_K,
             log_level=_choice(env, constants.SERVING_LOG_LEVEL_ENV, LOG_LEVELS, "INFO"),
         )
+
+
+def _device(env: Mapping[str, str], gpu_count: int | None) -> tuple[str, int]:
+    """``cuda`` when a GPU is visible unless the environment says otherwise; and the GPU count."""
+    device = _choice(env, constants.SERVING_DEVICE_ENV, DEVICES, "")
+    if gpu_count is None:
+        gpu_count = 0 if device == "cpu" else visible_gpus()
+    if not device:
+        device = "cuda" if gpu_count > 0 else "cpu"
+    if device == "cuda" and gpu_count == 0:
+        raise ServingConfigError(
+            f"{constants.SERVING_DEVICE_ENV}=cuda but no GPU is visible to this container"
+        )
+    return device, gpu_count
+
+
+def _batching(env: Mapping[str, str], device: str) -> dict:
+    default_batch = DEFAULT_GPU_MAX_BATCH if device == "cuda" else DEFAULT_CPU_MAX_BATCH
+    max_batch_size = _positive_int(env, constants.SERVING_MAX_BATCH_SIZE_ENV, default_batch)
+    return {
+        "max_batch_size": max_batch_size,
+        "max_batch_delay_ms": _read(
+            env, constants.SERVING_MAX_BATCH_DELAY_MS_ENV, float, DEFAULT_MAX_BATCH_DELAY_MS,
+            lambda v: 0 <= v <= 1000, "milliseconds between 0 and 1000",
+        ),  # fmt: skip
+        # Enough request threads that full batches gather while one runs, and that /ping
+        # finds a free thread instead of queueing behind invocations.
+        "worker_threads": _positive_int(
+            env, constants.SERVING_WORKER_THREADS_ENV, max(16, 4 * max_batch_size)
+        ),
+    }
+
+
+def _request_limits(env: Mapping[str, str]) -> dict:
+    return {
+        "max_payload_mb": _read(
+            env, constants.MAX_PAYLOAD_IN_MB_ENV, float, DEFAULT_MAX_PAYLOAD_MB,
+            lambda v: 0 < v <= 1024, "megabytes between 0 and 1024",
+        ),  # fmt: skip
+        "batch_strategy": _choice(env, constants.BATCH_STRATEGY_ENV, BATCH_STRATEGIES, BATCH_STRATEGIES[0]),
+        "max_image_pixels": _positive_int(
+            env, constants.SERVING_MAX_IMAGE_PIXELS_ENV, DEFAULT_MAX_IMAGE_PIXELS
+        ),
+        "max_concurrent_decodes": _positive_int(
+            env, constants.SERVING_MAX_CONCURRENT_DECODES_ENV, DEFAULT_MAX_CONCURRENT_DECODES
+        ),
+    }

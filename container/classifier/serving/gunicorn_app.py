@@ -15,7 +15,6 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
-from PIL import Image
 
 from classifier.artifacts import ModelArtifactError, ModelSpec
 from classifier.serving.app import create_app
@@ -51,19 +50,10 @@ def gunicorn_options(settings: ServingSettings) -> dict:
     return options
 
 
-def configure_pillow(max_image_pixels: int) -> None:
-    """Make Pillow's decompression-bomb warning an error, at the configured limit."""
-    import warnings
-
-    Image.MAX_IMAGE_PIXELS = max_image_pixels
-    warnings.simplefilter("error", Image.DecompressionBombWarning)
-
-
 def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, device_index: int):
     """The Flask app of one worker: load the model on this worker's device, warm up."""
     import torch
 
-    configure_pillow(settings.max_image_pixels)
     budget = ThreadBudget(
         settings.cpu_count,
         fixed_threads=settings.torch_threads,

@@ -8,16 +8,18 @@ from pathlib import Path
 
 import torch
 
+from classifier.training.errors import JobInputError
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(JobInputError):
     """The checkpoint found was written by a job with another model or class list."""
 
 
-class CheckpointUnreadableError(RuntimeError):
+class CheckpointUnreadableError(JobInputError):
     """The checkpoint file is corrupt, or holds objects other than tensors and plain data."""
 
 

@@ -22,6 +22,7 @@ from torch.utils.data.dataloader import default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
 from classifier import archives
+from classifier.training.errors import JobInputError
 from classifier.transforms import to_rgb
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
 
 
-class DataError(RuntimeError):
+class DataError(JobInputError):
     """A channel's layout or content makes training impossible; the message says where."""
 
 
@@ -157,13 +158,6 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-def class_counts(dataset: ImageFolderDataset) -> dict[str, int]:
-    counts = {name: 0 for name in dataset.class_names}
-    for target in dataset.targets:
-        counts[dataset.class_names[target]] += 1
-    return counts
 
 
 def check_skipped_share(channel: str, skipped: list[SkippedFile], total: int, max_fraction: float) -> None:

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from classifier import constants
+from classifier.training.errors import JobInputError
 from classifier.training.hyperparameters import TUNING_OBJECTIVE_KEY
 
 
-class ContractError(RuntimeError):
+class ContractError(JobInputError):
     """A SageMaker config file or channel is missing or malformed."""
 
 

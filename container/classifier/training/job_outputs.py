@@ -7,6 +7,8 @@ import logging
 import traceback
 from pathlib import Path
 
+from sagemaker_training.errors import ClientError
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
@@ -41,10 +43,16 @@ def write_test_report(output_data_dir: Path, report: dict) -> None:
 
 
 def write_failure(failure_file: Path, error: BaseException) -> None:
-    """Reason first: SageMaker shows the first 1024 characters as FailureReason."""
+    """Reason first: SageMaker shows the first 1024 characters as FailureReason.
+
+    A user error (see ``classifier.training.errors``) is its message alone; anything else
+    adds the traceback below it.
+    """
     failure_file.parent.mkdir(parents=True, exist_ok=True)
-    details = "".join(traceback.format_exception(error))
-    failure_file.write_text(f"{type(error).__name__}: {error}\n\n{details}")
+    reason = f"{type(error).__name__}: {error}\n"
+    if not isinstance(error, ClientError):
+        reason += "\n" + "".join(traceback.format_exception(error))
+    failure_file.write_text(reason)
 
 
 def run_rules_and_report(
