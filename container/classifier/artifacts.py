@@ -34,6 +34,8 @@ class ModelSpec:
     std: tuple[float, ...] = IMAGENET_STD
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
+    # Exported inference forms and their measured parity (classifier.inference.export).
+    exports: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -57,6 +59,7 @@ class ModelSpec:
                 std=tuple(float(v) for v in data.get("std", IMAGENET_STD)),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
                 extra=dict(data.get("extra", {})),
+                exports=dict(data.get("exports", {})),
             )
         except (ValueError, KeyError, TypeError) as error:
             raise ModelArtifactError(f"{source} is not a valid model config: {error!r}") from error
@@ -72,11 +75,16 @@ def save_model(model_dir: str | os.PathLike, state_dict: dict, spec: ModelSpec) 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(state_dict, model_dir / constants.MODEL_WEIGHTS_FILE)
-    config_path = model_dir / constants.MODEL_CONFIG_FILE
+    write_model_config(model_dir, spec)
+    return model_dir
+
+
+def write_model_config(model_dir: str | os.PathLike, spec: ModelSpec) -> None:
+    """Replace model_config.json atomically: a reader sees the old config or the new one."""
+    config_path = Path(model_dir) / constants.MODEL_CONFIG_FILE
     tmp = config_path.with_suffix(".json.tmp")
     tmp.write_text(spec.to_json())
     tmp.replace(config_path)
-    return model_dir
 
 
 def resolve_model_dir(model_dir: str | os.PathLike) -> Path:

@@ -21,6 +21,18 @@ OUTPUT_DATA_DIR = "output/data"
 FAILURE_FILE = "output/failure"
 CHECKPOINT_DIR = "checkpoints"
 
+# Hyperparameter keys SageMaker itself adds to hyperparameters.json: the SDK's own settings
+# (``sagemaker_program``, ``sagemaker_region``...) and, in every training job a tuning job
+# starts, the tuning objective. They are not ours to validate, nor to copy into a new job.
+SAGEMAKER_KEY_PREFIX = "sagemaker_"
+TUNING_OBJECTIVE_KEY = "_tuning_objective_metric"
+SAGEMAKER_KEYS = (TUNING_OBJECTIVE_KEY,)
+
+
+def is_sagemaker_key(key: str) -> bool:
+    return key.startswith(SAGEMAKER_KEY_PREFIX) or key in SAGEMAKER_KEYS
+
+
 # Training channels.
 TRAIN_CHANNEL = "train"
 VALID_CHANNELS = ("valid", "validation")
@@ -52,6 +64,12 @@ SERVING_MAX_IMAGE_PIXELS_ENV = "CLASSIFIER_MAX_IMAGE_PIXELS"  # decompression-bo
 SERVING_MAX_CONCURRENT_DECODES_ENV = "CLASSIFIER_MAX_CONCURRENT_DECODES"  # per worker
 SERVING_DEVICE_ENV = "CLASSIFIER_DEVICE"  # "cpu" or "cuda"; default: cuda when present
 SERVING_LOG_LEVEL_ENV = "CLASSIFIER_LOG_LEVEL"
+# Inference engine: auto (measured fastest installed), torch, openvino or onnxruntime.
+INFERENCE_BACKEND_ENV = "CLASSIFIER_INFERENCE_BACKEND"
+INFERENCE_BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
+# auto (bf16 where the recorded parity allows it), fp32 or bf16.
+INFERENCE_PRECISION_ENV = "CLASSIFIER_INFERENCE_PRECISION"
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
 SERVING_BIND_HOST_ENV = "CLASSIFIER_BIND_HOST"  # 0.0.0.0 for SageMaker; tests use 127.0.0.1
 
 # Model directory contract between training and serving.

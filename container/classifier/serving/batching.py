@@ -84,10 +84,12 @@ class MicroBatcher:
         max_delay_s: float = 0.0,
         budget: ThreadBudget | None = None,
         name: str = "micro-batcher",
+        set_threads: Callable[[int], None] = torch.set_num_threads,
     ):
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.forward = forward
+        self.set_threads = set_threads
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.budget = budget or ThreadBudget(torch.get_num_threads(), fixed_threads=None)
@@ -145,7 +147,7 @@ class MicroBatcher:
                 continue
             threads = self.budget.begin()
             if threads != current_threads:
-                torch.set_num_threads(threads)
+                self.set_threads(threads)
                 current_threads = threads
             started = time.perf_counter()
             try:

@@ -131,6 +131,8 @@ class ServingSettings:
     max_concurrent_decodes: int
     default_top_k: int
     log_level: str
+    inference_backend: str = "auto"
+    inference_precision: str = "auto"
 
     @property
     def max_payload_bytes(self) -> int:
@@ -199,6 +201,7 @@ class ServingSettings:
             **_request_limits(env),
             default_top_k=DEFAULT_TOP_K,
             log_level=_choice(env, constants.SERVING_LOG_LEVEL_ENV, LOG_LEVELS, "INFO"),
+            **_inference(env),
         )
 
 
@@ -246,4 +249,12 @@ def _request_limits(env: Mapping[str, str]) -> dict:
         "max_concurrent_decodes": _positive_int(
             env, constants.SERVING_MAX_CONCURRENT_DECODES_ENV, DEFAULT_MAX_CONCURRENT_DECODES
         ),
+    }
+
+
+def _inference(env: Mapping[str, str]) -> dict:
+    backends, precisions = constants.INFERENCE_BACKENDS, constants.INFERENCE_PRECISIONS
+    return {
+        "inference_backend": _choice(env, constants.INFERENCE_BACKEND_ENV, backends, backends[0]),
+        "inference_precision": _choice(env, constants.INFERENCE_PRECISION_ENV, precisions, precisions[0]),
     }

@@ -76,6 +76,9 @@ def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, de
             max_concurrent_decodes=settings.max_concurrent_decodes,
             default_top_k=settings.default_top_k,
             timeout_s=settings.timeout_s,
+            backend=settings.inference_backend,
+            precision=settings.inference_precision,
+            threads=settings.threads_when_alone(),
         )
     except ModelArtifactError as error:
         logger.error("the model failed to load from %s: %s", settings.model_dir, error)

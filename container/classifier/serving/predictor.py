@@ -19,7 +19,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from classifier.artifacts import ModelSpec, load_model
+from classifier.artifacts import ModelSpec, load_model, load_model_spec, resolve_model_dir
+from classifier.inference import selection
+from classifier.inference.backends import InferenceBackend, OnnxRuntimeBackend, OpenVinoBackend, TorchBackend
 from classifier.models import logits_of
 from classifier.serving.batching import MicroBatcher, ThreadBudget
 from classifier.serving.config import DEFAULT_MAX_CONCURRENT_DECODES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_TOP_K
@@ -118,7 +120,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | InferenceBackend,
         spec: ModelSpec,
         device: str = "cpu",
         *,
@@ -131,9 +133,14 @@ class Predictor:
         timeout_s: float = 60.0,
         fuse: bool = True,
     ):
-        self.model = model.eval().to(memory_format=torch.channels_last)
-        if fuse:
-            self.model = fuse_for_inference(self.model, spec.image_size)
+        """``model`` is a trained module (served by PyTorch) or an engine from classifier.inference."""
+        if isinstance(model, InferenceBackend):
+            self.backend = model
+        else:
+            module = model.eval().to(memory_format=torch.channels_last)
+            if fuse:
+                module = fuse_for_inference(module, spec.image_size)
+            self.backend = TorchBackend(module, device)
         self.spec = spec
         self.device = torch.device(device)
         self.transform = eval_transform(spec.image_size, spec.mean, spec.std)
@@ -142,24 +149,62 @@ class Predictor:
         self.default_top_k = min(default_top_k, spec.num_classes)
         self.timeout_s = timeout_s
         self.max_batch_size = max_batch_size
-        self.batcher = MicroBatcher(self._forward, max_batch_size, max_delay_s, budget, name="micro-batcher")
+        self.batcher = MicroBatcher(
+            self._forward, max_batch_size, max_delay_s, budget, name="micro-batcher",
+            set_threads=self.backend.set_threads,
+        )  # fmt: skip
         self._warm = False
+        self.load_seconds: float | None = None
+
+    @property
+    def model(self) -> nn.Module | None:
+        """The PyTorch module being served, if PyTorch serves it."""
+        return self.backend.model if isinstance(self.backend, TorchBackend) else None
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def precision(self) -> str:
+        return self.backend.precision
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "cpu", **options) -> Predictor:
-        """Load the model directory training wrote (or its model.tar.gz), start and warm up."""
+    def load(
+        cls,
+        model_dir: str | Path,
+        device: str = "cpu",
+        *,
+        backend: str = selection.AUTO,
+        precision: str = selection.AUTO,
+        threads: int = 1,
+        **options,
+    ) -> Predictor:
+        """Load the model directory training wrote (or its model.tar.gz) on the engine that
+        :func:`classifier.inference.selection.choose` picks; start and warm up."""
         started = time.perf_counter()
-        model, spec = load_model(model_dir, device)
-        predictor = cls(model, spec, device, **options).start()
+        model_dir = resolve_model_dir(model_dir)
+        spec = load_model_spec(model_dir)
+        choice = selection.choose(model_dir, spec, device, backend, precision)
+        if choice.backend == selection.OPENVINO:
+            engine = OpenVinoBackend(choice.file, choice.precision, threads)
+        elif choice.backend == selection.ONNXRUNTIME:
+            engine = OnnxRuntimeBackend(choice.file, threads)
+        else:
+            engine = load_model(model_dir, device)[0]
+        predictor = cls(engine, spec, device, **options).start()
         loaded = time.perf_counter()
         predictor.warm_up()
+        predictor.load_seconds = time.perf_counter() - started
         logger.info(
-            "loaded %s with %d classes on %s in %.2f s (warm-up %.2f s)",
+            "loaded %s with %d classes on %s in %.2f s (warm-up %.2f s); inference backend %s (%s)",
             spec.architecture,
             spec.num_classes,
             device,
             loaded - started,
             time.perf_counter() - loaded,
+            predictor.backend.describe(),
+            choice.reason,
         )
         return predictor
 
@@ -225,15 +270,6 @@ class Predictor:
             for value, index in zip(values.tolist(), indices.tolist(), strict=True)
         ]
 
-    @torch.inference_mode()
     def _forward(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """Softmax probabilities on the CPU, one row per input; one copy into the batch."""
-        batch = torch.empty(
-            (len(tensors), *tensors[0].shape),
-            dtype=tensors[0].dtype,
-            memory_format=torch.channels_last,
-        )
-        for row, tensor in zip(batch, tensors, strict=True):
-            row.copy_(tensor)
-        logits = logits_of(self.model(batch.to(self.device, non_blocking=True)))
-        return torch.softmax(logits.float(), dim=1).cpu()
+        """Softmax probabilities on the CPU, one row per input."""
+        return torch.softmax(self.backend.logits(tensors), dim=1)

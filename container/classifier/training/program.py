@@ -8,6 +8,7 @@ data → model → optimizer → resume → loop → save. Any failure ends in `
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import random
@@ -379,7 +380,10 @@ def _test_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, st
         test_report = _test_pass(env, hp, ctx, stop, channels, state, final_model)
     if not ctx.is_main:
         return {}
-    save_model(env.model_dir, final_model.state_dict(), _model_spec(hp, channels.class_names))
+    spec = _model_spec(hp, channels.class_names)
+    save_model(env.model_dir, final_model.state_dict(), spec)
+    if not stop.received:
+        _export_for_serving(env, final_model, spec, channels.valid)
     final = {
         "best_epoch": best["epoch"],
         "epochs_run": len(state.history),
@@ -424,6 +428,25 @@ def _test_pass(
 
 def _model_spec(hp: Hyperparameters, class_names: list[str]) -> ModelSpec:
     return ModelSpec(hp.model, tuple(class_names), hp.image_size, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _export_for_serving(env: TrainingEnvironment, model: nn.Module, spec: ModelSpec, valid) -> None:
+    """The exported forms the server runs fastest, with their parity on validation images.
+
+    The model is already saved: an export that fails leaves a model PyTorch serves.
+    """
+    from classifier.inference.export import export_model, sample_images
+
+    started = time.perf_counter()
+    try:
+        cpu_copy = copy.deepcopy(model).cpu().eval()
+        export_model(cpu_copy, spec, env.model_dir, sample_images(valid), threads=torch.get_num_threads())
+    except Exception as error:  # noqa: BLE001 - tracing fails in many ways; the model stands
+        logger.warning(
+            "no exported form for serving (%s: %s); PyTorch will serve", type(error).__name__, error
+        )
+        return
+    logger.info("exported for serving in %.1f s", time.perf_counter() - started)
 
 
 def _save_best_model(env: TrainingEnvironment, ctx, hp: Hyperparameters, class_names, best: dict) -> None:

@@ -1,0 +1,159 @@
+"""Exported forms of a trained model, written next to ``model.pt`` with their measured parity.
+
+Training calls :func:`export_model` once the model is saved. For each exported form and
+precision it records, in ``model_config.json`` under ``exports``, how often the top-1 class
+agrees with fp32 PyTorch on validation images and the largest probability difference. The
+server uses a reduced precision only where that agreement is at least
+``MIN_TOP1_AGREEMENT``; a model directory without exports (an older artefact) is served by
+PyTorch.
+
+    python -m classifier.inference.export MODEL_DIR --data VALID_IMAGE_FOLDER
+
+adds the exports to an existing model directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from classifier.artifacts import ModelSpec, load_model, write_model_config
+from classifier.inference.backends import BF16, FP32, InferenceBackend, OpenVinoBackend, TorchBackend
+
+logger = logging.getLogger(__name__)
+
+OPENVINO_FILE = "model.xml"  # with model.bin beside it
+MIN_TOP1_AGREEMENT = 0.99
+PARITY_SAMPLES = 256
+PARITY_BATCH = 16
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def parity(reference: InferenceBackend, candidate: InferenceBackend, images: Sequence[torch.Tensor]) -> dict:
+    """Top-1 agreement and max |Δ probability| of ``candidate`` against ``reference``."""
+    agree, max_diff = 0, 0.0
+    for start in range(0, len(images), PARITY_BATCH):
+        chunk = list(images[start : start + PARITY_BATCH])
+        expected = torch.softmax(reference.logits(chunk), dim=1)
+        actual = torch.softmax(candidate.logits(chunk), dim=1)
+        agree += int((expected.argmax(1) == actual.argmax(1)).sum())
+        max_diff = max(max_diff, float((expected - actual).abs().max()))
+    return {
+        "top1_agreement": agree / max(len(images), 1),
+        "max_abs_prob_diff": max_diff,
+        "samples": len(images),
+    }
+
+
+def _export_openvino(model: torch.nn.Module, spec: ModelSpec, model_dir: Path) -> Path:
+    import openvino as ov
+
+    example = torch.zeros(1, 3, spec.image_size, spec.image_size)
+    shape = [-1, 3, spec.image_size, spec.image_size]  # any batch size
+    with warnings.catch_warnings():
+        # The conversion traces with torch.jit, which warns that it is deprecated.
+        warnings.simplefilter("ignore", FutureWarning)
+        converted = ov.convert_model(model, example_input=example, input=shape)
+    path = model_dir / OPENVINO_FILE
+    ov.save_model(converted, str(path), compress_to_fp16=False)
+    return path
+
+
+def export_model(
+    model: torch.nn.Module,
+    spec: ModelSpec,
+    model_dir: Path,
+    images: Sequence[torch.Tensor],
+    threads: int = 1,
+) -> ModelSpec:
+    """Write the OpenVINO IR of ``model`` (CPU, eval mode) and record its parity; returns the new spec.
+
+    ``images`` are prepared validation tensors (the eval transform); an empty sequence
+    records no parity, so the server keeps fp32.
+    """
+    if not openvino_available():
+        logger.info("openvino is not installed: no exported form, the server will run PyTorch")
+        return spec
+    model = model.eval().cpu()
+    path = _export_openvino(model, spec, model_dir)
+    reference = TorchBackend(model)
+    measured = {
+        precision: parity(reference, OpenVinoBackend(path, precision, threads), images) if images else None
+        for precision in (FP32, BF16)
+    }
+    exports = {**spec.exports, "openvino": {"file": path.name, "parity": measured}}
+    for precision, result in measured.items():
+        if result is not None:
+            logger.info(
+                "openvino %s parity on %d validation images: top-1 agreement %.4f, max |dp| %.2g",
+                precision, result["samples"], result["top1_agreement"], result["max_abs_prob_diff"],
+            )  # fmt: skip
+    new_spec = replace(spec, exports=exports)
+    write_model_config(model_dir, new_spec)
+    return new_spec
+
+
+def allowed_precisions(spec: ModelSpec, backend: str) -> dict[str, str]:
+    """Each precision of ``backend`` with why it may or may not be served."""
+    measured = spec.exports.get(backend, {}).get("parity", {})
+    verdicts = {FP32: "fp32 is the reference precision"}
+    result = measured.get(BF16)
+    if result is None:
+        verdicts[BF16] = "refused: no bf16 parity was measured for this model"
+    elif result["top1_agreement"] >= MIN_TOP1_AGREEMENT:
+        verdicts[BF16] = f"allowed: top-1 agreement {result['top1_agreement']:.4f} >= {MIN_TOP1_AGREEMENT}"
+    else:
+        verdicts[BF16] = f"refused: top-1 agreement {result['top1_agreement']:.4f} < {MIN_TOP1_AGREEMENT}"
+    return verdicts
+
+
+def sample_images(dataset, limit: int = PARITY_SAMPLES) -> list[torch.Tensor]:
+    """Up to ``limit`` prepared images spread over ``dataset`` (unreadable files left out)."""
+    step = max(1, len(dataset) // limit)
+    items = (dataset[index] for index in range(0, len(dataset), step)[:limit])
+    return [item[0] for item in items if isinstance(item, tuple)]
+
+
+def _validation_images(folder: Path, spec: ModelSpec, limit: int) -> list[torch.Tensor]:
+    from classifier.training.data import ImageFolderDataset, find_class_names, resolve_channel
+    from classifier.transforms import eval_transform
+
+    root = resolve_channel(folder)
+    transform = eval_transform(spec.image_size, spec.mean, spec.std)
+    return sample_images(ImageFolderDataset(root, find_class_names(root), transform, "valid"), limit)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m classifier.inference.export",
+        description="Add the exported inference forms (OpenVINO IR) and their parity to a model directory.",
+    )
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--data", type=Path, help="an image folder (class subfolders) for the parity check")
+    parser.add_argument("--samples", type=int, default=PARITY_SAMPLES)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if not openvino_available():
+        print("openvino is not installed in this environment", file=sys.stderr)
+        return 2
+    model, spec = load_model(args.model_dir)
+    images = _validation_images(args.data, spec, args.samples) if args.data else []
+    spec = export_model(model, spec, args.model_dir, images, threads=torch.get_num_threads())
+    for precision, verdict in allowed_precisions(spec, "openvino").items():
+        print(f"openvino {precision}: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Which engine and precision a server runs, and why; the choice is logged at start-up.
+
+Measured on a 2-core Xeon with AMX, ResNet-18, batch 1 (see docs/performance.md):
+OpenVINO f32 runs several times faster than eager PyTorch and OpenVINO bf16 faster still,
+so on an x86 CPU the order is OpenVINO, then ONNX Runtime, then PyTorch. A GPU runs PyTorch.
+``CLASSIFIER_INFERENCE_BACKEND`` and ``CLASSIFIER_INFERENCE_PRECISION`` override the choice;
+a forced backend that cannot run stops the server rather than quietly serving another.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from classifier import constants
+from classifier.artifacts import ModelArtifactError, ModelSpec
+from classifier.inference.backends import BF16, FP32
+
+logger = logging.getLogger(__name__)
+
+AUTO, TORCH, OPENVINO, ONNXRUNTIME = constants.INFERENCE_BACKENDS
+X86_MACHINES = ("x86_64", "amd64", "i686")
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend: str
+    precision: str
+    reason: str
+    file: Path | None = None
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _exported_file(model_dir: Path, spec: ModelSpec, backend: str) -> Path | None:
+    name = spec.exports.get(backend, {}).get("file")
+    path = model_dir / name if name else None
+    return path if path is not None and path.is_file() else None
+
+
+def _cpu_supports_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _precision(spec: ModelSpec, backend: str, requested: str) -> tuple[str, str]:
+    from classifier.inference.export import allowed_precisions
+
+    if backend != OPENVINO or requested == FP32:
+        return FP32, "fp32"
+    verdict = allowed_precisions(spec, backend)[BF16]
+    if not verdict.startswith("allowed"):
+        if requested == BF16:
+            logger.warning("bf16 %s; serving fp32", verdict)
+        return FP32, f"bf16 {verdict}"
+    if not _cpu_supports_bf16():
+        return FP32, "this CPU has no bf16 support"
+    return BF16, f"bf16 {verdict}"
+
+
+def _forced(backend: str, model_dir: Path, spec: ModelSpec, device: str) -> Path | None:
+    if backend == TORCH:
+        return None
+    if device != "cpu":
+        raise ModelArtifactError(f"inference backend {backend} runs on the CPU only, not on {device}")
+    if not installed(backend):
+        raise ModelArtifactError(f"inference backend {backend} was asked for but is not installed")
+    path = _exported_file(model_dir, spec, backend)
+    if path is None:
+        raise ModelArtifactError(
+            f"inference backend {backend} was asked for but {model_dir} holds no {backend} export; "
+            "retrain, or run python -m classifier.inference.export MODEL_DIR --data VALID_FOLDER"
+        )
+    return path
+
+
+def _automatic(model_dir: Path, spec: ModelSpec, device: str) -> tuple[str, Path | None, str]:
+    if device != "cpu":
+        return TORCH, None, f"{device} runs PyTorch"
+    if platform.machine().lower() not in X86_MACHINES:
+        candidates = (ONNXRUNTIME,)
+    else:
+        candidates = (OPENVINO, ONNXRUNTIME)
+    missing = []
+    for backend in candidates:
+        path = _exported_file(model_dir, spec, backend)
+        if installed(backend) and path is not None:
+            return backend, path, f"fastest available on this {platform.machine()} CPU"
+        missing.append(f"{backend}: {'no export in the model' if installed(backend) else 'not installed'}")
+    return TORCH, None, "; ".join(missing)
+
+
+def choose(
+    model_dir: Path, spec: ModelSpec, device: str, backend: str = AUTO, precision: str = AUTO
+) -> Choice:
+    if backend == AUTO:
+        backend, path, reason = _automatic(model_dir, spec, device)
+    else:
+        path, reason = _forced(backend, model_dir, spec, device), "asked for"
+    chosen_precision, why = _precision(spec, backend, precision)
+    return Choice(backend, chosen_precision, f"{reason}; {why}", path)
