@@ -5,24 +5,75 @@ VENV := .venv
 VENV_SDK := .venv-sdk
 STAMP := .make
 
-.PHONY: setup demo image test test-unit test-sdk test-container lint bench-train bench-serve bench-debugger bench-rules clean
+.PHONY: setup lock demo image test test-unit test-sdk test-container lint bench-train bench-serve bench-debugger bench-rules clean
 
 setup: $(STAMP)/venv $(STAMP)/venv-sdk
 
-# Idempotent: each venv is rebuilt only when its requirement files change.
-$(STAMP)/venv: container/requirements.txt requirements-dev.txt pyproject.toml
+# --- Lock files and installs ------------------------------------------------------------------
+# The hand-written requirement files are the inputs; each venv installs from a lock with every
+# transitive package pinned and hashed. .venv (runtime + dev tools) is resolved within the image's
+# lock, so the tests run the versions the image ships.
+RUNTIME_LOCK := container/requirements.lock
+DEV_LOCK := requirements-dev.lock
+SDK_LOCK := classifier_client/requirements.lock
+# uv installs the locks several times faster than pip (parallel downloads, no resolver run); it
+# lives in a venv of its own. USE_UV=0 (or no uv) installs with pip, from the same locks.
+VENV_TOOLS := .venv-tools
+UV_VERSION := 0.13.8
+UV := $(VENV_TOOLS)/bin/uv
+USE_UV ?= 1
+# The image's platform: Debian 12 (glibc 2.36), CPython 3.11, x86_64. pip's index strategy: the
+# best version from any index, as pip picks it; pip's configured indexes and find-links are
+# passed along (uv does not read pip's configuration).
+UV_RESOLVE := --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+	--index-strategy unsafe-best-match
+uv_sources = $$(source scripts/common.sh && uv_source_args)
+
+# A failed uv install is no error: the installs below fall back to pip.
+$(STAMP)/uv-$(UV_VERSION):
 	@mkdir -p $(STAMP)
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -r container/requirements.txt -r requirements-dev.txt
-	$(VENV)/bin/pip install -q --no-deps -e .
+	@{ test -x $(VENV_TOOLS)/bin/python || $(PYTHON) -m venv $(VENV_TOOLS); } && \
+	$(VENV_TOOLS)/bin/pip install -q uv==$(UV_VERSION) || \
+	echo "uv $(UV_VERSION) could not be installed: the venvs are installed with pip" >&2
 	@touch $@
 
-$(STAMP)/venv-sdk: classifier_client/requirements.txt pyproject.toml
+# $(call install_lock,VENV,LOCK): both paths check every hash; sagemaker-training is built from
+# its hashed sdist. `uv pip install` (not sync) keeps the venv's own pip for the editable install.
+define install_lock
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	if [ "$(USE_UV)" != 0 ] && [ -x $(UV) ]; then \
+	    $(UV) pip install -q --python $(1)/bin/python --require-hashes \
+	        --index-strategy unsafe-best-match $(uv_sources) -r $(2); \
+	else \
+	    $(1)/bin/pip install -q --require-hashes -r $(2); \
+	fi
+	$(1)/bin/pip install -q --no-deps -e .
+endef
+
+# Idempotent: each venv is rebuilt only when its lock changes.
+$(STAMP)/venv: $(DEV_LOCK) pyproject.toml | $(STAMP)/uv-$(UV_VERSION)
 	@mkdir -p $(STAMP)
-	test -x $(VENV_SDK)/bin/python || $(PYTHON) -m venv $(VENV_SDK)
-	$(VENV_SDK)/bin/pip install -q -r classifier_client/requirements.txt
-	$(VENV_SDK)/bin/pip install -q --no-deps -e .
+	$(call install_lock,$(VENV),$(DEV_LOCK))
 	@touch $@
+
+$(STAMP)/venv-sdk: $(SDK_LOCK) pyproject.toml | $(STAMP)/uv-$(UV_VERSION)
+	@mkdir -p $(STAMP)
+	$(call install_lock,$(VENV_SDK),$(SDK_LOCK))
+	@touch $@
+
+# $(call compile_lock,LOCK,INPUTS...): pins already in LOCK are kept unless an input moves them;
+# `make lock UPGRADE=1` takes the newest releases the inputs allow.
+define compile_lock
+	$(UV) pip compile -q --generate-hashes $(UV_RESOLVE) $(if $(UPGRADE),--upgrade) \
+	    --custom-compile-command "make lock" $(uv_sources) -o $(1) $(2)
+endef
+
+# Refreshes the locks after an edit of a requirement file (needs uv and the package index).
+lock: $(STAMP)/uv-$(UV_VERSION)
+	@test -x $(UV) || { echo "make lock needs uv: $(VENV_TOOLS)/bin/pip install uv==$(UV_VERSION)" >&2; exit 1; }
+	$(call compile_lock,$(RUNTIME_LOCK),container/requirements.txt)
+	$(call compile_lock,$(DEV_LOCK),container/requirements.txt requirements-dev.txt -c $(RUNTIME_LOCK))
+	$(call compile_lock,$(SDK_LOCK),classifier_client/requirements.txt)
 
 test-unit: $(STAMP)/venv
 	$(VENV)/bin/python -m pytest tests/unit
@@ -74,4 +125,4 @@ bench-rules: $(STAMP)/venv
 	$(VENV)/bin/python benchmarks/rules_matrix.py
 
 clean:
-	rm -rf $(STAMP) $(VENV) $(VENV_SDK)
+	rm -rf $(STAMP) $(VENV) $(VENV_SDK) $(VENV_TOOLS)

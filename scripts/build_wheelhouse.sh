@@ -3,7 +3,11 @@
 # builds with `pip install --no-index` and no network inside `docker build`. Air-gapped users run
 # this on a connected machine and carry the folder over.
 #
-# Skips all work when the wheelhouse already matches the requirements (a stamp holds their hash).
+# The wheels are exactly those of container/requirements.lock, hash-checked on download. The
+# folder gets its own copy of the lock, wheelhouse/requirements.lock, which the image installs
+# from: it adds, for packages built here from a hashed sdist, the hash of the wheel built.
+#
+# Skips all work when the wheelhouse already matches the lock (a stamp holds its hash).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,14 +15,14 @@ source "$repo_root/scripts/common.sh"
 
 usage() {
     cat <<EOF
-Usage: $(basename "$0") [-r REQUIREMENTS] [-o WHEELHOUSE_DIR] [--force] [-h]
+Usage: $(basename "$0") [-r LOCK] [-o WHEELHOUSE_DIR] [--force] [-h]
 
-Downloads the pinned runtime requirements as wheels for Linux x86_64 / CPython 3.11.
+Downloads the locked runtime requirements as wheels for Linux x86_64 / CPython 3.11.
 Packages published only as source (sagemaker-training has a C extension) are built into wheels;
 that needs a Linux x86_64 host with Python 3.11 and a C compiler (the image base is Debian 12,
 so build on Debian 12 or older glibc).
 
-  -r FILE      requirements file (default: container/requirements.txt)
+  -r FILE      lock file, every package pinned with hashes (default: container/requirements.lock)
   -o DIR       output folder (default: container/wheelhouse)
   --force      rebuild even when the wheelhouse is up to date
   -h, --help   show this help
@@ -26,14 +30,14 @@ so build on Debian 12 or older glibc).
 Environment:
   PYTHON           interpreter that runs pip (default: python3, else .venv/bin/python);
                    must be CPython 3.11
-  TORCH_INDEX_URL  extra index for another torch variant, e.g. https://download.pytorch.org/whl/cpu
-                   (pass the same value to the image build as --build-arg TORCH_INDEX_URL)
+  TORCH_INDEX_URL  extra index for another torch variant, e.g. https://download.pytorch.org/whl/cpu;
+                   its hashes differ, so it needs a lock compiled against that index (-r)
   PIP_* variables  are honoured as usual (index URL, find-links, certificates)
 EOF
 }
 
 
-requirements="$repo_root/container/requirements.txt"
+requirements="$repo_root/container/requirements.lock"
 out="$repo_root/container/wheelhouse"
 force=0
 while (($#)); do
@@ -45,7 +49,7 @@ while (($#)); do
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-[[ -r "$requirements" ]] || die "requirements file not found: $requirements"
+[[ -r "$requirements" ]] || die "lock file not found: $requirements (make lock writes it)"
 
 # Any CPython 3.11 with pip will do: the repository's .venv when python3 has no pip module.
 python="${PYTHON:-python3}"
@@ -73,29 +77,56 @@ mkdir -p "$out"
 rm -f "$stamp"
 extra=()
 [[ -n "$torch_index" ]] && extra+=(--extra-index-url "$torch_index")
-log "collecting wheels for $(grep -cvE '^\s*(#|$)' "$requirements") pinned requirements into $out"
-# `pip wheel` copies published wheels and builds source-only packages into wheels, resolving the
-# full dependency tree; --prefer-binary keeps it from building anything that has a wheel, and
-# pip's wheel cache reuses the sagemaker-training wheel that `make setup` built.
-"$python" -m pip wheel --quiet --prefer-binary ${extra[@]+"${extra[@]}"} \
+log "collecting wheels for $(grep -cE '^[A-Za-z0-9]' "$requirements") locked packages into $out"
+# `pip wheel` copies the published wheels and builds source-only packages (sagemaker-training)
+# into wheels, checking every download against the lock's hashes; the lock is complete, so no
+# dependency resolution (--no-deps). pip's wheel cache reuses the wheel `make setup` built.
+"$python" -m pip wheel --quiet --require-hashes --no-deps ${extra[@]+"${extra[@]}"} \
     -r "$requirements" -w "$out"
 
-# Drop wheels left from older pins so the folder (and the build context) does not grow forever.
+# Drop wheels of older locks, so the folder (and the build context) does not grow forever, and
+# write the image's copy of the lock: a wheel built here from an sdist has a hash of its own,
+# which is added next to the sdist's (the sdist was checked against the lock when downloaded).
 "$python" - "$requirements" "$out" <<'PY'
-import pathlib, re, sys
+import hashlib, pathlib, re, sys
 
-req, out = sys.argv[1], pathlib.Path(sys.argv[2])
-pins = {}
-for line in pathlib.Path(req).read_text().splitlines():
-    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)", line)
-    if m:
-        pins[re.sub(r"[-_.]+", "_", m[1]).lower()] = m[2]
-for whl in out.glob("*.whl"):
+lock, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+text = lock.read_text()
+
+
+def norm(name):
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+entries = {}  # name -> (version, hashes, offset just after the entry's last hash)
+pattern = r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)((?: \\\n +--hash=sha256:[0-9a-f]+)+)"
+for m in re.finditer(pattern, text, re.M):
+    entries[norm(m[1])] = (m[2], set(re.findall(r"sha256:([0-9a-f]+)", m[3])), m.end())
+files = {}  # name -> [(wheel, sha256)], oldest first
+for whl in sorted(out.glob("*.whl"), key=lambda path: path.stat().st_mtime):
     name, version = whl.name.split("-")[:2]
-    pinned = pins.get(re.sub(r"[-_.]+", "_", name).lower())
-    if pinned and version.split("+")[0] != pinned.split("+")[0]:
+    entry = entries.get(norm(name))
+    if entry is None or version != entry[0]:
         print(f"[build_wheelhouse.sh] removing stale {whl.name}", file=sys.stderr)
         whl.unlink()
+    else:
+        files.setdefault(norm(name), []).append((whl, hashlib.sha256(whl.read_bytes()).hexdigest()))
+wheels = {}
+for name, found in files.items():
+    # Wheels with a locked hash; none means built here from the sdist: keep the newest build.
+    keep = [f for f in found if f[1] in entries[name][1]][:1] or found[-1:]
+    for whl, _ in set(found) - set(keep):
+        print(f"[build_wheelhouse.sh] removing unlocked {whl.name}", file=sys.stderr)
+        whl.unlink()
+    wheels[name] = keep[0][1]
+missing = sorted(set(entries) - set(wheels))
+if missing:
+    sys.exit(f"[build_wheelhouse.sh] ERROR: no wheel for {', '.join(missing)}")
+built = [(entries[n][2], h) for n, h in wheels.items() if h not in entries[n][1]]
+for offset, digest in sorted(built, reverse=True):
+    text = f"{text[:offset]} \\\n    --hash=sha256:{digest}{text[offset:]}"
+header = "# The image installs this copy of the lock; hashes of wheels built here from sdists added.\n"
+(out / "requirements.lock").write_text(header + text)
 PY
 
 echo "$want" >"$stamp"
