@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,13 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from classifier.serving.serve import apply_openmp_defaults
-
 REPO = Path(__file__).resolve().parents[1]
+# Run as a script (`python benchmarks/serving_bench.py`): the checkout is not on sys.path.
+sys.path.insert(0, str(REPO))
+
+from classifier.serving.serve import apply_openmp_defaults  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
+
 ARCHITECTURE = "resnet18"
 NUM_CLASSES = 133
 IMAGE_SIZE = 224
@@ -44,12 +47,6 @@ f:close()
 wrk.headers["Content-Type"] = "image/jpeg"
 """
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def chelsea_jpeg() -> bytes:

@@ -16,10 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from classifier import archives
+from classifier.constants import TEST_CHANNEL, TRAIN_CHANNEL, VALID_CHANNELS
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri
 
-# The channels the training program reads; see container/classifier/constants.py.
-SPLIT_CHANNELS = {"train": "train", "valid": "valid", "validation": "valid", "test": "test"}
+# Split folder name -> the channel the training program reads it from: valid/ or validation/
+# both become the first of VALID_CHANNELS.
+SPLIT_CHANNELS = {
+    TRAIN_CHANNEL: TRAIN_CHANNEL,
+    **{name: VALID_CHANNELS[0] for name in VALID_CHANNELS},
+    TEST_CHANNEL: TEST_CHANNEL,
+}
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 _SKIPPED_NAMES = {".DS_Store", "Thumbs.db"}
 

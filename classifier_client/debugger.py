@@ -1,10 +1,11 @@
 """Debugger hook, custom rules and profiler settings for a CreateTrainingJob request.
 
-The collections come from ``classifier.debugging.hook.hook_collections`` — the same mapping the
-image's local ``debug=true`` hook uses — so a SageMaker job saves exactly the tensors our
-rules read. The training program evaluates our rules (``classifier.debugging.rules``) at the end of
-every job that saved tensors: that is the default, and since AWS closed SageMaker Debugger
-to new customers on 2026-07-30 it is the only way most accounts get these checks. Accounts
+The collections come from ``classifier.debugging.hook.hook_collections`` (through
+``request_collection_configurations``) — the same mapping the image's local ``debug=true``
+hook uses — so a SageMaker job saves exactly the tensors our rules read. The training
+program evaluates our rules (``classifier.debugging.rules``) at the end of every job that
+saved tensors: that is the default, and since AWS closed SageMaker Debugger to new
+customers on 2026-07-30 it is the only way most accounts get these checks. Accounts
 that still have Debugger can also attach the same rules as SageMaker *custom rules*: AWS's
 custom-rule evaluator image runs ``rule_to_invoke`` from our rule file (``source_s3_uri``).
 """
@@ -15,7 +16,11 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 
-from classifier.debugging.hook import INITIAL_STEPS, TENSOR_SAVE_INTERVAL, hook_collections
+from classifier.debugging.hook import (
+    INITIAL_STEPS,
+    TENSOR_SAVE_INTERVAL,
+    request_collection_configurations,
+)
 from classifier.debugging.rules import RULE_NAMES
 
 # Where smdebug writes inside the training container; SageMaker syncs it to S3.
@@ -85,13 +90,18 @@ class DebuggerSettings:
             raise ValueError("debugger rules need the debugger hook (drop --no-debugger-hook)")
 
 
-def collection_configurations(settings: DebuggerSettings) -> list[dict]:
-    collections = hook_collections(
+def sdk_collection_configurations(settings: DebuggerSettings) -> list[dict]:
+    """The request's CollectionConfigurations with the snake_case field names of
+    ``sagemaker.core.shapes.CollectionConfiguration``."""
+    configurations = request_collection_configurations(
         tensor_save_interval=settings.tensor_save_interval, initial_steps=settings.initial_steps
     )
     return [
-        {"collection_name": name, "collection_parameters": dict(parameters)}
-        for name, parameters in collections.items()
+        {
+            "collection_name": item["CollectionName"],
+            "collection_parameters": item["CollectionParameters"],
+        }
+        for item in configurations
     ]
 
 
@@ -102,7 +112,7 @@ def debug_hook_config(settings: DebuggerSettings, s3_output_path: str) -> dict |
     return {
         "s3_output_path": s3_output_path,
         "local_path": HOOK_LOCAL_PATH,
-        "collection_configurations": collection_configurations(settings),
+        "collection_configurations": sdk_collection_configurations(settings),
     }
 
 

@@ -30,6 +30,7 @@ from classifier.constants import (
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+DEFAULT_TOP_K = 3
 VARIANT_NAME = "AllTraffic"
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 FALLBACK_CONTENT_TYPE = "application/x-image"
@@ -131,7 +132,9 @@ def _wait_in_service(sagemaker, endpoint_name: str) -> None:
         ) from error
 
 
-def invoke(ctx: AwsContext, endpoint_name: str, image: Path, top_k: int = 3) -> dict[str, Any]:
+def invoke(
+    ctx: AwsContext, endpoint_name: str, image: Path, top_k: int = DEFAULT_TOP_K
+) -> dict[str, Any]:
     """One image through sagemaker-runtime InvokeEndpoint; the server's JSON back."""
     body = _read_image(image)
     response = ctx.client("sagemaker-runtime").invoke_endpoint(
@@ -305,7 +308,7 @@ def _wait_until_healthy(name: str, timeout: float) -> str:
     raise ConfigurationError(f"local endpoint {name} did not answer /ping within {timeout:.0f}s")
 
 
-def invoke_local(endpoint_name: str, image: Path, top_k: int = 3) -> dict[str, Any]:
+def invoke_local(endpoint_name: str, image: Path, top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
     """POST the image to the local container's /invocations, with SageMaker's headers."""
     import requests
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from classifier_client.config import ConfigurationError
 
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
+DEFAULT_STRATEGY = "Bayesian"
 RESOURCE_HYPERPARAMETER = "epochs"
 # Hyperband's MaxResource when the user fixes no epoch count: the training default.
 DEFAULT_MAX_EPOCHS = "10"

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_BASE_JOB_NAME = "image-classifier"
 DEFAULT_MAX_RUN_SECONDS = 24 * 3600
+DEFAULT_VOLUME_SIZE_GB = 30
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 LOCAL_INSTANCE_TYPES = ("local_cpu", "local_gpu")
 
@@ -97,7 +98,7 @@ class TrainingSettings:
     hyperparameters: dict[str, str] = field(default_factory=dict)
     instance_type: str = DEFAULT_INSTANCE_TYPE
     instance_count: int = 1
-    volume_size_gb: int = 30
+    volume_size_gb: int = DEFAULT_VOLUME_SIZE_GB
     max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
     spot: bool = False
     max_wait_seconds: int | None = None

@@ -11,9 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from classifier.constants import is_sagemaker_key
 from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
 from classifier_client.config import AwsContext, ConfigurationError, unique_name
-from classifier_client.strategies import check_strategy, default_early_stopping, static_additions
+from classifier_client.strategies import (
+    DEFAULT_STRATEGY,
+    check_strategy,
+    default_early_stopping,
+    static_additions,
+)
 from classifier_client.training import TrainingSettings, build_model_trainer
 
 TUNING_JOB_NAME_MAX_LENGTH = 32
@@ -21,6 +27,10 @@ WARM_START_TYPES = {
     "identical": "IdenticalDataAndAlgorithm",
     "transfer": "TransferLearning",
 }
+DEFAULT_WARM_START_TYPE = "identical"
+# Grid's default ranges make exactly this many combinations (see GRID_DEFAULT_RANGES).
+DEFAULT_MAX_JOBS = 12
+DEFAULT_MAX_PARALLEL_JOBS = 3
 LOCAL_MODE_MESSAGE = (
     "hyperparameter tuning runs only on SageMaker (there is no local mode for it); "
     "try a few settings locally with `train --local --hp ...`, then tune with AWS credentials"
@@ -123,12 +133,12 @@ class TuningSettings:
 
     training: TrainingSettings
     ranges: dict[str, Range] | None = None
-    max_jobs: int = 12
-    max_parallel_jobs: int = 3
-    strategy: str = "Bayesian"
+    max_jobs: int = DEFAULT_MAX_JOBS
+    max_parallel_jobs: int = DEFAULT_MAX_PARALLEL_JOBS
+    strategy: str = DEFAULT_STRATEGY
     early_stopping: bool | None = None
     warm_start_parents: tuple[str, ...] = ()
-    warm_start_type: str = "identical"
+    warm_start_type: str = DEFAULT_WARM_START_TYPE
     base_name: str = "img-clf-hpo"
 
     def __post_init__(self):
@@ -214,10 +224,6 @@ def start_tuning_job(ctx: AwsContext, settings: TuningSettings, *, wait: bool = 
     return name
 
 
-def _is_sagemaker_key(key: str) -> bool:
-    return key.startswith("sagemaker_") or key.startswith("_tuning")
-
-
 def best_training_job(ctx: AwsContext, tuning_job_name: str) -> dict[str, Any]:
     """The best job so far: name, objective value, tuned and full hyperparameters."""
     from sagemaker.core.resources import HyperParameterTuningJob, TrainingJob
@@ -237,7 +243,7 @@ def best_training_job(ctx: AwsContext, tuning_job_name: str) -> dict[str, Any]:
     )
     metric = best.final_hyper_parameter_tuning_job_objective_metric
     hyperparameters = {
-        k: v for k, v in sorted((job.hyper_parameters or {}).items()) if not _is_sagemaker_key(k)
+        k: v for k, v in sorted((job.hyper_parameters or {}).items()) if not is_sagemaker_key(k)
     }
     artifacts = getattr(job, "model_artifacts", None)
     return {

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_image_folder
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 ROLE_NAME = "ClassifierSageMakerExecution"
@@ -150,16 +152,9 @@ def tiny_image_folder():
 
 
 def _write_tiny_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 3) -> Path:
-    """A few real PNGs per class and split (Pillow is in the SDK env through the SDK)."""
-    from PIL import Image
-
+    """A few real PNGs per class and split (Pillow and numpy are in the SDK env through the SDK)."""
     for split in ("train", "valid", "test"):
-        for index, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                shade = (40 + 80 * index + 10 * i) % 256
-                Image.new("RGB", (8, 8), (shade, 255 - shade, 128)).save(folder / f"{i}.png")
+        write_image_folder(root / split, dict.fromkeys(classes, per_class), size=(8, 8))
     return root
 
 

@@ -7,16 +7,55 @@ validates them against the SageMaker service model), plus what moto then stores.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from classifier.debugging.hook import collection_configurations
-from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
-
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-image-classifier:v1"
 BUCKET = "classifier-data"
 EVALUATOR = "111122223333.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rule-evaluator:latest"
+# What the rules read, with --tensor-save-interval 50: losses, labels and predictions every
+# step; reductions of weights, biases, gradients and ReLU inputs at step 0 and every 50 steps.
+REDUCED = {"train.save_interval": "50", "train.save_steps": "0", "eval.end_step": "0"}
+COLLECTIONS_AT_INTERVAL_50 = [
+    {"CollectionName": "losses", "CollectionParameters": {"save_interval": "1"}},
+    {
+        "CollectionName": "labels",
+        "CollectionParameters": {"save_interval": "1", "include_regex": "^labels$"},
+    },
+    {
+        "CollectionName": "predictions",
+        "CollectionParameters": {"save_interval": "1", "include_regex": "^predictions$"},
+    },
+    {
+        "CollectionName": "weights",
+        "CollectionParameters": {**REDUCED, "reductions": "std", "save_shape": "true"},
+    },
+    {
+        "CollectionName": "biases",
+        "CollectionParameters": {**REDUCED, "reductions": "mean", "save_shape": "false"},
+    },
+    {
+        "CollectionName": "gradients",
+        "CollectionParameters": {
+            **REDUCED, "reductions": "std", "save_shape": "false", "abs_reductions": "mean",
+        },
+    },
+    {
+        "CollectionName": "relu_input",
+        "CollectionParameters": {**REDUCED, "reductions": "std", "save_shape": "false"},
+    },
+]  # fmt: skip
+# A line as ./train prints it, and what each metric definition must read from it.
+METRIC_LINE = (
+    "epoch=3 train_loss=0.81 train_accuracy=0.7 valid_loss=0.93 valid_accuracy=0.78 "
+    "test_loss=1e-3 test_accuracy=nan"
+)
+METRICS_IN_LINE = {
+    "train_loss": "0.81", "train_accuracy": "0.7", "valid_loss": "0.93",
+    "valid_accuracy": "0.78", "test_loss": "1e-3", "test_accuracy": "nan",
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -24,6 +63,10 @@ def data_in_s3(aws, tmp_path, cli, tiny_image_folder) -> str:
     aws.boto3("s3").create_bucket(Bucket=BUCKET)
     assert cli("upload-data", tiny_image_folder(tmp_path / "pets"), f"s3://{BUCKET}/pets") == 0
     return f"s3://{BUCKET}/pets"
+
+
+def _metrics_read(definitions: list[dict]) -> dict[str, str]:
+    return {d["Name"]: re.search(d["Regex"], METRIC_LINE).group(1) for d in definitions}
 
 
 def _channels(request: dict) -> dict[str, str]:
@@ -49,7 +92,7 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
     job = request["TrainingJobName"]
 
     assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
-    assert request["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert _metrics_read(request["AlgorithmSpecification"]["MetricDefinitions"]) == METRICS_IN_LINE
     assert request["HyperParameters"] == {"epochs": "3", "amp": "true", "learning_rate": "0.01"}
     assert request["RoleArn"] == aws.role_arn
     assert _channels(request) == {
@@ -77,7 +120,7 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
     hook = request["DebugHookConfig"]
     assert hook["S3OutputPath"] == f"{output}/{job}/debug-output"
     assert hook["LocalPath"] == "/opt/ml/output/tensors"
-    assert hook["CollectionConfigurations"] == collection_configurations(tensor_save_interval=50)
+    assert hook["CollectionConfigurations"] == COLLECTIONS_AT_INTERVAL_50
     rules = {r["RuleConfigurationName"]: r for r in request["DebugRuleConfigurations"]}
     assert set(rules) == {"loss_not_decreasing", "overfit"}
     # AWS's custom-rule evaluator runs our rule file; our training image has no evaluator.
@@ -101,7 +144,7 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
 
     stored = aws.boto3("sagemaker").describe_training_job(TrainingJobName=job)
     assert stored["AlgorithmSpecification"]["TrainingImage"] == IMAGE
-    assert stored["HyperParameters"] == request["HyperParameters"]
+    assert stored["HyperParameters"] == {"epochs": "3", "amp": "true", "learning_rate": "0.01"}
 
 
 def test_train_hyperparameters_file_from_best_and_debugger_off(aws, data_in_s3, tmp_path, cli):
@@ -135,10 +178,9 @@ def test_tune_sends_ranges_objective_metric_definitions_warm_start(aws, data_in_
     assert len(request["HyperParameterTuningJobName"]) <= 32
     config = request["HyperParameterTuningJobConfig"]
     assert config["HyperParameterTuningJobObjective"] == {
-        "Type": OBJECTIVE_TYPE,
-        "MetricName": OBJECTIVE_METRIC,
+        "Type": "Maximize",
+        "MetricName": "valid_accuracy",
     }
-    assert (OBJECTIVE_TYPE, OBJECTIVE_METRIC) == ("Maximize", "valid_accuracy")
     assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 2}
     assert config["TrainingJobEarlyStoppingType"] == "Auto"
     assert config["Strategy"] == "Bayesian"
@@ -160,7 +202,7 @@ def test_tune_sends_ranges_objective_metric_definitions_warm_start(aws, data_in_
 
     definition = request["TrainingJobDefinition"]
     assert definition["AlgorithmSpecification"]["TrainingImage"] == IMAGE
-    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert _metrics_read(definition["AlgorithmSpecification"]["MetricDefinitions"]) == METRICS_IN_LINE
     assert definition["StaticHyperParameters"] == {"model": "resnet50", "pretrained": "true"}
     assert _channels(definition) == {
         "train": f"{data_in_s3}/train/",

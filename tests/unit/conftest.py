@@ -6,10 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from tests.helpers import write_image_folder
 from tools.demo_data import write_digits
 
 
@@ -19,20 +18,6 @@ def digits_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("digits")
     write_digits(out)
     return out
-
-
-def write_image_folder(root: Path, classes: dict[str, int], size=(12, 12), seed=0) -> Path:
-    """Class-coloured noise images: separable, so a few epochs learn them."""
-    rng = np.random.default_rng(seed)
-    for index, (name, count) in enumerate(classes.items()):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        base = np.zeros((*size, 3), dtype=np.uint8)
-        base[..., index % 3] = 200
-        for i in range(count):
-            noise = rng.integers(0, 40, size=(*size, 3), dtype=np.uint8)
-            Image.fromarray(base + noise).save(folder / f"{name}_{i:03d}.png")
-    return root
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def test_class_missing_from_valid_is_named(tmp_path, small_folder):
 
 
 def _write_bad_files(folder: Path) -> dict[str, str]:
-    good = folder / "cat_000.png"
+    good = folder / "0.png"
     jpeg = folder / "whole.jpg"
     Image.open(good).convert("RGB").resize((64, 64)).save(jpeg, quality=90)
     truncated = folder / "truncated.jpg"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import time
 from pathlib import Path
 
@@ -12,16 +11,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from tests.helpers import free_port
+
 pytestmark = pytest.mark.slow
 
 STEPS = 4
 JOIN_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _batches(rank: int, scenario: str):
@@ -79,7 +74,7 @@ def _rank_main(rank: int, port: int, scenario: str, out_dir: str) -> None:
 
 def _run(scenario: str, tmp_path: Path) -> dict[int, dict]:
     context = mp.start_processes(
-        _rank_main, args=(_free_port(), scenario, str(tmp_path)), nprocs=2, join=False, start_method="spawn"
+        _rank_main, args=(free_port(), scenario, str(tmp_path)), nprocs=2, join=False, start_method="spawn"
     )
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     try:

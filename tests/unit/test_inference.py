@@ -72,7 +72,8 @@ def test_auto_picks_openvino_and_says_why(exported):
 
 
 def _with_bf16_agreement(spec: ModelSpec, agreement: float) -> ModelSpec:
-    parity = {**spec.exports["openvino"]["parity"], BF16: {"top1_agreement": agreement, "max_abs_prob_diff": 0.2}}
+    bf16 = {"top1_agreement": agreement, "max_abs_prob_diff": 0.2}
+    parity = {**spec.exports["openvino"]["parity"], BF16: bf16}
     return replace(spec, exports={"openvino": {**spec.exports["openvino"], "parity": parity}})
 
 
@@ -88,8 +89,9 @@ def test_bf16_is_refused_when_the_recorded_agreement_is_below_the_threshold(expo
 def test_bf16_is_used_only_where_the_agreement_allows_it(exported, monkeypatch):
     _, model_dir, spec = exported
     monkeypatch.setattr(selection, "_cpu_supports_bf16", lambda: True)
-    assert selection.choose(model_dir, _with_bf16_agreement(spec, 0.995), "cpu").precision == BF16
-    assert selection.choose(model_dir, _with_bf16_agreement(spec, 0.995), "cpu", precision="fp32").precision == FP32
+    agreeing = _with_bf16_agreement(spec, 0.995)
+    assert selection.choose(model_dir, agreeing, "cpu").precision == BF16
+    assert selection.choose(model_dir, agreeing, "cpu", precision="fp32").precision == FP32
     unmeasured = replace(spec, exports={"openvino": {"file": "model.xml", "parity": {}}})
     assert selection.choose(model_dir, unmeasured, "cpu").precision == FP32
 

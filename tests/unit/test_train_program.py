@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import torch
 
 from classifier.artifacts import load_model
 from classifier.metric_definitions import METRIC_DEFINITIONS
-from tests.unit.conftest import write_image_folder
+from tests.helpers import free_port, write_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +54,6 @@ def job(opt_ml, tmp_path):
     return opt_ml
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_job_writes_model_reports_and_parsable_metrics(job, repo_root):
     bad = job.root / "input/data/train/cat"
     (bad / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
@@ -76,6 +69,10 @@ def test_job_writes_model_reports_and_parsable_metrics(job, repo_root):
     model, spec = load_model(job.root / "model")
     assert spec.class_names == ("cat", "dog", "fox") and spec.image_size == 16
     assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 3)
+    # The server's fast form, with its parity measured on the valid channel's images.
+    openvino = spec.exports["openvino"]
+    assert (job.root / "model" / openvino["file"]).is_file()
+    assert openvino["parity"]["fp32"]["samples"] > 0 and openvino["parity"]["fp32"]["top1_agreement"] == 1.0
     output = job.root / "output/data"
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["skipped_files"]["train"] == 2

@@ -134,8 +134,9 @@ def hook_collections(
     return collections
 
 
-def collection_configurations(**kwargs) -> list[dict]:
-    """``hook_collections`` in the CreateTrainingJob DebugHookConfig request shape."""
+def request_collection_configurations(**kwargs) -> list[dict]:
+    """``hook_collections`` as the CreateTrainingJob request's DebugHookConfig
+    CollectionConfigurations: ``[{"CollectionName", "CollectionParameters"}]``."""
     return [
         {"CollectionName": name, "CollectionParameters": dict(parameters)}
         for name, parameters in hook_collections(**kwargs).items()

@@ -19,7 +19,6 @@ from typing import Any
 
 from classifier import constants
 from classifier.training.errors import JobInputError
-from classifier.training.hyperparameters import TUNING_OBJECTIVE_KEY
 
 
 class ContractError(JobInputError):
@@ -95,7 +94,7 @@ class TrainingEnvironment:
         # so they sync one S3 prefix; nothing in the API reference separates them per job.
         # Each trial keeps its checkpoints under its own job name (a spot restart keeps it).
         job_name = self.environ.get(constants.TRAINING_JOB_NAME_ENV)
-        if job_name and TUNING_OBJECTIVE_KEY in self.hyperparameters:
+        if job_name and constants.TUNING_OBJECTIVE_KEY in self.hyperparameters:
             path = path / job_name
         return path
 

@@ -12,21 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from classifier.constants import is_sagemaker_key
+from classifier.training.errors import JobInputError
 from classifier.transforms import AUGMENTATIONS
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULERS = ("none", "step", "cosine")
-# Keys SageMaker itself adds to hyperparameters.json.
-SAGEMAKER_KEY_PREFIX = "sagemaker_"
-SAGEMAKER_KEYS = ("_tuning_objective_metric",)
-# SageMaker adds this key to the hyperparameters of every training job a tuning job starts.
-TUNING_OBJECTIVE_KEY = SAGEMAKER_KEYS[0]
 NOT_RUN_IDENTITY = frozenset(
     {"epochs", "num_workers", "debug", "early_stopping_patience", "max_skipped_fraction"}
 )
 
 
-class HyperparameterError(ValueError):
+class HyperparameterError(JobInputError, ValueError):
     """A hyperparameter is unknown or has a bad value; the message names the key."""
 
 
@@ -144,10 +141,6 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "augmentation": _parse_choice(AUGMENTATIONS),
     "max_skipped_fraction": _parse_float(0.0, 1.0),
 }
-
-
-def is_sagemaker_key(key: str) -> bool:
-    return key.startswith(SAGEMAKER_KEY_PREFIX) or key in SAGEMAKER_KEYS
 
 
 def parse_hyperparameters(raw: dict[str, Any]) -> Hyperparameters:

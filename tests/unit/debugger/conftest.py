@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from tests.helpers import write_image_folder
 
 # Four visually distinct classes: a base colour each, plus per-image noise.
 CLASS_COLOURS = {
@@ -19,20 +19,13 @@ CLASS_COLOURS = {
     "c_blue": (40, 60, 220),
     "d_yellow": (230, 210, 40),
 }
+IMAGE_SIZE = 16
 
 
-def write_image_folder(
-    root: Path, counts: dict[str, int], seed: int, size: int = 16, signal: bool = True
-) -> None:
-    """PNG ImageFolder; with ``signal=False`` the class cannot be seen in the image (pure noise)."""
-    rng = np.random.default_rng(seed)
-    for name, count in counts.items():
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        base = np.array(CLASS_COLOURS[name] if signal else (128, 128, 128), dtype=np.float64)
-        for i in range(count):
-            pixels = base + rng.normal(0, 40, size=(size, size, 3))
-            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+def _write_split(root: Path, counts: dict[str, int], seed: int, signal: bool = True) -> None:
+    write_image_folder(
+        root, counts, seed=seed, size=(IMAGE_SIZE, IMAGE_SIZE), colours=CLASS_COLOURS, signal=signal
+    )
 
 
 def balanced(per_class: int) -> dict[str, int]:
@@ -45,7 +38,7 @@ HEALTHY = {
     "batch_size": "8",
     "learning_rate": "0.001",
     "optimizer": "adam",
-    "image_size": "16",
+    "image_size": str(IMAGE_SIZE),
     "num_workers": "0",
     "augmentation": "none",
     "debug": "true",
@@ -99,10 +92,10 @@ def train_job(tmp_path, monkeypatch):
             for split in ("train", "valid"):
                 (data / split).symlink_to(data_from / split, target_is_directory=True)
         else:
-            write_image_folder(data / "train", train or balanced(10), seed=1, signal=signal)
-            write_image_folder(data / "valid", valid or balanced(4), seed=2, signal=signal)
+            _write_split(data / "train", train or balanced(10), seed=1, signal=signal)
+            _write_split(data / "valid", valid or balanced(4), seed=2, signal=signal)
         if test:
-            write_image_folder(data / "test", test, seed=3)
+            _write_split(data / "test", test, seed=3)
         monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
         monkeypatch.setenv("SM_PROCESSES_PER_HOST", "1")
         try:

@@ -16,18 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 from .conftest import encode, make_model_dir, photo
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
 START_DEADLINE_S = 90
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -1,0 +1,40 @@
+"""What several subcommands share: the AWS context, the image URI, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+
+from classifier_client.image import DEFAULT_IMAGE_NAME, DEFAULT_TAG
+
+LOCAL_IMAGE_DEFAULT = f"{DEFAULT_IMAGE_NAME}:{DEFAULT_TAG}"
+# The channel options of train and tune: each overrides what --data finds.
+CHANNEL_HELP = {
+    "train": "training images (ImageFolder or one .zip/.tar.gz of it)",
+    "valid": "validation images",
+    "test": "test images (optional; evaluated once at the end)",
+    "pretrained": "a torchvision state_dict for jobs without internet (optional)",
+}
+
+
+def aws_context_for(args, *, local: bool = False):
+    # Looked up on the module at call time, so tests can swap in a recording context.
+    from classifier_client import config
+
+    return config.aws_context(
+        region=getattr(args, "region", None),
+        profile=getattr(args, "profile", None),
+        role_arn=getattr(args, "role", None),
+        local=local,
+    )
+
+
+def image_uri(args, ctx, local: bool) -> str:
+    if args.image:
+        return args.image
+    if local:
+        return LOCAL_IMAGE_DEFAULT
+    return f"{ctx.account}.dkr.ecr.{ctx.region}.amazonaws.com/{DEFAULT_IMAGE_NAME}:{DEFAULT_TAG}"
+
+
+def print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))

@@ -1,0 +1,241 @@
+"""``train``, ``tune`` and ``best``: training jobs, tuning jobs and the best job of one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from classifier_client.cli.common import CHANNEL_HELP, aws_context_for, image_uri, print_json
+from classifier_client.config import ConfigurationError
+from classifier_client.data import SPLIT_CHANNELS
+
+
+def _channels(args, ctx, local: bool) -> dict[str, str]:
+    channels: dict[str, str] = {}
+    if args.data:
+        channels.update(_discover_channels(args.data, ctx, local))
+    for channel in CHANNEL_HELP:
+        if getattr(args, channel):
+            channels[channel] = getattr(args, channel)
+    if "train" not in channels:
+        raise ConfigurationError("no training data: pass --data ROOT or --train URI")
+    if "valid" not in channels:
+        raise ConfigurationError(
+            "no validation data: pass --valid URI (or a --data root with valid/); the tuner's "
+            "objective is valid_accuracy"
+        )
+    return channels
+
+
+def _discover_channels(root: str, ctx, local: bool) -> dict[str, str]:
+    """train/valid(ation)/test under a local folder or an S3 prefix (one ListObjects call)."""
+    if root.startswith("s3://"):
+        if local:
+            raise ConfigurationError("--local trains on local folders; pass a local --data path")
+        found = _s3_splits(root, ctx)
+    else:
+        found = _local_splits(root)
+    if not found:
+        raise ConfigurationError(f"--data {root} holds none of train/, valid/, test/")
+    return found
+
+
+def _s3_splits(root: str, ctx) -> dict[str, str]:
+    from classifier_client.config import parse_s3_uri
+
+    bucket, prefix = parse_s3_uri(root.rstrip("/") + "/")
+    response = ctx.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    present = {p["Prefix"][len(prefix) :].rstrip("/") for p in response.get("CommonPrefixes", [])}
+    return {
+        SPLIT_CHANNELS[s]: f"s3://{bucket}/{prefix}{s}/"
+        for s in sorted(present & set(SPLIT_CHANNELS))
+    }
+
+
+def _local_splits(root: str) -> dict[str, str]:
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise ConfigurationError(f"--data {root} is not a folder")
+    return {
+        SPLIT_CHANNELS[p.name]: str(p.resolve())
+        for p in sorted(path.iterdir())
+        if p.name in SPLIT_CHANNELS and p.is_dir()
+    }
+
+
+def _hyperparameters(args) -> dict[str, str]:
+    from classifier_client.training import load_hyperparameters_file, parse_assignments
+
+    values = {}
+    if args.hyperparameters_file:
+        values.update(load_hyperparameters_file(args.hyperparameters_file))
+    values.update(parse_assignments(args.hp))
+    return values
+
+
+def _training_settings(args, ctx, local: bool, debugger=None):
+    from classifier_client.training import (
+        DEFAULT_INSTANCE_TYPE,
+        LOCAL_INSTANCE_TYPES,
+        TrainingSettings,
+        parse_assignments,
+    )
+
+    instance_type = args.instance_type or (
+        LOCAL_INSTANCE_TYPES[0] if local else DEFAULT_INSTANCE_TYPE
+    )
+    kwargs = {"debugger": debugger} if debugger is not None else {}
+    return TrainingSettings(
+        image_uri=image_uri(args, ctx, local),
+        channels=_channels(args, ctx, local),
+        hyperparameters=_hyperparameters(args),
+        instance_type=instance_type,
+        instance_count=args.instance_count,
+        volume_size_gb=args.volume_size,
+        max_run_seconds=args.max_run,
+        spot=args.spot,
+        max_wait_seconds=args.max_wait,
+        checkpoint_s3_uri=args.checkpoint_s3_uri,
+        output_s3_uri=args.output_s3_uri,
+        environment=parse_assignments(args.env, "--env"),
+        base_job_name=args.base_job_name,
+        **kwargs,
+    )
+
+
+def _rule_parameters(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``["overfit.patience=2"]`` -> ``{"overfit": {"patience": "2"}}``."""
+    rule_parameters: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        target, sep, value = item.partition("=")
+        rule, dot, key = target.partition(".")
+        if not sep or not dot:
+            raise ConfigurationError(f"--rule-param {item!r} is not RULE.KEY=VALUE")
+        rule_parameters.setdefault(rule, {})[key] = value
+    return rule_parameters
+
+
+def _debugger_settings(args):
+    from classifier_client.debugger import DebuggerSettings, parse_rule_names
+
+    rule_parameters = _rule_parameters(args.rule_param)
+    try:
+        rules = tuple(parse_rule_names(args.debugger_rules))
+        unused = set(rule_parameters) - set(rules)
+        if unused:
+            raise ValueError(f"--rule-param for rules not attached: {sorted(unused)}")
+        return DebuggerSettings(
+            hook=not args.no_debugger_hook,
+            tensor_save_interval=args.tensor_save_interval,
+            rules=rules,
+            rule_parameters=rule_parameters,
+            rule_instance_type=args.rule_instance_type,
+            rule_evaluator_image=args.rule_evaluator_image,
+            profiler=not args.no_profiler,
+            profiling_interval_ms=args.profiling_interval_ms,
+        )
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from error
+
+
+def _refuse_cloud_only_options(args) -> None:
+    cloud_only = {
+        "--spot": args.spot,
+        "--checkpoint-s3-uri": args.checkpoint_s3_uri,
+        "--output-s3-uri": args.output_s3_uri,
+        "--debugger-rules": args.debugger_rules not in (None, "none"),
+        "--wait": args.wait,
+    }
+    given = [flag for flag, value in cloud_only.items() if value]
+    if given:
+        raise ConfigurationError(
+            f"{', '.join(given)}: for SageMaker jobs only, not with --local "
+            "(a local job runs our rules itself when debug=true, the default)"
+        )
+
+
+def _train_locally(args) -> int:
+    from classifier_client import training
+
+    _refuse_cloud_only_options(args)
+    ctx = aws_context_for(args, local=True)
+    settings = _training_settings(args, ctx, local=True)
+    if args.debug_local:
+        settings.hyperparameters.setdefault("debug", "true")
+    # The SDK streams the containers' logs to stdout; keep stdout for the result.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = training.train_locally(ctx, settings, args.local_dir)
+    print(f"local job folder: {result.job_dir}", file=sys.stderr)
+    print_json({"model_data": str(result.model_archive), "output_data": str(result.output_archive)})
+    return 0
+
+
+def cmd_train(args) -> int:
+    from classifier_client import training
+
+    if args.local:
+        return _train_locally(args)
+    ctx = aws_context_for(args)
+    settings = _training_settings(args, ctx, local=False, debugger=_debugger_settings(args))
+    job = training.start_training_job(ctx, settings, wait=args.wait)
+    print_json(training.describe_training_job(ctx, job.training_job_name))
+    return 0
+
+
+def _tuning_search(args):
+    """The ranges and early stopping of ``args``, checked against the strategy offline."""
+    from classifier_client.strategies import check_strategy, default_early_stopping
+    from classifier_client.tuning import default_ranges, parse_range
+
+    ranges = {} if args.only_ranges else default_ranges(args.strategy)
+    ranges.update(parse_range(text) for text in args.range or [])
+    early_stopping = default_early_stopping(args.strategy)
+    if args.early_stopping is not None:
+        early_stopping = args.early_stopping == "Auto"
+    # Before any AWS call: a setting the strategy refuses fails here, offline, with the fix.
+    check_strategy(args.strategy, ranges, early_stopping)
+    return ranges, early_stopping
+
+
+def cmd_tune(args) -> int:
+    from classifier_client.tuning import LOCAL_MODE_MESSAGE, TuningSettings, start_tuning_job
+
+    if args.local:
+        raise ConfigurationError(LOCAL_MODE_MESSAGE)
+    ranges, early_stopping = _tuning_search(args)
+    ctx = aws_context_for(args)
+    settings = TuningSettings(
+        training=_training_settings(args, ctx, local=False),
+        ranges=ranges,
+        max_jobs=args.max_jobs,
+        max_parallel_jobs=args.max_parallel_jobs,
+        strategy=args.strategy,
+        early_stopping=early_stopping,
+        warm_start_parents=tuple(args.warm_start_from or ()),
+        warm_start_type=args.warm_start_type,
+    )
+    print("tuning ranges:", file=sys.stderr)
+    for name, spec in sorted(settings.ranges.items()):
+        print(f"  {name} = {spec.describe()}", file=sys.stderr)
+    name = start_tuning_job(ctx, settings, wait=args.wait)
+    print_json({"tuning_job": name, "next": f"sm-classifier best {name} --output best.json"})
+    return 0
+
+
+def cmd_best(args) -> int:
+    from classifier_client.tuning import best_training_job, format_best_table
+
+    ctx = aws_context_for(args)
+    best = best_training_job(ctx, args.tuning_job)
+    print(format_best_table(best))
+    print()
+    print_json(best)
+    if args.output:
+        Path(args.output).write_text(json.dumps(best, indent=2) + "\n")
+        print(
+            f"wrote {args.output} (use: train --hyperparameters-file {args.output})",
+            file=sys.stderr,
+        )
+    return 0
