@@ -177,16 +177,19 @@ def _add_push(sub) -> None:
     p.set_defaults(func=cmd_push)
 
 
-TUNE_DESCRIPTION = (
-    "Start a SageMaker hyperparameter tuning job over the image: objective valid_accuracy "
-    "(maximised), metric regexes from classifier.metric_definitions. Default ranges "
-    "(Bayesian, Random): learning_rate continuous:1e-4:0.1:log, batch_size "
-    "categorical:16,32,64,128, optimizer categorical:sgd,adam,adamw, epochs integer:2:10; "
-    "Hyperband: the same without epochs (static, --hp epochs=N is its maximum, 10 by "
-    "default); Grid: learning_rate categorical:0.0003,0.001,0.003, batch_size "
-    "categorical:32,64, optimizer categorical:adam,sgd. Settings a strategy refuses fail "
-    "before any AWS call. Needs AWS: there is no local mode for tuning."
-)
+def _ranges_text(strategy: str) -> str:
+    return ", ".join(f"{name} {r.describe()}" for name, r in tuning.default_ranges(strategy).items())
+
+
+def _tune_description() -> str:
+    return (
+        "Start a SageMaker hyperparameter tuning job over the image: objective valid_accuracy "
+        "(maximised), metric regexes from classifier.metric_definitions. Default ranges "
+        f"(Bayesian, Random): {_ranges_text('Bayesian')}; Hyperband: the same without epochs "
+        "(static, --hp epochs=N is its maximum, 10 by default); "
+        f"Grid: {_ranges_text('Grid')}. Settings a strategy refuses fail before any AWS call. "
+        "Needs AWS: there is no local mode for tuning."
+    )
 
 
 def _add_tuning_options(p: argparse.ArgumentParser) -> None:
@@ -249,7 +252,7 @@ def _add_tune(sub) -> None:
     p = sub.add_parser(
         "tune",
         help="start a hyperparameter tuning job (SageMaker only)",
-        description=TUNE_DESCRIPTION,
+        description=_tune_description(),
     )
     _add_image(p)
     _add_channels(p)
