@@ -173,3 +173,21 @@ def server(image, trained_job) -> Iterator[str]:
         yield url
     finally:
         remove_container(name)
+
+
+def count_correct(url: str, images: list[Path]) -> tuple[int, int]:
+    """(correct, total) top-1 answers of the server at ``url`` for ImageFolder ``images``."""
+    import requests
+
+    correct = 0
+    with requests.Session() as session:
+        for path in images:
+            response = session.post(
+                f"{url}/invocations",
+                data=path.read_bytes(),
+                headers={"Content-Type": "image/png"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            correct += response.json()["predictions"][0]["label"] == path.parent.name
+    return correct, len(images)

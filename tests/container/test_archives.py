@@ -11,9 +11,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import requests
 
-from .conftest import make_job_dir, remove_container, run_training, start_server
+from .conftest import count_correct, make_job_dir, remove_container, run_training, start_server
 
 pytestmark = pytest.mark.docker
 
@@ -36,7 +35,7 @@ def _pack_channels(job_dir: Path) -> list[str]:
 
 
 def test_trains_from_tar_gz_channels_and_serves_a_model_tar_gz(image, digits_data, tmp_path):
-    job_dir = make_job_dir(tmp_path / "job", digits_data, {"epochs": "2"}, per_class=20)
+    job_dir = make_job_dir(tmp_path / "job", digits_data, {"epochs": "4", "batch_size": "16"}, per_class=30)
     assert _pack_channels(job_dir) == ["test", "train", "valid"]
 
     result = run_training(image, job_dir, timeout=900)
@@ -52,17 +51,7 @@ def test_trains_from_tar_gz_channels_and_serves_a_model_tar_gz(image, digits_dat
             tar.add(path, arcname=path.name)
     name, url = start_server(image, serve_dir)
     try:
-        correct = total = 0
-        for path in sorted((digits_data / "test").glob("*/*.png"))[::5]:
-            response = requests.post(
-                f"{url}/invocations",
-                data=path.read_bytes(),
-                headers={"Content-Type": "image/png"},
-                timeout=30,
-            )
-            assert response.status_code == 200, response.text
-            correct += response.json()["predictions"][0]["label"] == path.parent.name
-            total += 1
+        correct, total = count_correct(url, sorted((digits_data / "test").glob("*/*.png"))[::5])
     finally:
         remove_container(name)
     assert [p.name for p in (serve_dir / "model").iterdir()] == ["model.tar.gz"]
