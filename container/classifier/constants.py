@@ -71,6 +71,8 @@ INFERENCE_BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 INFERENCE_PRECISION_ENV = "CLASSIFIER_INFERENCE_PRECISION"
 INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
 SERVING_BIND_HOST_ENV = "CLASSIFIER_BIND_HOST"  # 0.0.0.0 for SageMaker; tests use 127.0.0.1
+# prometheus-client's own name: where every worker writes its metrics (default: a temp dir).
+PROMETHEUS_MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Model directory contract between training and serving.
 MODEL_WEIGHTS_FILE = "model.pt"

@@ -18,6 +18,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from classifier import constants
+from classifier.serving import metrics
 from classifier.serving.config import ServingSettings
 from classifier.serving.predictor import InvalidInput, ModelTimeout, Predictor
 
@@ -165,6 +166,7 @@ def create_app(predictor: Predictor, settings: ServingSettings) -> Flask:
     _log_requests(app)
     _answer_errors_as_json(app)
     _route_the_hosting_contract(app, predictor, settings)
+    _route_metrics(app, predictor)
     return app
 
 
@@ -241,6 +243,28 @@ def _route_the_hosting_contract(app: Flask, predictor: Predictor, settings: Serv
     @app.post("/invocations")
     def invocations():
         return _invoke(predictor, settings.max_payload_bytes)
+
+
+def _route_metrics(app: Flask, predictor: Predictor) -> None:
+    """GET /metrics (Prometheus text, all workers), and the count and latency of each request.
+
+    SageMaker never routes /metrics to the container: it is for docker run and self-hosting.
+    """
+    metrics.record_model(predictor)
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
+    @app.after_request
+    def _count_request(response: Response):
+        # The URL rule, not the path: 404 probes of random paths must not grow the label set.
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        started = g.get("started")
+        latency = time.perf_counter() - started if started is not None else 0.0
+        metrics.observe_request(rule, response.status_code, latency)
+        return response
 
 
 def _execution_parameters(settings: ServingSettings) -> dict:

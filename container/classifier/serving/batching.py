@@ -22,6 +22,8 @@ from concurrent.futures import Future
 
 import torch
 
+from classifier.serving import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,11 +65,12 @@ class ThreadBudget:
 
 
 class _Item:
-    __slots__ = ("tensor", "future")
+    __slots__ = ("tensor", "future", "enqueued")
 
     def __init__(self, tensor: torch.Tensor):
         self.tensor = tensor
         self.future: Future = Future()
+        self.enqueued = time.perf_counter()
 
 
 class MicroBatcher:
@@ -150,6 +153,7 @@ class MicroBatcher:
                 self.set_threads(threads)
                 current_threads = threads
             started = time.perf_counter()
+            metrics.observe_batch(len(batch), (started - item.enqueued for item in batch))
             try:
                 rows = self.forward([item.tensor for item in batch])
             except Exception as error:  # noqa: BLE001 - handed to every waiting request

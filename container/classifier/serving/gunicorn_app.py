@@ -17,6 +17,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from classifier.artifacts import ModelArtifactError, ModelSpec
+from classifier.serving import metrics
 from classifier.serving.app import create_app
 from classifier.serving.batching import ThreadBudget
 from classifier.serving.config import ServingSettings
@@ -129,11 +130,12 @@ class ServingApplication(BaseApplication):
         self._worker_age = worker.age
 
     def child_exit(self, server, worker) -> None:
-        """Master: a dead worker's slot is free again, and not busy."""
+        """Master: a dead worker's slot is free again, and not busy; its live gauges go."""
         slot = getattr(worker, "serving_slot", None)
         if slot is not None and self._slot_owner.get(slot) is worker:
             del self._slot_owner[slot]
             self.busy_flags[slot] = 0
+        metrics.mark_worker_dead(getattr(worker, "pid", None))
 
     def when_ready(self, server) -> None:
         names = ", ".join(self.spec.class_names[:5])
@@ -147,6 +149,15 @@ class ServingApplication(BaseApplication):
             self.settings.model_dir,
             self.settings.describe(),
         )
+
+    def run(self):
+        """Master: the metrics directory is in the environment before any worker forks (and
+        imports prometheus-client), and removed however the master stops."""
+        metrics_dir = metrics.prepare_multiprocess_dir()
+        try:
+            super().run()
+        finally:
+            metrics_dir.cleanup()
 
     def load(self):
         slot = self._worker_slot
