@@ -192,12 +192,8 @@ def _send_round(server: Server, body: bytes) -> list[int]:
 def two_workers(base_dir, monkeypatch):
     # The default: no directory named, so the server makes and removes its own.
     monkeypatch.delenv(metrics.MULTIPROC_DIR_ENV, raising=False)
-    server = Server(base_dir, SAGEMAKER_MODEL_SERVER_WORKERS=2)
-    try:
-        server.wait_ready()
+    with Server(base_dir, SAGEMAKER_MODEL_SERVER_WORKERS=2) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow

@@ -85,6 +85,17 @@ class Server:
                 pytest.fail(f"{text!r} not in the log:\n{self.log}")
             time.sleep(0.05)
 
+    def __enter__(self) -> Server:
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -97,12 +108,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(base_dir):
-    server = Server(base_dir, SAGEMAKER_MAX_PAYLOAD_IN_MB=1)
-    try:
-        server.wait_ready()
+    with Server(base_dir, SAGEMAKER_MAX_PAYLOAD_IN_MB=1) as server:
         yield server
-    finally:
-        server.stop()
 
 
 JPEG = {"Content-Type": "image/jpeg"}
@@ -213,12 +220,8 @@ RSS_GROWTH_BOUND = 1 * 2**30
 @pytest.fixture
 def default_server(base_dir):
     """``./serve`` with the default payload limit (6 MB) and decoding limits."""
-    server = Server(base_dir)
-    try:
-        server.wait_ready()
+    with Server(base_dir) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_concurrent_huge_images_keep_memory_bounded_and_ping_green(default_server):
