@@ -18,8 +18,10 @@ RUNTIME_MODULES = ("torch", "flask")
 def _hand_over_to_checkout_venv(script: Path) -> None:
     if all(importlib.util.find_spec(name) is not None for name in RUNTIME_MODULES):
         return
-    venv_python = script.resolve().parent / ".venv" / "bin" / "python"
-    if venv_python.is_file() and Path(sys.executable).resolve() != venv_python.resolve():
+    venv = script.resolve().parent / ".venv"
+    venv_python = venv / "bin" / "python"
+    # A venv's python links to its base interpreter: compare prefixes, not executables.
+    if venv_python.is_file() and Path(sys.prefix).resolve() != venv.resolve():
         os.execv(venv_python, [str(venv_python), str(script), *sys.argv[1:]])
     missing = [name for name in RUNTIME_MODULES if importlib.util.find_spec(name) is None]
     sys.exit(f"{script.name}: {sys.executable} lacks {', '.join(missing)}; run `make setup` in the checkout")

@@ -240,3 +240,14 @@ def test_two_hosts_join_one_job_and_only_the_master_writes(opt_ml, tmp_path, rep
     assert epoch_lines(outputs["algo-2"]) == []
     assert (trees["algo-1"].root / "model/model.pt").exists()
     assert not (trees["algo-2"].root / "model/model.pt").exists()
+
+
+def test_train_from_a_checkout_runs_under_a_python_without_torch(tmp_path, repo_root):
+    """`SAGEMAKER_BASE_DIR=... ./train` in a fresh shell: the base interpreter hands over to .venv."""
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    env = {"PATH": os.environ["PATH"], "SAGEMAKER_BASE_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [base_python, str(repo_root / "train")], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (tmp_path / "output" / "failure").read_text().startswith("ContractError: no 'train' channel")
