@@ -85,7 +85,7 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 # Fast feedback first: unit and process tests, then the image and what runs it.
 test: lint test-unit test-container test-sdk
 
-# --- Docker (see docs/container.md) ---------------------------------------------------------
+# --- Docker (see docs/image.md) -------------------------------------------------------------
 IMAGE_NAME ?= sagemaker-image-classifier
 IMAGE_TAG ?= latest
 

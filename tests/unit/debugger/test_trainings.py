@@ -36,7 +36,7 @@ def test_healthy_run_reports_no_issues(train_job):
 
 
 def test_walkthrough_job_on_the_digits_raises_no_false_alarm(train_job, digits_dir):
-    """The README's first job (digits from scratch, 3 epochs at 32 px): every rule stays quiet.
+    """The first local job of docs/sagemaker.md (digits from scratch, 3 epochs at 32 px): no rule fires.
 
     From scratch, every class is mostly mispredicted at first and, with little augmentation,
     the first validation loss can sit far above the training loss; neither is overfitting
