@@ -4,7 +4,9 @@ AWS's built-in rule code is closed and its managed rules are not open to new cus
 so these classes re-implement the documented behaviour with the documented parameter
 names and defaults. This file is deliberately self-contained (only smdebug, numpy and
 the standard library): it is the ``source`` uploaded for SageMaker custom rules, where
-it runs without the rest of the ``classifier`` package.
+it runs without the rest of the ``classifier`` package. That is why its parameter parsing,
+tensor access and rules stay in one file of over 500 lines: AWS's rule evaluator loads one
+source file (``source_s3_uri``), and a split would need a build step to join it again.
 
 Every parameter also accepts a string, because SageMaker passes RuleParameters as
 strings. Each rule remembers the first step where it fired, how often, and why
