@@ -3,8 +3,8 @@
 It gives every user what SageMaker's ProfilerReport gave the seeds (LowGPUUtilization,
 BatchSize, CPUBottleneck, Dataloader), without the managed rule containers: a daemon
 thread samples CPU, memory and GPU every ``interval_ms``; the training loop reports each
-step's data-wait and compute time. ``summary()`` turns both into timelines and
-recommendations, each with the numbers behind it.
+step's data-wait and compute time. ``summary()`` turns both into timelines
+(profile_summary.py) and recommendations, each with the numbers behind it (recommendations.py).
 """
 
 from __future__ import annotations
@@ -23,24 +23,14 @@ from pathlib import Path
 import psutil
 
 from classifier import constants
+from classifier.debugging import profile_summary
+from classifier.debugging.profile_summary import Samples
+from classifier.debugging.recommendations import ProfileFacts, recommend
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_MS = 500  # SageMaker's default system monitor interval
 MAX_POINTS = 100_000  # per series; older points are thinned 2:1 beyond this
-TIMELINE_POINTS = 600  # points per series in summary() (the report's plots)
-
-# ProfilerReport's thresholds (AWS defaults), percent.
-LOW_GPU_P95 = 70.0
-LOW_GPU_P5 = 10.0
-BATCH_SIZE_P95 = 70.0
-CPU_BOTTLENECK_CPU = 90.0
-CPU_BOTTLENECK_GPU = 10.0
-CPU_BOTTLENECK_SHARE = 0.5
-DATALOADER_MIN_WORKERS_PERCENT = 70.0
-DATALOADER_MAX_WORKERS_PERCENT = 200.0
-# Share of step time spent waiting for the next batch above which data loading is the bottleneck.
-DATA_WAIT_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -192,26 +182,6 @@ class _Series:
             self.stride *= 2
 
 
-def _percentile(values, q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
-    return float(ordered[index])
-
-
-def _mean(values) -> float | None:
-    return float(sum(values) / len(values)) if values else None
-
-
-def _thin(values, points: int = TIMELINE_POINTS) -> list[float]:
-    values = list(values)
-    if len(values) <= points:
-        return [round(v, 4) for v in values]
-    step = len(values) / points
-    return [round(values[int(i * step)], 4) for i in range(points)]
-
-
 class TrainingProfiler:
     """Context manager around the training loop; ``record_step`` once per train step."""
 
@@ -308,61 +278,28 @@ class TrainingProfiler:
         self._images.append(float(batch_size))
 
     # -- results --
-    def summary(self) -> dict:
-        with self._lock:
-            cpu = list(self._cpu.values)
-            memory = list(self._memory.values)
-            times = list(self._time.values)
+    def _samples(self) -> Samples:
+        with self._lock:  # the sampling thread appends to these
+            times, cpu, memory = (list(s.values) for s in (self._time, self._cpu, self._memory))
             cores = [list(s.values) for s in self._cores]
             gpu_util = [list(s.values) for s in self._gpu_util]
             gpu_memory = [list(s.values) for s in self._gpu_memory]
-        data, compute = list(self._data.values), list(self._compute.values)
-        totals = dict(self._totals)
+        return Samples(
+            times=times,
+            cpu=cpu,
+            memory=memory,
+            cores=cores,
+            gpu_util=gpu_util,
+            gpu_memory=gpu_memory,
+            data=list(self._data.values),
+            compute=list(self._compute.values),
+            totals=dict(self._totals),
+        )
+
+    def summary(self) -> dict:
+        samples = self._samples()
         end = self._ended if self._ended is not None else time.monotonic()
-        duration = end - self._started if self._started is not None else 0.0
-        busy = totals["data"] + totals["compute"]
-        steps = {
-            "count": totals["steps"],
-            "images": totals["images"],
-            "images_per_second": totals["images"] / busy if busy > 0 else None,
-            "data_wait_share": totals["data"] / busy if busy > 0 else None,
-            "data_seconds": {
-                "mean": _mean(data),
-                "p50": _percentile(data, 50),
-                "p95": _percentile(data, 95),
-            },
-            "compute_seconds": {
-                "mean": _mean(compute),
-                "p50": _percentile(compute, 50),
-                "p95": _percentile(compute, 95),
-            },
-        }
-        system = {
-            "samples": len(times),
-            "cpu_percent": {
-                "mean": _mean(cpu),
-                "p95": _percentile(cpu, 95),
-                "max": max(cpu, default=None),
-            },
-            "cpu_per_core_mean": [_mean(c) for c in cores],
-            "memory_percent": {"mean": _mean(memory), "max": max(memory, default=None)},
-            "gpus": [
-                {
-                    "index": i,
-                    "util_percent": {
-                        "mean": _mean(u),
-                        "p5": _percentile(u, 5),
-                        "p95": _percentile(u, 95),
-                    },
-                    "memory_percent": {
-                        "mean": _mean(m),
-                        "p95": _percentile(m, 95),
-                        "max": max(m, default=None),
-                    },
-                }
-                for i, (u, m) in enumerate(zip(gpu_util, gpu_memory, strict=True))
-            ],
-        }
+        steps = profile_summary.step_statistics(samples)
         return {
             "enabled": self.settings.enabled,
             "settings": {
@@ -374,129 +311,22 @@ class TrainingProfiler:
             "num_workers": self.num_workers,
             "batch_size": self.batch_size,
             "cpu_count": self.cpu_count,
-            "duration_seconds": duration,
+            "duration_seconds": end - self._started if self._started is not None else 0.0,
             "steps": steps,
-            "system": system,
-            "timelines": {
-                "time_seconds": _thin(times),
-                "cpu_percent": _thin(cpu),
-                "memory_percent": _thin(memory),
-                "gpu_util_percent": [_thin(u) for u in gpu_util],
-                "gpu_memory_percent": [_thin(m) for m in gpu_memory],
-                "step_data_seconds": _thin(data),
-                "step_compute_seconds": _thin(compute),
-            },
-            "recommendations": self._recommendations(cpu, gpu_util, gpu_memory, steps),
+            "system": profile_summary.system_statistics(samples),
+            "timelines": profile_summary.timelines(samples),
+            "recommendations": self._recommendations(samples, steps),
         }
 
-    def _recommendations(self, cpu, gpu_util, gpu_memory, steps) -> list[dict]:
-        found = []
-
-        def add(rule, triggered, message, **evidence):
-            found.append(
-                {"rule": rule, "triggered": triggered, "message": message, "evidence": evidence}
-            )
-
-        cpu_p95 = _percentile(cpu, 95)
-        if gpu_util:
-            for index, (util, mem) in enumerate(zip(gpu_util, gpu_memory, strict=True)):
-                p95, p5 = _percentile(util, 95), _percentile(util, 5)
-                if p95 is None:
-                    continue
-                low = p95 < LOW_GPU_P95
-                fluctuating = not low and p5 is not None and p5 < LOW_GPU_P5
-                add(
-                    "LowGPUUtilization",
-                    low or fluctuating,
-                    f"GPU {index} is underused (p95 {p95:.0f}% < {LOW_GPU_P95:.0f}%): "
-                    "use a smaller "
-                    "instance type or give it more work per step"
-                    if low
-                    else f"GPU {index} utilisation fluctuates (p95 {p95:.0f}%, p5 {p5:.0f}%): "
-                    "look for "
-                    "blocking calls or data stalls between steps"
-                    if fluctuating
-                    else f"GPU {index} is busy (p95 {p95:.0f}%)",
-                    gpu=index,
-                    util_p95=p95,
-                    util_p5=p5,
-                )
-                mem_p95 = _percentile(mem, 95)
-                small = (
-                    p95 < BATCH_SIZE_P95
-                    and (mem_p95 or 0) < BATCH_SIZE_P95
-                    and (cpu_p95 or 0) < BATCH_SIZE_P95
-                )
-                add(
-                    "BatchSize",
-                    small,
-                    f"batch_size={self.batch_size} leaves GPU {index} at p95 {p95:.0f}% "
-                    "utilisation "
-                    f"and {mem_p95:.0f}% memory: try a larger batch_size (scale learning_rate too)"
-                    if small
-                    else f"batch_size={self.batch_size} keeps GPU {index} or its memory busy",
-                    gpu=index,
-                    util_p95=p95,
-                    memory_p95=mem_p95,
-                    cpu_p95=cpu_p95,
-                    batch_size=self.batch_size,
-                )
-            pairs = list(zip(cpu, gpu_util[0], strict=False))
-            if pairs:
-                share = sum(
-                    1 for c, g in pairs if c > CPU_BOTTLENECK_CPU and g < CPU_BOTTLENECK_GPU
-                ) / len(pairs)
-                add(
-                    "CPUBottleneck",
-                    share > CPU_BOTTLENECK_SHARE,
-                    f"the CPU was saturated while the GPU idled {share:.0%} of the time: move "
-                    "preprocessing to the GPU or use an instance with more vCPUs"
-                    if share > CPU_BOTTLENECK_SHARE
-                    else f"CPU-bound with an idle GPU only {share:.0%} of the time",
-                    share=share,
-                    cpu_threshold=CPU_BOTTLENECK_CPU,
-                    gpu_threshold=CPU_BOTTLENECK_GPU,
-                )
-        else:
-            add(
-                "LowGPUUtilization",
-                False,
-                "no GPU: utilisation checks do not apply",
-                device=self.device,
-            )
-        workers_percent = 100.0 * self.num_workers / self.cpu_count
-        wait = steps["data_wait_share"]
-        bottleneck = wait is not None and wait > DATA_WAIT_SHARE
-        too_few = workers_percent < DATALOADER_MIN_WORKERS_PERCENT
-        too_many = workers_percent > DATALOADER_MAX_WORKERS_PERCENT
-        if bottleneck:
-            advice = (
-                f"raise num_workers (now {self.num_workers} for {self.cpu_count} vCPUs)"
-                if too_few
-                else "make decoding cheaper (smaller stored images) or use more vCPUs"
-            )
-            message = f"training waited for data {wait:.0%} of the step time: {advice}"
-        elif too_many:
-            message = (
-                f"num_workers={self.num_workers} is more than "
-                f"{DATALOADER_MAX_WORKERS_PERCENT:.0f}% "
-                f"of {self.cpu_count} vCPUs: workers compete with training for the CPU"
-            )
-        else:
-            message = (
-                f"data loading keeps up (waited {wait:.0%} of step time)"
-                if wait is not None
-                else "no training steps were recorded"
-            )
-        add(
-            "Dataloader",
-            bottleneck or too_many,
-            message,
-            data_wait_share=wait,
-            data_wait_p95_seconds=steps["data_seconds"]["p95"],
-            compute_p50_seconds=steps["compute_seconds"]["p50"],
+    def _recommendations(self, samples: Samples, steps: dict) -> list[dict]:
+        facts = ProfileFacts(
+            cpu=samples.cpu,
+            gpu_util=samples.gpu_util,
+            gpu_memory=samples.gpu_memory,
+            steps=steps,
+            device=self.device,
             num_workers=self.num_workers,
+            batch_size=self.batch_size,
             cpu_count=self.cpu_count,
-            workers_percent_of_cpus=workers_percent,
         )
-        return found
+        return recommend(facts)

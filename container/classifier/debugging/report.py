@@ -1,57 +1,71 @@
 """The job report: one self-contained HTML page (plots inlined as PNG) plus report.json.
 
 It must read well when opened from output.tar.gz on a laptop with no network, so there
-are no scripts, no external CSS and no remote images: matplotlib (Agg) renders every plot
-into a base64 data URI.
+are no scripts, no external CSS and no remote images: every plot is rendered off-screen
+into a base64 data URI. The page itself is templates/report.html.j2 (Jinja2, autoescaped);
+this module prepares the values it shows and draws the plots.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
+
+import jinja2
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
+TEMPLATE = "report.html.j2"
 MAX_CLASSES_LABELLED = 30  # beyond this, the confusion matrix drops tick labels
-
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;
-max-width:1100px;
-color:#1d2330;line-height:1.4}
-h1{font-size:24px;margin-bottom:4px}
-h2{font-size:19px;margin-top:32px;border-bottom:1px solid #dde}
-table{border-collapse:collapse;margin:8px 0;font-size:14px;width:100%}
-th,td{border:1px solid #d7dbe3;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f2f4f8}.ok{color:#17663a;font-weight:600}.bad{color:#b3261e;font-weight:600}
-.muted{color:#667}.plot{max-width:100%;height:auto;border:1px solid #eee;margin:6px 0}
-.summary{display:flex;gap:16px;flex-wrap:wrap}.card{border:1px solid #d7dbe3;border-radius:6px;
-padding:8px 14px;min-width:150px}.card b{display:block;font-size:20px}
-"""
+MAX_CLASSES_ANNOTATED = 15  # beyond this, the confusion matrix cells have no counts
 
 
-def _plt():
-    import matplotlib
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
+    return str(value)
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
 
-    return plt
+@cache
+def _templates() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("classifier.debugging", "templates"),
+        # Class names, rule messages and parameters come from the job's data and settings.
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["fmt"] = _fmt
+    return environment
 
 
-def _png(fig) -> str:
+# --- plots ---------------------------------------------------------------------------------
+
+
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A figure on its own Agg canvas: no pyplot state and no process-wide backend switch."""
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _plot(figure: Figure, alt: str) -> dict:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    _plt().close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _img(uri: str, alt: str) -> str:
-    return f'<img class="plot" alt="{html.escape(alt)}" src="{uri}">'
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return {"alt": alt, "uri": uri}
 
 
 def _finite(value) -> float | None:
@@ -62,46 +76,114 @@ def _finite(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
-    return html.escape(str(value))
-
-
-def _as_dict(result) -> dict:
-    return result.to_dict() if hasattr(result, "to_dict") else dict(result)
-
-
-# --- sections --------------------------------------------------------------------------------
-
-
-def _curves(history: list[dict]) -> str:
+def _curves(history: list[dict]) -> dict | None:
     if not history:
-        return '<p class="muted">No epoch finished, so there are no training curves.</p>'
-    plt = _plt()
+        return None
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 3.6))
+    figure = _figure((11, 3.6))
+    loss_ax, acc_ax = figure.subplots(1, 2)
     for key, style in (("train_loss", "o-"), ("valid_loss", "s-")):
         loss_ax.plot(epochs, [_finite(r.get(key)) for r in history], style, label=key)
     for key, style in (("train_accuracy", "o-"), ("valid_accuracy", "s-")):
         acc_ax.plot(epochs, [_finite(r.get(key)) for r in history], style, label=key)
     loss_ax.set(title="Loss", xlabel="epoch")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylim=(0, 1.02))
-    from matplotlib.ticker import MaxNLocator
-
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-    nonfinite = [r.get("epoch") for r in history if _finite(r.get("train_loss")) is None]
-    note = (
-        f'<p class="bad">Non-finite training loss in epoch(s) {nonfinite}: not plotted.</p>'
-        if nonfinite
-        else ""
+    return {
+        "plot": _plot(figure, "training curves"),
+        "nonfinite_epochs": [r.get("epoch") for r in history if _finite(r.get("train_loss")) is None],
+    }
+
+
+def _utilisation_plot(timelines: dict) -> dict | None:
+    times = timelines.get("time_seconds") or []
+    if not times:
+        return None
+    figure = _figure((11, 3.2))
+    ax = figure.subplots()
+    ax.plot(times, timelines.get("cpu_percent", []), label="CPU %")
+    ax.plot(times, timelines.get("memory_percent", []), label="memory %")
+    for i, series in enumerate(timelines.get("gpu_util_percent") or []):
+        ax.plot(times[: len(series)], series, label=f"GPU {i} util %")
+    for i, series in enumerate(timelines.get("gpu_memory_percent") or []):
+        ax.plot(times[: len(series)], series, "--", label=f"GPU {i} memory %")
+    ax.set(title="System utilisation", xlabel="seconds since training started", ylim=(0, 105))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    return _plot(figure, "system utilisation timeline")
+
+
+def _step_split_plot(timelines: dict) -> dict | None:
+    data = timelines.get("step_data_seconds") or []
+    compute = timelines.get("step_compute_seconds") or []
+    if not (data and compute):
+        return None
+    figure = _figure((11, 3.2))
+    ax = figure.subplots()
+    ax.stackplot(
+        range(len(data)),
+        [1000 * d for d in data],
+        [1000 * c for c in compute],
+        labels=["waiting for data", "compute"],
+        alpha=0.8,
     )
-    return _img(_png(fig), "training curves") + note
+    ax.set(title="Step time split (train steps, thinned)", xlabel="step", ylabel="ms")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    return _plot(figure, "step time split")
+
+
+def _annotate_counts(ax, matrix: np.ndarray, shares: np.ndarray) -> None:
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            if matrix[i, j]:
+                colour = "white" if shares[i, j] > 0.5 else "black"
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7, color=colour)
+
+
+def _confusion_plot(names: list[str], matrix: np.ndarray) -> dict | None:
+    if not matrix.size:
+        return None
+    size = matrix.shape[0]
+    labelled = size <= MAX_CLASSES_LABELLED
+    side = min(10.0, max(4.0, 0.45 * size)) if labelled else 9.0
+    figure = _figure((side + 1.5, side))
+    ax = figure.subplots()
+    rows = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    ax.set(title="Confusion matrix (rows: true class)", xlabel="predicted", ylabel="true")
+    if labelled:
+        ax.set_xticks(range(size), names, rotation=90, fontsize=8)
+        ax.set_yticks(range(size), names, fontsize=8)
+        if size <= MAX_CLASSES_ANNOTATED:
+            _annotate_counts(ax, matrix, shares)
+    return _plot(figure, "confusion matrix")
+
+
+def _per_class_plot(per_class: dict) -> dict | None:
+    if not per_class:
+        return None
+    items = sorted(((str(k), v) for k, v in per_class.items() if v is not None), key=lambda kv: kv[1])
+    shown = items[:MAX_CLASSES_LABELLED]
+    figure = _figure((9, max(2.5, 0.28 * len(shown) + 1)))
+    ax = figure.subplots()
+    ax.barh([k for k, _ in shown], [v for _, v in shown], color="#4c72b0")
+    worst = f" (worst {len(shown)} of {len(items)})" if len(items) > len(shown) else ""
+    ax.set(xlim=(0, 1), xlabel="accuracy", title="Per-class test accuracy" + worst)
+    ax.grid(alpha=0.3, axis="x")
+    return _plot(figure, "per-class accuracy")
+
+
+# --- what each section shows ---------------------------------------------------------------
+
+
+def _as_dict(result) -> dict:
+    return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
 
 def _why(result: dict) -> str:
@@ -112,42 +194,24 @@ def _why(result: dict) -> str:
     return f"{result.get('datapoints', 0)} datapoints checked"
 
 
-def _params(result: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in (result.get("parameters") or {}).items())
-
-
-def _rules(rule_results: list[dict] | None) -> str:
+def _rule_rows(rule_results: list[dict] | None) -> list[dict] | None:
     if rule_results is None:
-        return (
-            '<p class="muted">No tensors were saved (the smdebug hook was off), so the debugger '
-            "rules did not run. Set hyperparameter <code>debug=true</code> or attach a "
-            "DebuggerHookConfig.</p>"
-        )
-    if not rule_results:
-        return '<p class="muted">The rules ran but returned no results.</p>'
-    rows = []
-    for r in rule_results:
-        fired = r.get("fired")
-        status = (
-            f'<span class="{"bad" if fired else "ok"}">{html.escape(str(r.get("status")))}</span>'
-        )
-        rows.append(
-            f"<tr><td>{html.escape(str(r.get('rule')))}</td><td>{status}</td>"
-            f"<td>{_fmt(r.get('fired_at_step'))}</td><td>{_fmt(r.get('violations'))}</td>"
-            f"<td>{html.escape(_why(r))}</td>"
-            f'<td class="muted">{html.escape(_params(r))}</td></tr>'
-        )
-    return (
-        "<table><tr><th>Rule</th><th>Status</th><th>First fired at step</th><th>Violations</th>"
-        "<th>Why</th><th>Parameters</th></tr>" + "".join(rows) + "</table>"
-    )
+        return None
+    return [
+        {
+            "name": str(r.get("rule")),
+            "status": str(r.get("status")),
+            "fired": bool(r.get("fired")),
+            "fired_at_step": r.get("fired_at_step"),
+            "violations": r.get("violations"),
+            "why": _why(r),
+            "parameters": ", ".join(f"{k}={v}" for k, v in (r.get("parameters") or {}).items()),
+        }
+        for r in rule_results
+    ]
 
 
-def _profiler(summary: dict | None) -> str:
-    if not summary:
-        return '<p class="muted">The profiler was off for this job.</p>'
-    plt = _plt()
-    parts = []
+def _profiler_cards(summary: dict) -> list[dict]:
     steps = summary.get("steps", {})
     system = summary.get("system", {})
     cards = [
@@ -158,119 +222,51 @@ def _profiler(summary: dict | None) -> str:
         ("dataloader workers", summary.get("num_workers")),
         ("batch size", summary.get("batch_size")),
     ]
-    parts.append(
-        '<div class="summary">'
-        + "".join(f"<div class=card><b>{_fmt(v, 3)}</b>{html.escape(k)}</div>" for k, v in cards)
-        + "</div>"
-    )
+    return [{"label": label, "value": value} for label, value in cards]
+
+
+def _recommendation_rows(recommendations: list[dict]) -> list[dict]:
+    return [
+        {
+            "rule": r["rule"],
+            "triggered": r["triggered"],
+            "message": r["message"],
+            "evidence": ", ".join(f"{k}={_fmt(v, 3)}" for k, v in r.get("evidence", {}).items()),
+        }
+        for r in recommendations
+    ]
+
+
+def _profiler(summary: dict | None) -> dict | None:
+    if not summary:
+        return None
     timelines = summary.get("timelines", {})
-    times = timelines.get("time_seconds") or []
-    if times:
-        fig, ax = plt.subplots(figsize=(11, 3.2))
-        ax.plot(times, timelines.get("cpu_percent", []), label="CPU %")
-        ax.plot(times, timelines.get("memory_percent", []), label="memory %")
-        for i, series in enumerate(timelines.get("gpu_util_percent") or []):
-            ax.plot(times[: len(series)], series, label=f"GPU {i} util %")
-        for i, series in enumerate(timelines.get("gpu_memory_percent") or []):
-            ax.plot(times[: len(series)], series, "--", label=f"GPU {i} memory %")
-        ax.set(title="System utilisation", xlabel="seconds since training started", ylim=(0, 105))
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
-        parts.append(_img(_png(fig), "system utilisation timeline"))
-    data = timelines.get("step_data_seconds") or []
-    compute = timelines.get("step_compute_seconds") or []
-    if data and compute:
-        fig, ax = plt.subplots(figsize=(11, 3.2))
-        xs = range(len(data))
-        ax.stackplot(
-            xs,
-            [1000 * d for d in data],
-            [1000 * c for c in compute],
-            labels=["waiting for data", "compute"],
-            alpha=0.8,
-        )
-        ax.set(title="Step time split (train steps, thinned)", xlabel="step", ylabel="ms")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
-        parts.append(_img(_png(fig), "step time split"))
-    recs = summary.get("recommendations") or []
-    if recs:
-        rows = "".join(
-            f"<tr><td>{html.escape(r['rule'])}</td>"
-            f'<td><span class="{"bad" if r["triggered"] else "ok"}">'
-            f"{'Recommendation' if r['triggered'] else 'OK'}</span></td>"
-            f'<td>{html.escape(r["message"])}</td><td class="muted">'
-            + html.escape(", ".join(f"{k}={_fmt(v, 3)}" for k, v in r.get("evidence", {}).items()))
-            + "</td></tr>"
-            for r in recs
-        )
-        parts.append(
-            "<table><tr><th>Check</th><th>Result</th><th>Advice</th><th>Evidence</th></tr>"
-            + rows
-            + "</table>"
-        )
     settings = summary.get("settings", {})
-    parts.append(
-        f'<p class="muted">Sampled every {_fmt(settings.get("interval_ms"))} ms '
-        f"({system.get('samples', 0)} samples) from {html.escape(str(settings.get('source')))}; "
-        f"device {html.escape(str(summary.get('device')))}.</p>"
-    )
-    return "".join(parts)
+    plots = (_utilisation_plot(timelines), _step_split_plot(timelines))
+    return {
+        "cards": _profiler_cards(summary),
+        "plots": [plot for plot in plots if plot is not None],
+        "recommendations": _recommendation_rows(summary.get("recommendations") or []),
+        "interval_ms": settings.get("interval_ms"),
+        "samples": summary.get("system", {}).get("samples", 0),
+        "source": str(settings.get("source")),
+        "device": str(summary.get("device")),
+    }
 
 
-def _test(test_results: dict | None) -> str:
+def _test(test_results: dict | None) -> dict | None:
     if not test_results:
-        return '<p class="muted">No test channel, so there is no confusion matrix.</p>'
-    import numpy as np
-
-    plt = _plt()
+        return None
     names = [str(n) for n in test_results.get("class_names", [])]
     matrix = np.asarray(test_results.get("confusion_matrix", []), dtype=float)
-    parts = [f"<p>Test accuracy: <b>{_fmt(test_results.get('accuracy'), 4)}</b></p>"]
-    if matrix.size:
-        size = matrix.shape[0]
-        labelled = size <= MAX_CLASSES_LABELLED
-        side = min(10.0, max(4.0, 0.45 * size)) if labelled else 9.0
-        fig, ax = plt.subplots(figsize=(side + 1.5, side))
-        rows = matrix.sum(axis=1, keepdims=True)
-        shares = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-        fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
-        ax.set(title="Confusion matrix (rows: true class)", xlabel="predicted", ylabel="true")
-        if labelled:
-            ax.set_xticks(range(size), names, rotation=90, fontsize=8)
-            ax.set_yticks(range(size), names, fontsize=8)
-            if size <= 15:
-                for i in range(size):
-                    for j in range(size):
-                        if matrix[i, j]:
-                            ax.text(
-                                j,
-                                i,
-                                int(matrix[i, j]),
-                                ha="center",
-                                va="center",
-                                fontsize=7,
-                                color="white" if shares[i, j] > 0.5 else "black",
-                            )
-        parts.append(_img(_png(fig), "confusion matrix"))
-    per_class = test_results.get("per_class_accuracy") or {}
-    if per_class:
-        items = sorted(
-            ((str(k), v) for k, v in per_class.items() if v is not None), key=lambda kv: kv[1]
-        )
-        shown = items[:MAX_CLASSES_LABELLED]
-        fig, ax = plt.subplots(figsize=(9, max(2.5, 0.28 * len(shown) + 1)))
-        ax.barh([k for k, _ in shown], [v for _, v in shown], color="#4c72b0")
-        ax.set(
-            xlim=(0, 1),
-            xlabel="accuracy",
-            title="Per-class test accuracy"
-            + (f" (worst {len(shown)} of {len(items)})" if len(items) > len(shown) else ""),
-        )
-        ax.grid(alpha=0.3, axis="x")
-        parts.append(_img(_png(fig), "per-class accuracy"))
-    return "".join(parts)
+    plots = (
+        _confusion_plot(names, matrix),
+        _per_class_plot(test_results.get("per_class_accuracy") or {}),
+    )
+    return {
+        "accuracy": test_results.get("accuracy"),
+        "plots": [plot for plot in plots if plot is not None],
+    }
 
 
 def _facts(history, rule_results, profiler_summary, test_results) -> dict:
@@ -282,6 +278,27 @@ def _facts(history, rule_results, profiler_summary, test_results) -> dict:
         "profiler": profiler_summary,
         "test": test_results,
     }
+
+
+def render_html(facts: dict) -> str:
+    """The page for ``_facts(...)``: every section heading, whatever the job left out."""
+    history = facts["history"]
+    last = history[-1] if history else {}
+    return (
+        _templates()
+        .get_template(TEMPLATE)
+        .render(
+            generated_at=facts["generated_at"],
+            epochs=len(history),
+            last_valid_accuracy=last.get("valid_accuracy"),
+            last_valid_loss=last.get("valid_loss"),
+            rules_fired=facts["rules_fired"],
+            rules=_rule_rows(facts["rules"]),
+            curves=_curves(history),
+            profiler=_profiler(facts["profiler"]),
+            test=_test(facts["test"]),
+        )
+    )
 
 
 def write_job_report(
@@ -296,31 +313,8 @@ def write_job_report(
     output_data_dir.mkdir(parents=True, exist_ok=True)
     rules = [_as_dict(r) for r in rule_results] if rule_results is not None else None
     facts = _facts(history, rules, profiler_summary, test_results)
-    fired = facts["rules_fired"]
-    last = history[-1] if history else {}
-    banner = (
-        f'<p class="bad">Rules that found issues: {html.escape(", ".join(fired))}</p>'
-        if fired
-        else '<p class="ok">No debugger rule found an issue.</p>'
-        if rules
-        else ""
-    )
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Training job report</title>
-<style>{_CSS}</style></head><body>
-<h1>Training job report</h1>
-<p class="muted">Generated {html.escape(facts["generated_at"])} · {len(history)} epoch(s) ·
-last valid accuracy {_fmt(last.get("valid_accuracy"))} ·
-last valid loss {_fmt(last.get("valid_loss"))}</p>
-{banner}
-<h2>Training curves</h2>{_curves(history)}
-<h2>Debugger rules</h2>{_rules(rules)}
-<h2>Profiler</h2>{_profiler(profiler_summary)}
-<h2>Test set</h2>{_test(test_results)}
-</body></html>
-"""
     html_path = output_data_dir / REPORT_HTML
-    html_path.write_text(page, encoding="utf-8")
+    html_path.write_text(render_html(facts), encoding="utf-8")
     (output_data_dir / REPORT_JSON).write_text(json.dumps(_clean(facts), indent=2, default=str))
     return html_path
 

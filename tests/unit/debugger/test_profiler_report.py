@@ -199,3 +199,59 @@ def test_cpu_training_gets_no_gpu_sampler():
     from classifier.debugging.profiler import detect_gpu_sampler
 
     assert detect_gpu_sampler("cpu") is None
+
+
+SECTION_HEADINGS = ("<h1>Training job report</h1>", "<h2>Training curves</h2>", "<h2>Debugger rules</h2>",
+                    "<h2>Profiler</h2>", "<h2>Test set</h2>")
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["everything", "nothing"])
+def test_report_has_every_section_heading(tmp_path, full):
+    history = [{"epoch": 1, "train_loss": 1.0, "valid_loss": 1.0, "valid_accuracy": 0.5}] if full else []
+    rules = [RuleResult("overfit", "Overfit", "NoIssuesFound", datapoints=3)] if full else None
+    test = {"class_names": ["a"], "confusion_matrix": [[1]], "accuracy": 1.0} if full else None
+    with TrainingProfiler(profiler_settings(tmp_path, enabled_default=False), 0, 8, "cpu") as p:
+        p.record_step(0.01, 0.02, 8)
+    page = write_job_report(tmp_path / "out", history, rules, p.summary() if full else None, test).read_text()
+    for heading in SECTION_HEADINGS:
+        assert page.count(heading) == 1, heading
+
+
+def test_report_escapes_class_names_and_rule_text(tmp_path):
+    evil = "<script>alert(1)</script>"
+    rules = [
+        RuleResult(
+            "class_imbalance",
+            "ClassImbalance",
+            "IssuesFound",
+            fired_at_step=0,
+            violations=1,
+            message=f"class {evil} has 1 sample",
+            parameters={"threshold_imbalance": evil},
+        )
+    ]
+    test = {
+        "class_names": ["cat", evil],
+        "confusion_matrix": [[1, 0], [0, 1]],
+        "per_class_accuracy": {"cat": 1.0, evil: 1.0},
+        "accuracy": 1.0,
+    }
+    profiler = {"device": evil, "settings": {"source": evil}}
+    page = write_job_report(tmp_path, [], rules, profiler, test).read_text()
+    assert "<script" not in page
+    assert "class &lt;script&gt;alert(1)&lt;/script&gt; has 1 sample" in page
+    assert "threshold_imbalance=&lt;script&gt;" in page
+    assert "device &lt;script&gt;" in page
+    assert page.count("data:image/png;base64,") == 2  # matrix and per-class accuracy, still inline
+
+
+def test_report_does_not_switch_the_matplotlib_backend(tmp_path, monkeypatch):
+    import matplotlib
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report must draw on its own canvas, not switch the process backend")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    history = [{"epoch": 1, "train_loss": 1.0, "valid_loss": 1.0, "valid_accuracy": 0.5}]
+    page = write_job_report(tmp_path, history, None, None, None).read_text()
+    assert page.count("data:image/png;base64,") == 1
