@@ -8,8 +8,9 @@ from torch import nn
 
 from classifier.models import create_model
 from classifier.training import data, distributed
+from classifier.training.data import make_loader
 from classifier.training.hyperparameters import parse_hyperparameters
-from classifier.training.program import build_optimizer, build_scheduler, make_loader
+from classifier.training.program import build_optimizer, build_scheduler
 from classifier.training.steps import (
     StopSignal,
     TrainingDiverged,

@@ -17,13 +17,16 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torch.utils.data.dataloader import default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
 from classifier import archives
+from classifier.training import distributed
+from classifier.training.environment import TrainingEnvironment
 from classifier.training.errors import JobInputError
-from classifier.transforms import to_rgb
+from classifier.training.hyperparameters import Hyperparameters
+from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, to_rgb, train_transform
 
 logger = logging.getLogger(__name__)
 
@@ -168,3 +171,55 @@ def check_skipped_share(channel: str, skipped: list[SkippedFile], total: int, ma
             f"{len(skipped)} of {total} files in channel {channel} are unreadable, more than "
             f"max_skipped_fraction={max_fraction}: {listing}{more}"
         )
+
+
+# --- the job's channels and loaders ----------------------------------------------------
+
+
+@dataclass
+class Channels:
+    class_names: list[str]
+    train: ImageFolderDataset
+    valid: ImageFolderDataset
+    test: ImageFolderDataset | None
+
+
+def load_channels(env: TrainingEnvironment, hp: Hyperparameters) -> Channels:
+    train_root = resolve_channel(env.train_channel())
+    class_names = find_class_names(train_root)
+    valid_root = resolve_channel(env.valid_channel())
+    check_same_classes(class_names, valid_root, "valid")
+    test_dir = env.test_channel()
+    test_root = resolve_channel(test_dir) if test_dir else None
+    if test_root is not None:
+        check_same_classes(class_names, test_root, "test")
+    evaluation = eval_transform(hp.image_size, IMAGENET_MEAN, IMAGENET_STD)
+    return Channels(
+        class_names=class_names,
+        train=ImageFolderDataset(
+            train_root, class_names, train_transform(hp.image_size, hp.augmentation), "train"
+        ),
+        valid=ImageFolderDataset(valid_root, class_names, evaluation, "valid"),
+        test=ImageFolderDataset(test_root, class_names, evaluation, "test") if test_root else None,
+    )
+
+
+def make_loader(dataset, hp: Hyperparameters, ctx: distributed.DistributedContext, train: bool):
+    if train:
+        sampler = (
+            DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=hp.seed)
+            if ctx.enabled
+            else torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(hp.seed))
+        )
+    else:
+        sampler = ShardSampler(len(dataset), ctx.rank, ctx.world_size)
+    return DataLoader(
+        dataset,
+        batch_size=hp.batch_size,
+        sampler=sampler,
+        num_workers=hp.num_workers,
+        collate_fn=collate_skipping,
+        pin_memory=ctx.device.type == "cuda",
+        persistent_workers=hp.num_workers > 0,
+        prefetch_factor=4 if hp.num_workers > 0 else None,
+    )

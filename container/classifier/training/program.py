@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from classifier.artifacts import ModelSpec, save_model
 from classifier.debugging import hook as debugger
@@ -46,63 +46,11 @@ from classifier.training.steps import (
     evaluate,
     train_one_epoch,
 )
-from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("classifier.training.program")
 
 EXIT_FAILURE = 1
-
-
-# --- data -----------------------------------------------------------------------------
-
-
-@dataclass
-class Channels:
-    class_names: list[str]
-    train: data.ImageFolderDataset
-    valid: data.ImageFolderDataset
-    test: data.ImageFolderDataset | None
-
-
-def load_channels(env: TrainingEnvironment, hp: Hyperparameters) -> Channels:
-    train_root = data.resolve_channel(env.train_channel())
-    class_names = data.find_class_names(train_root)
-    valid_root = data.resolve_channel(env.valid_channel())
-    data.check_same_classes(class_names, valid_root, "valid")
-    test_dir = env.test_channel()
-    test_root = data.resolve_channel(test_dir) if test_dir else None
-    if test_root is not None:
-        data.check_same_classes(class_names, test_root, "test")
-    evaluation = eval_transform(hp.image_size, IMAGENET_MEAN, IMAGENET_STD)
-    return Channels(
-        class_names=class_names,
-        train=data.ImageFolderDataset(
-            train_root, class_names, train_transform(hp.image_size, hp.augmentation), "train"
-        ),
-        valid=data.ImageFolderDataset(valid_root, class_names, evaluation, "valid"),
-        test=data.ImageFolderDataset(test_root, class_names, evaluation, "test") if test_root else None,
-    )
-
-
-def make_loader(dataset, hp: Hyperparameters, ctx: distributed.DistributedContext, train: bool):
-    if train:
-        sampler = (
-            DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=hp.seed)
-            if ctx.enabled
-            else torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(hp.seed))
-        )
-    else:
-        sampler = data.ShardSampler(len(dataset), ctx.rank, ctx.world_size)
-    return DataLoader(
-        dataset,
-        batch_size=hp.batch_size,
-        sampler=sampler,
-        num_workers=hp.num_workers,
-        collate_fn=data.collate_skipping,
-        pin_memory=ctx.device.type == "cuda",
-        persistent_workers=hp.num_workers > 0,
-        prefetch_factor=4 if hp.num_workers > 0 else None,
-    )
 
 
 # --- model and optimizer -------------------------------------------------------------------
@@ -241,7 +189,7 @@ class TrainingState:
 def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal) -> dict:
     seed_everything(hp.seed, ctx.rank)
     torch.backends.cudnn.benchmark = True
-    channels = load_channels(env, hp)
+    channels = data.load_channels(env, hp)
     if ctx.is_main:
         logger.info(
             "data: %d classes; train=%d valid=%d test=%s images",
@@ -310,8 +258,8 @@ def _resume(env: TrainingEnvironment, hp: Hyperparameters, ctx, state: TrainingS
 
 
 def _train_epochs(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, profiler):
-    train_loader = make_loader(channels.train, hp, ctx, train=True)
-    valid_loader = make_loader(channels.valid, hp, ctx, train=False)
+    train_loader = data.make_loader(channels.train, hp, ctx, train=True)
+    valid_loader = data.make_loader(channels.valid, hp, ctx, train=False)
     for epoch in range(state.start_epoch, hp.epochs + 1):
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
@@ -410,7 +358,7 @@ def _test_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, st
 def _test_pass(
     env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, model
 ) -> dict:
-    test_loader = make_loader(channels.test, hp, ctx, train=False)
+    test_loader = data.make_loader(channels.test, hp, ctx, train=False)
     try:
         test = evaluate(model, test_loader, state.loss_fn, ctx, hp.amp, None, stop)
     except StopRequested:
