@@ -53,6 +53,8 @@ MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
 MODEL_SERVER_TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
 MAX_PAYLOAD_IN_MB_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 BATCH_STRATEGY_ENV = "SAGEMAKER_BATCH_STRATEGY"
+# "true" on a multi-model endpoint (Mode=MultiModel): models come and go through POST /models.
+MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 
 # Serving: this image's own tuning knobs (no SageMaker toolkit defines these names).
@@ -70,6 +72,9 @@ INFERENCE_BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 # auto (bf16 where the recorded parity allows it), fp32 or bf16.
 INFERENCE_PRECISION_ENV = "CLASSIFIER_INFERENCE_PRECISION"
 INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
+# Multi-model endpoints: the resident memory (MB) the serving process may reach by loading
+# models; a load beyond it is refused with 507. Default: 80 % of the container's limit.
+MULTI_MODEL_MEMORY_MB_ENV = "CLASSIFIER_MULTI_MODEL_MEMORY_MB"
 SERVING_BIND_HOST_ENV = "CLASSIFIER_BIND_HOST"  # 0.0.0.0 for SageMaker; tests use 127.0.0.1
 # prometheus-client's own name: where every worker writes its metrics (default: a temp dir).
 PROMETHEUS_MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -133,6 +133,8 @@ class ServingSettings:
     log_level: str
     inference_backend: str = "auto"
     inference_precision: str = "auto"
+    multi_model: bool = False
+    multi_model_memory_mb: int = 0
 
     @property
     def max_payload_bytes(self) -> int:
@@ -176,6 +178,10 @@ class ServingSettings:
         device, gpu_count = _device(env, gpu_count)
         default_workers = gpu_count if device == "cuda" else min(cpus, MAX_DEFAULT_CPU_WORKERS)
         workers = _positive_int(env, constants.MODEL_SERVER_WORKERS_ENV, default_workers)
+        multi_model = _multi_model(env)
+        if multi_model:
+            # One process holds the table of loaded models (see serving/multi_model.py).
+            workers = 1
         torch_threads = _positive_int(env, constants.SERVING_TORCH_THREADS_ENV, None)
         if torch_threads is None and device == "cuda":
             # On a GPU the CPU only preprocesses: split it evenly, nothing to adapt.
@@ -202,7 +208,22 @@ class ServingSettings:
             default_top_k=DEFAULT_TOP_K,
             log_level=_choice(env, constants.SERVING_LOG_LEVEL_ENV, LOG_LEVELS, "INFO"),
             **_inference(env),
+            multi_model=multi_model,
+            multi_model_memory_mb=_multi_model_memory_mb(env) if multi_model else 0,
         )
+
+
+def _multi_model(env: Mapping[str, str]) -> bool:
+    raw = env.get(constants.MULTI_MODEL_ENV, "").strip().lower()
+    if raw not in ("", "true", "false"):
+        raise ServingConfigError(f"{constants.MULTI_MODEL_ENV}={raw!r} is invalid: expected true or false")
+    return raw == "true"
+
+
+def _multi_model_memory_mb(env: Mapping[str, str]) -> int:
+    from classifier.serving.memory import default_budget_mb
+
+    return _positive_int(env, constants.MULTI_MODEL_MEMORY_MB_ENV, None) or default_budget_mb()
 
 
 def _device(env: Mapping[str, str], gpu_count: int | None) -> tuple[str, int]:

@@ -100,7 +100,7 @@ def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, de
 class ServingApplication(BaseApplication):
     """gunicorn's master, with one shared busy flag per worker slot made before fork."""
 
-    def __init__(self, settings: ServingSettings, spec: ModelSpec):
+    def __init__(self, settings: ServingSettings, spec: ModelSpec | None):
         self.settings = settings
         self.spec = spec
         self.busy_flags = multiprocessing.RawArray(ctypes.c_uint8, settings.workers)
@@ -138,6 +138,9 @@ class ServingApplication(BaseApplication):
         metrics.mark_worker_dead(getattr(worker, "pid", None))
 
     def when_ready(self, server) -> None:
+        if self.spec is None:
+            logger.info("starting to serve a multi-model endpoint: %s", self.settings.describe())
+            return
         names = ", ".join(self.spec.class_names[:5])
         more = ", ..." if self.spec.num_classes > 5 else ""
         logger.info(
@@ -162,4 +165,8 @@ class ServingApplication(BaseApplication):
     def load(self):
         slot = self._worker_slot
         device_index = slot if slot is not None else self._worker_age
+        if self.settings.multi_model:
+            from classifier.serving import multi_model
+
+            return multi_model.build_worker_app(self.settings, slot, self.busy_flags, device_index)
         return build_worker_app(self.settings, slot, self.busy_flags, device_index)

@@ -55,8 +55,11 @@ def main() -> int:
 
     from classifier.artifacts import ModelArtifactError, load_model_spec
 
+    spec = None
     try:
-        spec = load_model_spec(settings.model_dir)
+        # A multi-model endpoint has no /opt/ml/model: SageMaker loads models through POST /models.
+        if not settings.multi_model:
+            spec = load_model_spec(settings.model_dir)
     except (ModelArtifactError, OSError) as error:
         logger.error(
             "no servable model in %s (set %s to change the root): %s",

@@ -1,0 +1,323 @@
+"""Multi-model endpoints: the container API SageMaker drives when ``SAGEMAKER_MULTI_MODEL=true``.
+
+AWS developer guide, "Custom containers contract for multi-model endpoints": "your container
+must support a set of APIs that enable Amazon SageMaker AI to communicate with the container
+for loading, listing, getting, and unloading models as required. [...] The customer container
+is expected to keep track of the loaded models using model_name as the mapping key."
+
+Each loaded model is a whole :class:`Predictor`: its own class map, image size and
+normalisation (its model_config.json), and its own micro-batcher thread.
+
+One process holds the registry. SageMaker sends ``POST /models`` once per container, not once
+per gunicorn worker, so with several workers only the one that happened to get the request
+would hold the model and the others would answer 404. The inference toolkit's multi-model
+server (MMS) has the same shape: one frontend process keeps the table of models and routes
+each request to that model's own workers. Here that process is the single gunicorn worker,
+its request threads the frontend, and each model's micro-batcher its worker (config.py
+forces one worker in this mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, Response, g, request
+
+from classifier import constants
+from classifier.artifacts import ModelArtifactError
+from classifier.serving import metrics
+from classifier.serving.app import (
+    ApiError,
+    _answer_errors_as_json,
+    _execution_parameters,
+    _invoke,
+    _log_requests,
+    json_response,
+)
+from classifier.serving.config import ServingSettings
+from classifier.serving.memory import current_rss, release_freed_memory
+
+logger = logging.getLogger(__name__)
+
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
+DEFAULT_PAGE_SIZE = 100
+# A model's weights are read into memory at least once; the forward pass's activations and
+# allocator slack come on top. Only the guess before a load: after it, RSS is measured.
+WEIGHTS_GROWTH_FACTOR = 1.5
+WEIGHTS_SUFFIXES = (".pt", ".onnx", ".bin", ".xml")
+
+
+class ModelLoadRefused(Exception):
+    """Not enough memory to load: SageMaker unloads unused models and retries (HTTP 507)."""
+
+
+def weights_bytes(model_dir: Path) -> int:
+    """Bytes of the model files on disk (a model.tar.gz counts as its compressed size)."""
+    if model_dir.is_file():
+        return model_dir.stat().st_size
+    total = 0
+    for path in model_dir.rglob("*"):
+        if path.is_file() and (path.suffix in WEIGHTS_SUFFIXES or path.name.endswith(".tar.gz")):
+            total += path.stat().st_size
+    return total
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    url: str
+    predictor: object
+    rss_bytes: int
+    load_seconds: float
+
+    def describe(self) -> dict:
+        spec = self.predictor.spec
+        return {
+            "modelName": self.name,
+            "modelUrl": self.url,
+            "architecture": spec.architecture,
+            "numClasses": spec.num_classes,
+            "imageSize": spec.image_size,
+            "memoryMB": round(self.rss_bytes / 2**20, 1),
+            "loadSeconds": round(self.load_seconds, 3),
+        }
+
+
+class ModelRegistry:
+    """Loaded models by name, within a memory budget on this process's resident set.
+
+    Loads run one at a time (the memory check needs the RSS of a quiet process), in the
+    request thread: /ping and the invocations of loaded models keep being answered.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[Path], object],
+        budget_bytes: int,
+        rss: Callable[[], int] = current_rss,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ):
+        self._load = load
+        self.budget_bytes = budget_bytes
+        self._rss = rss
+        self.page_size = page_size
+        self._models: dict[str, LoadedModel] = {}
+        self._loading: set[str] = set()
+        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    def get(self, name: str) -> LoadedModel:
+        with self._lock:
+            model = self._models.get(name)
+        if model is None:
+            raise ApiError(404, f"model {name!r} is not loaded")
+        return model
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    def page(self, after: str | None) -> tuple[list[LoadedModel], str | None]:
+        """One page of models in name order; the token is the last name shown, so loads and
+        unloads between pages neither repeat nor skip a model."""
+        with self._lock:
+            names = sorted(n for n in self._models if after is None or n > after)
+            shown = [self._models[n] for n in names[: self.page_size]]
+        more = len(names) > self.page_size
+        return shown, (shown[-1].name if more and shown else None)
+
+    def load(self, name: str, url: str) -> LoadedModel:
+        with self._lock:
+            if name in self._models or name in self._loading:
+                raise ApiError(409, f"model {name!r} is already loaded")
+            self._loading.add(name)
+        try:
+            with self._load_lock:
+                return self._load_within_budget(name, url)
+        finally:
+            with self._lock:
+                self._loading.discard(name)
+
+    def _load_within_budget(self, name: str, url: str) -> LoadedModel:
+        model_dir = Path(url)
+        if not model_dir.exists():
+            raise ApiError(404, f"model {name!r}: {url} does not exist in the container")
+        before = self._rss()
+        expected = int(weights_bytes(model_dir) * WEIGHTS_GROWTH_FACTOR)
+        if before + expected > self.budget_bytes:
+            raise ModelLoadRefused(self._refusal(name, before, f"expects ~{expected / 2**20:.0f} MB"))
+        started = time.perf_counter()
+        try:
+            predictor = self._load(model_dir)
+        except ModelArtifactError as error:
+            release_freed_memory()
+            raise ApiError(500, f"model {name!r} failed to load from {url}: {error}") from error
+        seconds = time.perf_counter() - started
+        after = self._rss()
+        if after > self.budget_bytes:
+            predictor.close()
+            del predictor
+            release_freed_memory()
+            raise ModelLoadRefused(self._refusal(name, before, f"took {(after - before) / 2**20:.0f} MB"))
+        loaded = LoadedModel(name, url, predictor, max(0, after - before), seconds)
+        with self._lock:
+            self._models[name] = loaded
+        logger.info(
+            "loaded model %s from %s in %.2f s: +%.0f MB, process now %.0f of %.0f MB",
+            name, url, seconds, loaded.rss_bytes / 2**20, after / 2**20, self.budget_bytes / 2**20,
+        )  # fmt: skip
+        return loaded
+
+    def _refusal(self, name: str, before: int, what: str) -> str:
+        return (
+            f"not enough memory for model {name!r}: the process uses {before / 2**20:.0f} MB of a "
+            f"{self.budget_bytes / 2**20:.0f} MB budget ({constants.MULTI_MODEL_MEMORY_MB_ENV}) "
+            f"and the model {what}"
+        )
+
+    def unload(self, name: str) -> int:
+        """Drop the model and wait for its batcher; the memory is returned before this returns."""
+        with self._lock:
+            model = self._models.pop(name, None)
+        if model is None:
+            raise ApiError(404, f"model {name!r} is not loaded")
+        before = self._rss()
+        model.predictor.close()
+        model.predictor = None
+        del model
+        release_freed_memory()
+        freed = max(0, before - self._rss())
+        logger.info("unloaded model %s: %.0f MB returned", name, freed / 2**20)
+        return freed
+
+    def close(self) -> None:
+        for name in self.names():
+            self.unload(name)
+
+
+def create_multi_model_app(registry: ModelRegistry, settings: ServingSettings) -> Flask:
+    """The multi-model WSGI app: /ping, /execution-parameters, the model API, /metrics."""
+    app = Flask("classifier.serving.multi_model")
+    _log_requests(app)
+    _answer_errors_as_json(app)
+
+    @app.errorhandler(ModelLoadRefused)
+    def _refused(error: ModelLoadRefused):
+        logger.warning("%s", error)
+        return json_response({"error": str(error)}, 507)
+
+    _route_models(app, registry, settings)
+    _route_metrics(app)
+    return app
+
+
+def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings) -> None:
+    @app.get("/ping")
+    def ping():
+        # Healthy with zero models: SageMaker loads them only when they are first invoked.
+        return json_response({"status": "healthy", "models": len(registry.names())})
+
+    @app.get("/execution-parameters")
+    def execution_parameters():
+        return json_response(_execution_parameters(settings))
+
+    @app.post("/models")
+    def load_model():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not body.get("model_name") or not body.get("url"):
+            raise ApiError(400, 'expected a JSON body {"model_name": ..., "url": ...}')
+        loaded = registry.load(str(body["model_name"]), str(body["url"]))
+        return json_response({"status": "loaded", **loaded.describe()})
+
+    @app.get("/models")
+    def list_models():
+        shown, token = registry.page(request.args.get("next_page_token") or None)
+        answer = {"models": [{"modelName": m.name, "modelUrl": m.url} for m in shown]}
+        if token is not None:
+            answer["nextPageToken"] = token
+        return json_response(answer)
+
+    @app.get("/models/<path:name>")
+    def get_model(name: str):
+        return json_response(registry.get(name).describe())
+
+    @app.delete("/models/<path:name>")
+    def unload_model(name: str):
+        freed = registry.unload(name)
+        return json_response({"status": "unloaded", "modelName": name, "freedMB": round(freed / 2**20, 1)})
+
+    @app.post("/models/<path:name>/invoke")
+    def invoke_model(name: str):
+        g.target_model = request.headers.get(TARGET_MODEL_HEADER, "")
+        logger.info("invoke %s (target model %s) id=%s", name, g.target_model or "-", g.request_id)
+        predictor = registry.get(name).predictor
+        return _invoke(predictor, settings.max_payload_bytes)
+
+    @app.post("/invocations")
+    def invocations():
+        raise ApiError(
+            404, f"this is a multi-model endpoint: invoke POST /models/<name>/invoke ({TARGET_MODEL_HEADER})"
+        )
+
+
+def _route_metrics(app: Flask) -> None:
+    @app.get("/metrics")
+    def prometheus_metrics():
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
+    @app.after_request
+    def _count_request(response: Response):
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        started = g.get("started")
+        metrics.observe_request(rule, response.status_code, time.perf_counter() - started if started else 0.0)
+        return response
+
+
+# --- the worker --------------------------------------------------------------------------------
+
+
+def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, device_index: int) -> Flask:
+    """The multi-model app of the one gunicorn worker: no model until SageMaker loads one."""
+    import torch
+
+    from classifier.serving.batching import ThreadBudget
+    from classifier.serving.predictor import Predictor
+
+    budget = ThreadBudget(
+        settings.cpu_count, fixed_threads=settings.torch_threads, busy_flags=busy_flags, slot=slot
+    )
+    torch.set_num_threads(settings.threads_when_alone())
+    device = "cpu"
+    if settings.device == "cuda":
+        device = f"cuda:{device_index % settings.gpu_count}"
+        torch.cuda.set_device(device)
+
+    def load(model_dir: Path):
+        return Predictor.load(
+            model_dir,
+            device,
+            max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_batch_delay_ms / 1000,
+            budget=budget,
+            max_image_pixels=settings.max_image_pixels,
+            max_concurrent_decodes=settings.max_concurrent_decodes,
+            default_top_k=settings.default_top_k,
+            timeout_s=settings.timeout_s,
+            backend=settings.inference_backend,
+            precision=settings.inference_precision,
+            threads=settings.threads_when_alone(),
+        )
+
+    registry = ModelRegistry(load, settings.multi_model_memory_mb * 2**20)
+    logger.info(
+        "worker %d serving multi-model endpoints on %s: memory budget %d MB (%s)",
+        os.getpid(), device, settings.multi_model_memory_mb, constants.MULTI_MODEL_MEMORY_MB_ENV,
+    )  # fmt: skip
+    return create_multi_model_app(registry, settings)
