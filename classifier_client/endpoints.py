@@ -28,6 +28,7 @@ from classifier.constants import (
     MODEL_SERVER_WORKERS_ENV,
 )
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
+from classifier_client.hosting import HostingOptions
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_TOP_K = 3
@@ -63,6 +64,7 @@ class DeploySettings:
     instance_type: str = DEFAULT_INSTANCE_TYPE
     instance_count: int = 1
     environment: dict[str, str] = field(default_factory=dict)
+    hosting: HostingOptions = field(default_factory=HostingOptions)
 
 
 # --- SageMaker -----------------------------------------------------------------------------
@@ -74,47 +76,68 @@ def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> d
     Plain boto3 calls: the three requests are small, and the waiter reports a failed
     endpoint with its FailureReason.
     """
-    if not settings.model_data.startswith("s3://") or not settings.model_data.endswith(".tar.gz"):
-        raise ConfigurationError(
-            f"--model-data must be the s3://.../model.tar.gz of a training job, got "
-            f"{settings.model_data!r} (a local archive needs --local)"
-        )
-    if settings.instance_count < 1:
-        raise ConfigurationError("--instance-count must be at least 1")
+    _check_deploy(settings, wait)
     role = ctx.require_role()
     sagemaker = ctx.client("sagemaker")
+    hosting = settings.hosting
     # Model and config names change per deploy so an endpoint can be updated in place later.
     resource_name = unique_name(settings.endpoint_name)
-    sagemaker.create_model(
-        ModelName=resource_name,
-        PrimaryContainer={
-            "Image": settings.image_uri,
-            "ModelDataUrl": settings.model_data,
-            "Environment": dict(settings.environment),
-        },
-        ExecutionRoleArn=role,
-    )
+    container = {
+        "Image": settings.image_uri,
+        "ModelDataUrl": settings.model_data,
+        "Environment": {**hosting.server_environment(), **settings.environment},
+    }
+    if hosting.multi_model:
+        # ModelDataUrl is then the S3 prefix holding every model.tar.gz; TargetModel picks one.
+        container["Mode"] = "MultiModel"
+    sagemaker.create_model(ModelName=resource_name, PrimaryContainer=container, ExecutionRoleArn=role)
+    variant = {
+        "VariantName": VARIANT_NAME,
+        "ModelName": resource_name,
+        "InitialInstanceCount": settings.instance_count,
+        "InstanceType": settings.instance_type,
+    }
     sagemaker.create_endpoint_config(
         EndpointConfigName=resource_name,
-        ProductionVariants=[
-            {
-                "VariantName": VARIANT_NAME,
-                "ModelName": resource_name,
-                "InitialInstanceCount": settings.instance_count,
-                "InstanceType": settings.instance_type,
-            }
-        ],
+        ProductionVariants=[hosting.variant(variant)],
+        **hosting.endpoint_config_extras(),
     )
     sagemaker.create_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=resource_name)
     if wait:
         _wait_in_service(sagemaker, settings.endpoint_name)
     status = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)["EndpointStatus"]
-    return {
+    result = {
         "endpoint": settings.endpoint_name,
         "endpoint_config": resource_name,
         "model": resource_name,
         "status": status,
     }
+    if hosting.autoscale:
+        from classifier_client.hosting import enable_autoscaling
+
+        result["autoscaling"] = enable_autoscaling(ctx, settings.endpoint_name, VARIANT_NAME, hosting)
+    return result
+
+
+def _check_deploy(settings: DeploySettings, wait: bool) -> None:
+    hosting = settings.hosting
+    hosting.validate()
+    data = settings.model_data
+    if hosting.multi_model:
+        if not data.startswith("s3://") or not data.endswith("/"):
+            raise ConfigurationError(
+                f"--multi-model takes the s3://.../ prefix that holds the model.tar.gz files, got {data!r}"
+            )
+    elif not data.startswith("s3://") or not data.endswith(".tar.gz"):
+        raise ConfigurationError(
+            f"--model-data must be the s3://.../model.tar.gz of a training job, got "
+            f"{data!r} (a local archive needs --local)"
+        )
+    if settings.instance_count < 1:
+        raise ConfigurationError("--instance-count must be at least 1")
+    if hosting.autoscale and not wait:
+        # Application Auto Scaling registers only an InService variant.
+        raise ConfigurationError("--autoscale waits for InService: drop --no-wait")
 
 
 def _wait_in_service(sagemaker, endpoint_name: str) -> None:
@@ -133,16 +156,26 @@ def _wait_in_service(sagemaker, endpoint_name: str) -> None:
 
 
 def invoke(
-    ctx: AwsContext, endpoint_name: str, image: Path, top_k: int = DEFAULT_TOP_K
+    ctx: AwsContext,
+    endpoint_name: str,
+    image: Path,
+    top_k: int = DEFAULT_TOP_K,
+    target_model: str | None = None,
 ) -> dict[str, Any]:
-    """One image through sagemaker-runtime InvokeEndpoint; the server's JSON back."""
+    """One image through sagemaker-runtime InvokeEndpoint; the server's JSON back.
+
+    ``target_model``: on a multi-model endpoint, the model.tar.gz (relative to the endpoint's
+    S3 prefix) to answer with; SageMaker loads it on first use.
+    """
     body = _read_image(image)
+    extra = {"TargetModel": target_model} if target_model else {}
     response = ctx.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=endpoint_name,
         Body=body,
         ContentType=content_type_for(image),
         Accept="application/json",
         CustomAttributes=f"top_k={top_k}",
+        **extra,
     )
     return json.loads(response["Body"].read())
 
@@ -169,10 +202,15 @@ def delete(ctx: AwsContext, endpoint_name: str) -> list[str]:
             "ProductionVariants"
         ]
         model_names = [v["ModelName"] for v in variants]
+        variant_names = [v["VariantName"] for v in variants]
     except ClientError as error:
         if not gone(error):
             raise
-        model_names = []
+        model_names, variant_names = [], [VARIANT_NAME]
+    from classifier_client.hosting import disable_autoscaling
+
+    # A scalable target outlives its endpoint: remove it (and its policy) first.
+    deleted += disable_autoscaling(ctx, endpoint_name, variant_names)
     sagemaker.delete_endpoint(EndpointName=endpoint_name)
     deleted.append(f"endpoint {endpoint_name}")
     for kind, call, key, name in [

@@ -8,6 +8,7 @@ no local mode for it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,10 +32,8 @@ DEFAULT_WARM_START_TYPE = "identical"
 # Grid's default ranges make exactly this many combinations (see GRID_DEFAULT_RANGES).
 DEFAULT_MAX_JOBS = 12
 DEFAULT_MAX_PARALLEL_JOBS = 3
-LOCAL_MODE_MESSAGE = (
-    "hyperparameter tuning runs only on SageMaker (there is no local mode for it); "
-    "try a few settings locally with `train --local --hp ...`, then tune with AWS credentials"
-)
+# A local tuning job's name names its folder, its study and its trials' containers.
+LOCAL_TUNING_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 
 
 @dataclass(frozen=True)
@@ -160,6 +159,28 @@ class TuningSettings:
             raise ConfigurationError(
                 f"{sorted(fixed)} are both fixed (--hp) and tuned (--range); pick one"
             )
+
+
+def check_local_tuning_options(args) -> None:
+    """What ``tune --local`` cannot do, refused before anything runs."""
+    cloud_only = {
+        "--wait": args.wait,
+        "--spot": args.spot,
+        "--checkpoint-s3-uri": args.checkpoint_s3_uri,
+        "--output-s3-uri": args.output_s3_uri,
+        "--instance-count > 1": args.instance_count > 1,
+    }
+    given = [flag for flag, value in cloud_only.items() if value]
+    if given:
+        raise ConfigurationError(
+            f"{', '.join(given)}: for SageMaker tuning jobs only, not with --local "
+            "(a local tuning job always waits; its trials run one container each)"
+        )
+    if not LOCAL_TUNING_JOB_NAME.match(args.tuning_job_name):
+        raise ConfigurationError(
+            f"--tuning-job-name {args.tuning_job_name!r}: 1 to 32 letters, digits and hyphens "
+            "(SageMaker's rule for tuning job names), starting with a letter or digit"
+        )
 
 
 def build_tuner(ctx: AwsContext, settings: TuningSettings):

@@ -20,6 +20,24 @@ def _deploy_settings(args, ctx, local: bool):
         environment=server_environment(
             args.workers, args.timeout, parse_assignments(args.env, "--env")
         ),
+        hosting=_hosting_options(args),
+    )
+
+
+def _hosting_options(args):
+    from classifier_client.hosting import HostingOptions, parse_autoscale
+
+    return HostingOptions(
+        async_output=args.async_output,
+        async_failure=args.async_failure,
+        success_topic=args.success_topic,
+        error_topic=args.error_topic,
+        async_max_concurrency=args.async_max_concurrency,
+        serverless_memory_mb=args.serverless,
+        serverless_max_concurrency=args.max_concurrency,
+        multi_model=args.multi_model,
+        autoscale=parse_autoscale(args.autoscale) if args.autoscale else None,
+        target_invocations=args.target_invocations,
     )
 
 
@@ -44,14 +62,31 @@ def cmd_invoke(args) -> int:
     for image in args.images:
         if args.local:
             result = endpoints.invoke_local(args.endpoint_name, Path(image), args.top_k)
+        elif args.async_input:
+            result = _invoke_async(ctx, args, Path(image))
         else:
-            result = endpoints.invoke(ctx, args.endpoint_name, Path(image), args.top_k)
+            result = endpoints.invoke(ctx, args.endpoint_name, Path(image), args.top_k, args.target_model)
         results[image] = result
         if not args.json:
             print(endpoints.format_predictions(Path(image), result))
     if args.json:
         print_json(results)
     return 0
+
+
+def _invoke_async(ctx, args, image: Path):
+    from classifier_client import endpoints, hosting
+
+    return hosting.invoke_async(
+        ctx,
+        args.endpoint_name,
+        image,
+        input_prefix=args.async_input,
+        content_type=endpoints.content_type_for(image),
+        top_k=args.top_k,
+        timeout_s=args.async_timeout,
+        poll_s=args.poll_interval,
+    )
 
 
 def cmd_delete(args) -> int:

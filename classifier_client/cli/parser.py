@@ -11,12 +11,14 @@ import os
 
 from classifier.debugging.hook import TENSOR_SAVE_INTERVAL
 from classifier.debugging.rules import RULE_NAMES
-from classifier_client import debugger, endpoints, image, training, tuning
+from classifier_client import debugger, endpoints, hosting, image, training, transform, tuning
 from classifier_client.cli.common import CHANNEL_HELP, LOCAL_IMAGE_DEFAULT
 from classifier_client.cli.data_commands import cmd_metric_definitions, cmd_push, cmd_upload_data
 from classifier_client.cli.endpoint_commands import cmd_delete, cmd_deploy, cmd_invoke
 from classifier_client.cli.training_commands import cmd_best, cmd_train, cmd_tune
+from classifier_client.cli.transform_commands import cmd_transform
 from classifier_client.config import IMAGE_ENV, ROLE_ENV
+from classifier_client.local_tuning import DEFAULT_LOCAL_TUNING_JOB
 from classifier_client.strategies import DEFAULT_STRATEGY, STRATEGIES
 
 LOCAL_RUNS_DIR = "local-runs"
@@ -31,7 +33,8 @@ typical flow (see docs/sagemaker.md):
   sm-classifier deploy --model-data s3://.../model.tar.gz --endpoint-name dogs
   sm-classifier invoke dogs dog.jpg --top-k 3
   sm-classifier delete dogs
-offline: add --local to train, deploy, invoke and delete (local data folders, local image).
+offline: add --local to train, tune, best, deploy, invoke and delete (local data folders,
+local image; docs/local-tuning.md).
 environment: AWS_PROFILE / AWS_REGION, {ROLE_ENV} (execution role), {IMAGE_ENV} (image URI).
 """
 
@@ -188,7 +191,10 @@ def _tune_description() -> str:
         f"(Bayesian, Random): {_ranges_text('Bayesian')}; Hyperband: the same without epochs "
         "(static, --hp epochs=N is its maximum, 10 by default); "
         f"Grid: {_ranges_text('Grid')}. Settings a strategy refuses fail before any AWS call. "
-        "Needs AWS: there is no local mode for tuning."
+        "With --local: the same settings as a tuning job on this machine (Optuna): each trial is "
+        "a training job of the local image in Docker, on local data folders; the study, its "
+        "report.html and summary.json are kept in --local-dir/--tuning-job-name, and re-running "
+        "the same command continues it (docs/local-tuning.md)."
     )
 
 
@@ -251,7 +257,7 @@ def _add_tuning_options(p: argparse.ArgumentParser) -> None:
 def _add_tune(sub) -> None:
     p = sub.add_parser(
         "tune",
-        help="start a hyperparameter tuning job (SageMaker only)",
+        help="start a hyperparameter tuning job (SageMaker, or this machine with --local)",
         description=_tune_description(),
     )
     _add_image(p)
@@ -260,8 +266,25 @@ def _add_tune(sub) -> None:
     _add_tuning_options(p)
     _add_compute(p)
     _add_aws(p, role=True)
-    p.add_argument("--local", action="store_true", help=argparse.SUPPRESS)
+    _add_local_tuning_options(p)
     p.set_defaults(func=cmd_tune)
+
+
+def _add_local_tuning_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("local tuning (--local)")
+    _add_local(group, "tune (Optuna, one training container per trial)")
+    group.add_argument(
+        "--local-dir",
+        default=LOCAL_RUNS_DIR,
+        help=f"where local tuning jobs are kept (default: ./{LOCAL_RUNS_DIR})",
+    )
+    group.add_argument(
+        "--tuning-job-name",
+        default=DEFAULT_LOCAL_TUNING_JOB,
+        help="the local tuning job to create or continue, its folder under --local-dir and the "
+        f"prefix of its trials' job names (default: {DEFAULT_LOCAL_TUNING_JOB}); with --local, "
+        "--warm-start-from names earlier local tuning jobs",
+    )
 
 
 def _add_best(sub) -> None:
@@ -274,6 +297,14 @@ def _add_best(sub) -> None:
     )
     p.add_argument("tuning_job")
     p.add_argument("--output", metavar="FILE", help="also write the JSON to FILE")
+    p.add_argument(
+        "--local", action="store_true", help="TUNING_JOB is a local one (`tune --local`); no AWS"
+    )
+    p.add_argument(
+        "--local-dir",
+        default=LOCAL_RUNS_DIR,
+        help=f"--local: where local tuning jobs are kept (default: ./{LOCAL_RUNS_DIR})",
+    )
     _add_aws(p)
     p.set_defaults(func=cmd_best)
 
@@ -389,8 +420,41 @@ def _add_deploy(sub) -> None:
     p.add_argument("--no-wait", action="store_true", help="return before InService")
     _add_local(p, "serve the model")
     p.add_argument("--port", type=int, default=0, help="--local: host port (default: a free one)")
+    _add_hosting_options(p)
     _add_aws(p, role=True)
     p.set_defaults(func=cmd_deploy)
+
+
+def _add_hosting_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "hosting options", "see docs/async-inference.md, serverless.md, multi-model.md, autoscaling.md"
+    )
+    group.add_argument(
+        "--async-output", metavar="S3_URI", help="asynchronous endpoint: where results are written"
+    )
+    group.add_argument("--async-failure", metavar="S3_URI", help="async: where failures are written")
+    group.add_argument("--success-topic", metavar="SNS_ARN", help="async: SNS topic for results")
+    group.add_argument("--error-topic", metavar="SNS_ARN", help="async: SNS topic for failures")
+    group.add_argument(
+        "--async-max-concurrency", type=int, metavar="N",
+        help="async: concurrent requests per instance (MaxConcurrentInvocationsPerInstance)",
+    )  # fmt: skip
+    group.add_argument(
+        "--serverless", type=int, metavar="MEMORY_MB",
+        help=f"serverless endpoint with this memory, one of {hosting.SERVERLESS_MEMORY_SIZES}",
+    )  # fmt: skip
+    group.add_argument("--max-concurrency", type=int, metavar="N", help="serverless: concurrent invocations")
+    group.add_argument(
+        "--multi-model", action="store_true",
+        help="multi-model endpoint: --model-data is the s3://.../ prefix of the model.tar.gz files",
+    )  # fmt: skip
+    group.add_argument(
+        "--autoscale", metavar="MIN:MAX", help="scale the instance count with Application Auto Scaling"
+    )
+    group.add_argument(
+        "--target-invocations", type=int, metavar="N",
+        help="--autoscale: target of SageMakerVariantInvocationsPerInstance (per minute)",
+    )  # fmt: skip
 
 
 def _add_invoke(sub) -> None:
@@ -409,9 +473,27 @@ def _add_invoke(sub) -> None:
         help=f"classes to return (default: {endpoints.DEFAULT_TOP_K})",
     )
     p.add_argument("--json", action="store_true", help="print the raw JSON responses")
+    _add_invoke_hosting_options(p)
     _add_local(p, "invoke a local endpoint made by `deploy --local`")
     _add_aws(p)
     p.set_defaults(func=cmd_invoke)
+
+
+def _add_invoke_hosting_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target-model", metavar="NAME.tar.gz",
+        help="multi-model endpoint: the model archive under the endpoint's S3 prefix",
+    )  # fmt: skip
+    p.add_argument(
+        "--async", dest="async_input", metavar="S3_PREFIX",
+        help="asynchronous endpoint: upload each image under this prefix, InvokeEndpointAsync, "
+        "and poll the output location",
+    )  # fmt: skip
+    p.add_argument(
+        "--async-timeout", type=float, default=hosting.ASYNC_TIMEOUT_S,
+        help="--async: seconds to wait for the result (the invocation timeout too, at most 3600)",
+    )  # fmt: skip
+    p.add_argument("--poll-interval", type=float, default=5.0, help="--async: seconds between polls")
 
 
 def _add_delete(sub) -> None:
@@ -427,6 +509,39 @@ def _add_delete(sub) -> None:
     p.set_defaults(func=cmd_delete)
 
 
+def _add_transform(sub) -> None:
+    p = sub.add_parser(
+        "transform",
+        help="classify a whole folder with batch transform (one <name>.out per input)",
+        description="Create a SageMaker transform job over an S3 prefix. With --local: run "
+        "`IMAGE serve` here as SageMaker does, honour its /execution-parameters, POST every file "
+        "of a folder to /invocations and write <name>.out per input (<name>.error on failure). "
+        "See docs/batch-transform.md.",
+    )
+    _add_image(p)
+    p.add_argument("--input", required=True, help="s3://prefix/ of the inputs (--local: a folder)")
+    p.add_argument("--output", required=True, help="s3://prefix/ for the .out files (--local: a folder)")
+    p.add_argument("--model-name", help="an existing SageMaker model (else --model-data makes one)")
+    p.add_argument("--model-data", help="s3://.../model.tar.gz (--local: also a local archive or folder)")
+    p.add_argument(
+        "--content-type", default=transform.IMAGE_CONTENT_TYPE,
+        help=f"of each input (default: {transform.IMAGE_CONTENT_TYPE}; "
+        f"{transform.JSONLINES_CONTENT_TYPE} with --split-type Line)",
+    )  # fmt: skip
+    p.add_argument("--split-type", choices=transform.SPLIT_TYPES, default="None", help="SplitType")
+    p.add_argument("--batch-strategy", choices=transform.BATCH_STRATEGIES, help="default: the container's")
+    p.add_argument("--max-payload-mb", type=int, help="MaxPayloadInMB (default: the container's, 6)")
+    p.add_argument("--max-concurrent-transforms", type=int, help="default: the container's workers")
+    p.add_argument("--instance-type", default=transform.DEFAULT_INSTANCE_TYPE, help="transform instance type")
+    p.add_argument("--instance-count", type=int, default=1, help="transform instances")
+    p.add_argument("--env", action="append", metavar="KEY=VALUE", help="container environment")
+    p.add_argument("--job-name", help="transform job name (default: a unique one)")
+    p.add_argument("--wait", action="store_true", help="wait until the job completes")
+    _add_local(p, "run the transform")
+    _add_aws(p, role=True)
+    p.set_defaults(func=cmd_transform)
+
+
 SUBCOMMAND_BUILDERS = (
     _add_metric_definitions,
     _add_upload_data,
@@ -437,6 +552,7 @@ SUBCOMMAND_BUILDERS = (
     _add_deploy,
     _add_invoke,
     _add_delete,
+    _add_transform,
 )
 
 

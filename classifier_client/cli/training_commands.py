@@ -199,15 +199,12 @@ def _tuning_search(args):
     return ranges, early_stopping
 
 
-def cmd_tune(args) -> int:
-    from classifier_client.tuning import LOCAL_MODE_MESSAGE, TuningSettings, start_tuning_job
+def _tuning_settings(args, ctx, local: bool, search: tuple):
+    from classifier_client.tuning import TuningSettings
 
-    if args.local:
-        raise ConfigurationError(LOCAL_MODE_MESSAGE)
-    ranges, early_stopping = _tuning_search(args)
-    ctx = aws_context_for(args)
+    ranges, early_stopping = search
     settings = TuningSettings(
-        training=_training_settings(args, ctx, local=False),
+        training=_training_settings(args, ctx, local=local),
         ranges=ranges,
         max_jobs=args.max_jobs,
         max_parallel_jobs=args.max_parallel_jobs,
@@ -219,6 +216,47 @@ def cmd_tune(args) -> int:
     print("tuning ranges:", file=sys.stderr)
     for name, spec in sorted(settings.ranges.items()):
         print(f"  {name} = {spec.describe()}", file=sys.stderr)
+    return settings
+
+
+def _tune_locally(args, search: tuple) -> int:
+    from classifier_client.local_tuning import run_local_tuning
+    from classifier_client.tuning import check_local_tuning_options
+
+    check_local_tuning_options(args)
+    # Local channels and the local image: nothing here talks to AWS, so no context.
+    settings = _tuning_settings(args, None, True, search)
+    result = run_local_tuning(
+        settings,
+        args.tuning_job_name,
+        args.local_dir,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(f"report: {result.report}", file=sys.stderr)
+    print_json(
+        {
+            "tuning_job": result.name,
+            "folder": str(result.folder),
+            "finished": result.finished,
+            "report": str(result.report),
+            "summary": str(result.summary),
+            "next": f"sm-classifier best {result.name} --local --output best.json"
+            if result.finished
+            else "interrupted: re-run the same command to continue",
+        }
+    )
+    return 0 if result.finished else 130
+
+
+def cmd_tune(args) -> int:
+    from classifier_client.tuning import start_tuning_job
+
+    # Offline and first: both tuners refuse what the strategy refuses, with the same message.
+    search = _tuning_search(args)
+    if args.local:
+        return _tune_locally(args, search)
+    ctx = aws_context_for(args)
+    settings = _tuning_settings(args, ctx, False, search)
     name = start_tuning_job(ctx, settings, wait=args.wait)
     print_json({"tuning_job": name, "next": f"sm-classifier best {name} --output best.json"})
     return 0
@@ -227,8 +265,12 @@ def cmd_tune(args) -> int:
 def cmd_best(args) -> int:
     from classifier_client.tuning import best_training_job, format_best_table
 
-    ctx = aws_context_for(args)
-    best = best_training_job(ctx, args.tuning_job)
+    if args.local:
+        from classifier_client.local_tuning import best_local
+
+        best = best_local(args.local_dir, args.tuning_job)
+    else:
+        best = best_training_job(aws_context_for(args), args.tuning_job)
     print(format_best_table(best))
     print()
     print_json(best)

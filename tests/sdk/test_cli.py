@@ -122,9 +122,9 @@ def test_cloud_training_refuses_local_folders(aws, cli, capsys, tmp_path):
     assert "is a local path; SageMaker needs s3://" in capsys.readouterr().err
 
 
-def test_tune_says_it_needs_aws(cli, capsys):
+def test_tune_local_needs_local_data(cli, capsys):
     assert cli("tune", "--local") == 2
-    assert "runs only on SageMaker" in capsys.readouterr().err
+    assert "no training data" in capsys.readouterr().err
 
 
 def test_our_rule_names_map_to_the_classes_in_the_custom_rule_source():

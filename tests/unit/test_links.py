@@ -157,7 +157,9 @@ def test_markdown_links_in_readme_and_docs_resolve():
 
 
 def test_every_docs_page_named_in_tracked_files_exists():
-    problems = broken_docs_mentions(tracked_text_files())
+    # This file's own examples of broken references are not references.
+    files = [path for path in tracked_text_files() if path.resolve() != Path(__file__).resolve()]
+    problems = broken_docs_mentions(files)
     assert not problems, "references to missing docs pages:\n" + "\n".join(problems)
 
 

@@ -1,0 +1,78 @@
+"""``tune --local``: a hyperparameter tuning job on this machine, with Optuna.
+
+The same settings as a SageMaker tuning job (``classifier_client.tuning.TuningSettings``,
+validated by ``classifier_client.strategies``); each trial a real training job of the image
+(``runner``); the objective read from its log with the shared metric regexes (``logs``);
+SageMaker's strategies and early stopping as Optuna samplers and pruners (``search``); the
+study, resume and warm start (``study``, ``warm_start``); the report and ``best`` (``report``).
+See docs/local-tuning.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LOCAL_TUNING_JOB = "img-clf-hpo-local"
+
+
+@dataclass
+class LocalTuningResult:
+    name: str
+    folder: Path
+    finished: bool
+    report: Path
+    summary: Path
+
+
+def run_local_tuning(
+    settings,
+    name: str,
+    local_dir: str | Path,
+    *,
+    runner=None,
+    progress: Callable[[str], None] = print,
+    seed: int | None = None,
+) -> LocalTuningResult:
+    """Create or continue the local tuning job ``name`` under ``local_dir``; run it to the end
+    (or to a Ctrl-C) and write its report. ``runner`` defaults to Docker with the cores
+    divided among the parallel trials."""
+    import optuna
+
+    from classifier_client.local_tuning.report import write_report
+    from classifier_client.local_tuning.runner import DockerTrialRunner, per_trial_cpus
+    from classifier_client.local_tuning.study import LocalTuner, open_study
+    from classifier_client.local_tuning.warm_start import warm_start
+
+    # Our progress lines say what Optuna's INFO lines would, per training job; the report says
+    # which plots need more trials, instead of Optuna's warnings.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    folder = Path(local_dir).expanduser().resolve() / name
+    if runner is None:
+        runner = DockerTrialRunner(
+            image=settings.training.image_uri,
+            channels=settings.training.channels,
+            cpus=per_trial_cpus(settings.max_parallel_jobs),
+            environment=settings.training.environment,
+        )
+    study, created = open_study(name, folder, settings, seed)
+    if created and settings.warm_start_parents:
+        try:
+            added = warm_start(study, settings, folder.parent)
+        except BaseException:
+            # A refused warm start leaves no study behind, so fixing the command just works.
+            optuna.delete_study(study_name=name, storage=study._storage)
+            raise
+        progress(f"warm start: {added} trial(s) of {', '.join(settings.warm_start_parents)}")
+    tuner = LocalTuner(name, folder, settings, runner, progress, seed)
+    finished = tuner.run(study)
+    report, summary = write_report(study, folder)
+    return LocalTuningResult(name, folder, finished, report, summary)
+
+
+def best_local(local_dir: str | Path, name: str) -> dict:
+    from classifier_client.local_tuning.report import best_local_training_job, load_local_study
+
+    study, folder = load_local_study(Path(local_dir).expanduser(), name)
+    return best_local_training_job(study, folder)

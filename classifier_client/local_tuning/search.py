@@ -1,0 +1,140 @@
+"""SageMaker's search settings as Optuna objects: ranges, strategies and early stopping.
+
+This package needs Optuna (the client environment pins it); the CLI imports it only for
+``tune --local`` and ``best --local``.
+
+Mapping (docs/local-tuning.md explains the differences):
+
+- Bayesian  -> ``TPESampler`` (multivariate, constant liar for parallel trials), early stopping
+  ``Auto`` -> :class:`SageMakerMedianPruner`, ``Off`` -> no pruner.
+- Random    -> ``RandomSampler``, the same early-stopping choice.
+- Grid      -> ``GridSampler`` over the categorical values (every combination, once).
+- Hyperband -> ``RandomSampler`` + ``HyperbandPruner`` with the epoch as the resource and the
+  static ``epochs`` as its maximum (early stopping is Off, as SageMaker requires).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+
+from optuna.pruners import BasePruner
+from optuna.samplers import GridSampler
+
+from classifier_client.strategies import RESOURCE_HYPERPARAMETER
+
+# TPE's random start-up trials: a third of the budget, between 1 and TPE's own default of 10.
+TPE_MAX_STARTUP_TRIALS = 10
+HYPERBAND_REDUCTION_FACTOR = 3
+
+
+def distributions(ranges: Mapping) -> dict:
+    """``classifier_client.tuning.Range`` objects -> Optuna distributions, name by name."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    result = {}
+    for name, spec in sorted(ranges.items()):
+        log = spec.scaling == "Logarithmic"
+        if spec.kind == "continuous":
+            result[name] = FloatDistribution(float(spec.low), float(spec.high), log=log)
+        elif spec.kind == "integer":
+            result[name] = IntDistribution(int(spec.low), int(spec.high), log=log)
+        else:
+            result[name] = CategoricalDistribution(list(spec.values))
+    return result
+
+
+def grid_size(ranges: Mapping) -> int:
+    return math.prod(len(spec.values) for spec in ranges.values())
+
+
+def make_sampler(strategy: str, ranges: Mapping, max_jobs: int, seed: int | None = None):
+    import optuna
+
+    if strategy == "Bayesian":
+        startup = max(1, min(TPE_MAX_STARTUP_TRIALS, max_jobs // 3))
+        return optuna.samplers.TPESampler(
+            n_startup_trials=startup, multivariate=True, constant_liar=True, seed=seed
+        )
+    if strategy == "Grid":
+        space = {name: list(spec.values) for name, spec in sorted(ranges.items())}
+        return CappedGridSampler(space, seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+class CappedGridSampler(GridSampler):
+    """Optuna's grid, without its end-of-grid ``Study.stop()``: that works only inside
+    ``Study.optimize`` and the tuner runs ``min(max_jobs, combinations)`` trials itself."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
+def make_pruner(strategy: str, early_stopping: bool, static: Mapping[str, str]):
+    """The pruner for ``strategy``; ``static`` holds Hyperband's maximum ``epochs``."""
+    import optuna
+
+    if strategy == "Hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1,
+            max_resource=int(static[RESOURCE_HYPERPARAMETER]),
+            reduction_factor=HYPERBAND_REDUCTION_FACTOR,
+        )
+    if early_stopping:
+        return SageMakerMedianPruner()
+    return optuna.pruners.NopPruner()
+
+
+# --- SageMaker's early-stopping rule --------------------------------------------------------
+
+
+def running_average(intermediate: Mapping[int, float], step: int) -> float | None:
+    """The mean of a job's objective over its epochs up to ``step``; None if it has not
+    reached ``step`` yet (it has nothing to compare at that epoch)."""
+    if step not in intermediate:
+        return None
+    values = [value for epoch, value in intermediate.items() if epoch <= step]
+    return sum(values) / len(values)
+
+
+def should_stop(value: float, previous_averages: Iterable[float | None], maximize: bool = True) -> bool:
+    """SageMaker's rule: stop when the objective at epoch N is worse than the median of the
+    earlier jobs' running averages up to epoch N. No earlier job at N: nothing to compare."""
+    averages = [a for a in previous_averages if a is not None and math.isfinite(a)]
+    if not averages:
+        return False
+    if not math.isfinite(value):
+        return True  # a diverged job (nan/inf objective) is worse than any finite median
+    median = statistics.median(averages)
+    return value < median if maximize else value > median
+
+
+class SageMakerMedianPruner(BasePruner):
+    """Early stopping ``Auto`` as SageMaker documents it, fed one value per epoch.
+
+    "Earlier jobs" are the trials numbered before this one (running, complete or stopped),
+    so two trials started together compare the same way in every run.
+    """
+
+    def prune(self, study, trial) -> bool:
+        from optuna.study import StudyDirection
+        from optuna.trial import TrialState
+
+        step = trial.last_step
+        if step is None:
+            return False
+        earlier = study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        )
+        averages = [
+            running_average(other.intermediate_values, step)
+            for other in earlier
+            if other.number < trial.number
+        ]
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        return should_stop(trial.intermediate_values[step], averages, maximize)

@@ -1,0 +1,95 @@
+"""`transform --local` for real: the built image run as SageMaker runs a transform job, a folder
+of digit PNGs in, one ``<name>.out`` per input out, a corrupt file failing alone.
+
+The model is trained by the real ``./train`` in the runtime env (no Docker), as in
+test_metric_lines, then served by the image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+# The demo's hyperparameters (local_test), a few more epochs: >= 28/30 needs a well-trained model.
+OVERRIDES = {"epochs": "12", "num_workers": "0"}
+PER_DIGIT = 3
+
+
+@pytest.fixture(scope="module")
+def trained_model(runtime_python, repo_root, digits_dir, tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("transform-train") / "opt_ml"
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    demo = json.loads((repo_root / "local_test/test_dir/input/config/hyperparameters.json").read_text())
+    (config / "hyperparameters.json").write_text(json.dumps({**demo, **OVERRIDES}))
+    (config / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
+    )
+    channels = {}
+    for channel in ("train", "valid"):
+        shutil.copytree(digits_dir / channel, base / "input" / "data" / channel)
+        channels[channel] = {"TrainingInputMode": "File"}
+    (config / "inputdataconfig.json").write_text(json.dumps(channels))
+    result = subprocess.run(
+        [str(runtime_python), str(repo_root / "train")],
+        env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return base / "model"
+
+
+def test_local_transform_writes_one_out_per_input_and_records_a_corrupt_file(
+    trained_model, digits_dir, local_image, cli, tmp_path, capsys
+):
+    inputs = tmp_path / "in"
+    expected = {}
+    for digit in sorted(p.name for p in (digits_dir / "test").iterdir()):
+        for image in sorted((digits_dir / "test" / digit).glob("*.png"))[:PER_DIGIT]:
+            target = inputs / digit / image.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(image, target)
+            expected[f"{digit}/{image.name}"] = digit
+    assert len(expected) == 30
+    (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    out = tmp_path / "out"
+
+    code = cli(
+        "transform", "--local", "--image", local_image, "--model-data", trained_model,
+        "--input", inputs, "--output", out, "--job-name", f"ct-transform-{os.getpid()}",
+    )  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 1  # like a SageMaker job with a failed file: the others still complete
+    assert summary["files"] == 31 and summary["completed"] == 30
+    assert list(summary["failed"]) == ["corrupt.png"]
+    assert summary["failed"]["corrupt.png"]["status"] == 400
+    error = json.loads((out / "corrupt.png.error").read_text())
+    assert error["input"] == "corrupt.png" and "error" in error
+    assert not (out / "corrupt.png.out").exists()
+    # The container's /execution-parameters decided what the job left open.
+    assert summary["batch_strategy"] == "MultiRecord" and summary["max_payload_mb"] == 6
+
+    outs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.out"))
+    assert outs == sorted(f"{name}.out" for name in expected)
+    right = sum(
+        json.loads((out / f"{name}.out").read_text())["predictions"][0]["label"] == digit
+        for name, digit in expected.items()
+    )
+    assert right >= 28, f"{right}/30 right"
+    assert (
+        subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"name=ct-transform-{os.getpid()}"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        == ""
+    )

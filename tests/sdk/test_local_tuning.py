@@ -1,0 +1,407 @@
+"""``tune --local`` without Docker: a stubbed trial runner that prints real metric lines.
+
+The stub writes what the training program writes (``format_metrics_line``) and goes through
+the same regexes; it stops, like the image, with exit code 143 when asked to. Covered: the
+early-stopping rule against hand-computed medians, the strategy mapping, resume after a
+Ctrl-C, warm start, and the objective parsed from a real training log.
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from classifier.metric_definitions import format_metrics_line
+from classifier_client.config import ConfigurationError
+from classifier_client.local_tuning import best_local, run_local_tuning, search
+from classifier_client.local_tuning.logs import LogMetrics, MetricRegexError
+from classifier_client.local_tuning.runner import EXIT_SIGTERM, TrialOutcome, per_trial_cpus
+from classifier_client.local_tuning.study import own_trials
+from classifier_client.training import TrainingSettings
+from classifier_client.tuning import Range, TuningSettings, format_best_table
+
+REAL_LOG = Path(__file__).parent / "data" / "training_log_digits.txt"
+
+
+def settings_for(tmp_path, **overrides) -> TuningSettings:
+    data = tmp_path / "data"
+    for split in ("train", "valid"):
+        (data / split).mkdir(parents=True, exist_ok=True)
+    hyperparameters = overrides.pop("hyperparameters", {"epochs": "3", "image_size": "16"})
+    training = TrainingSettings(
+        image_uri="img:test",
+        channels={"train": str(data / "train"), "valid": str(data / "valid")},
+        hyperparameters=hyperparameters,
+    )
+    defaults = {
+        "ranges": {
+            "learning_rate": Range("continuous", 1e-4, 1e-1, scaling="Logarithmic"),
+            "optimizer": Range("categorical", values=("sgd", "adam")),
+        },
+        "max_jobs": 4,
+        "max_parallel_jobs": 2,
+    }
+    return TuningSettings(training=training, **{**defaults, **overrides})
+
+
+def accuracy_curve(hyperparameters: dict[str, str], epochs: int) -> list[float]:
+    """A made-up but deterministic learning curve: adam learns, large lr learns faster."""
+    rate = float(hyperparameters.get("learning_rate", "0.01"))
+    base = 0.5 if hyperparameters.get("optimizer") == "adam" else 0.2
+    return [min(0.99, base + epoch * min(rate, 0.1)) for epoch in range(1, epochs + 1)]
+
+
+@dataclass
+class StubRunner:
+    """run(job, on_objective) as DockerTrialRunner, printing metric lines instead of training."""
+
+    curve: object = accuracy_curve
+    interrupt_on_job: str | None = None
+    jobs: list[str] = field(default_factory=list)
+    stopped: threading.Event = field(default_factory=threading.Event)
+    lines: list[str] | None = None
+
+    def run(self, job, on_objective) -> TrialOutcome:
+        self.jobs.append(job.name)
+        assert all(isinstance(v, str) for v in job.hyperparameters.values())
+        metrics, epochs = LogMetrics(), int(job.hyperparameters["epochs"])
+        lines = self.lines or [
+            format_metrics_line({"epoch": epoch}, train_loss=1.0, valid_accuracy=value)
+            for epoch, value in enumerate(self.curve(job.hyperparameters, epochs), start=1)
+        ]
+        if job.name == self.interrupt_on_job:
+            for line in lines:  # every epoch done, then the Ctrl-C during the test pass
+                if (parsed := metrics.feed(line)) is not None:
+                    on_objective(*parsed)
+            _thread.interrupt_main()  # the Ctrl-C reaches the tuner while this job runs
+            assert self.stopped.wait(10), "the tuner did not stop the running job"
+            return TrialOutcome(EXIT_SIGTERM, True, metrics, 0.1, "TrainingInterrupted: SIGTERM")
+        for line in lines:
+            parsed = metrics.feed(line)
+            if parsed and on_objective(*parsed):
+                return TrialOutcome(EXIT_SIGTERM, True, metrics, 0.1, "TrainingInterrupted: SIGTERM")
+        return TrialOutcome(0, False, metrics, 0.1)
+
+    def stop_all(self):
+        self.stopped.set()
+        return []
+
+
+def run(tmp_path, settings, runner, name="job", seed=0, lines=None):
+    return run_local_tuning(
+        settings,
+        name,
+        tmp_path / "runs",
+        runner=runner,
+        progress=(lines if lines is not None else []).append,
+        seed=seed,
+    )
+
+
+def load(tmp_path, name="job"):
+    folder = tmp_path / "runs" / name
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}")
+
+
+# --- the early-stopping rule -------------------------------------------------------------------
+
+
+def test_running_average_is_the_mean_up_to_the_epoch_and_none_before_it():
+    values = {1: 0.2, 2: 0.6, 3: 0.7}
+    assert search.running_average(values, 2) == pytest.approx(0.4)
+    assert search.running_average(values, 3) == pytest.approx(0.5)
+    assert search.running_average({1: 0.9}, 2) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "averages", "stop"),
+    [
+        (0.45, [0.4, 0.6], True),  # median 0.5
+        (0.55, [0.4, 0.6], False),
+        (0.5, [0.2, 0.5, 0.9], False),  # median 0.5: not worse
+        (0.49, [0.2, 0.5, 0.9], True),
+        (0.1, [None, None], False),  # no earlier job reached this epoch
+        (float("nan"), [0.3], True),  # diverged
+        (0.45, [0.2, float("nan"), 0.4, 0.6], False),  # median of 0.2, 0.4, 0.6 = 0.4
+    ],
+)
+def test_should_stop_against_hand_computed_medians(value, averages, stop):
+    assert search.should_stop(value, averages) is stop
+
+
+def test_should_stop_when_minimising_stops_higher_values():
+    assert search.should_stop(0.7, [0.4, 0.6], maximize=False)
+    assert not search.should_stop(0.45, [0.4, 0.6], maximize=False)
+
+
+def test_the_pruner_compares_with_the_running_averages_of_earlier_trials():
+    study = optuna.create_study(direction="maximize", pruner=search.SageMakerMedianPruner())
+    distributions = {"x": FloatDistribution(0, 1)}
+    for curve in ({1: 0.2, 2: 0.6, 3: 0.7}, {1: 0.5, 2: 0.7}, {1: 0.9}):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.PRUNED,
+                params={"x": 0.5},
+                distributions=distributions,
+                intermediate_values=curve,
+            )
+        )
+    trial = study.ask(distributions)
+    trial.report(0.5, 1)  # epoch 1: averages 0.2, 0.5, 0.9 -> median 0.5; 0.5 is not worse
+    assert not trial.should_prune()
+    trial.report(0.45, 2)  # epoch 2: averages 0.4 and 0.6 (the third job stopped at 1) -> 0.5
+    assert trial.should_prune()
+    later = study.ask(distributions)
+    later.report(0.55, 2)
+    assert not later.should_prune()
+
+
+# --- strategies --------------------------------------------------------------------------------
+
+
+def test_each_strategy_maps_to_its_sampler_and_pruner(tmp_path):
+    ranges = {"optimizer": Range("categorical", values=("sgd", "adam"))}
+    static = {"epochs": "7"}
+    cases = {
+        ("Bayesian", True): (optuna.samplers.TPESampler, search.SageMakerMedianPruner),
+        ("Random", True): (optuna.samplers.RandomSampler, search.SageMakerMedianPruner),
+        ("Random", False): (optuna.samplers.RandomSampler, optuna.pruners.NopPruner),
+        ("Grid", False): (optuna.samplers.GridSampler, optuna.pruners.NopPruner),
+        ("Hyperband", False): (optuna.samplers.RandomSampler, optuna.pruners.HyperbandPruner),
+    }
+    for (strategy, early), (sampler, pruner) in cases.items():
+        assert isinstance(search.make_sampler(strategy, ranges, 6), sampler)
+        assert isinstance(search.make_pruner(strategy, early, static), pruner)
+    assert search.make_pruner("Hyperband", False, static)._max_resource == 7
+
+
+def test_ranges_become_distributions_with_their_scaling():
+    found = search.distributions(
+        {
+            "learning_rate": Range("continuous", 1e-4, 1e-1, scaling="Logarithmic"),
+            "epochs": Range("integer", 2, 10),
+            "optimizer": Range("categorical", values=("sgd", "adam")),
+        }
+    )
+    assert found["learning_rate"].log and (found["learning_rate"].low, found["learning_rate"].high) == (
+        1e-4,
+        1e-1,
+    )
+    assert (found["epochs"].low, found["epochs"].high, found["epochs"].log) == (2, 10, False)
+    assert found["optimizer"].choices == ("sgd", "adam")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--strategy", "Grid"], "Grid takes categorical ranges only"),
+        (["--strategy", "Hyperband", "--early-stopping", "Auto"], "Hyperband stops unpromising jobs"),
+        (["--strategy", "Hyperband", "--range", "epochs=integer:1:3"], "epochs cannot be tuned"),
+    ],
+)
+def test_local_and_cloud_tuners_refuse_the_same_settings(cli, capsys, tmp_path, extra, message):
+    """The same words from both, before any AWS call or container."""
+    errors = []
+    for local in ([], ["--local", "--data", tmp_path]):
+        args = ["tune", "--range", "learning_rate=continuous:0.001:0.1", *extra, *local]
+        assert cli(*args) == 2
+        errors.append(capsys.readouterr().err.strip())
+    assert message in errors[0]
+    assert errors[0] == errors[1]
+
+
+def test_grid_runs_each_combination_once(tmp_path):
+    ranges = {
+        "optimizer": Range("categorical", values=("sgd", "adam")),
+        "learning_rate": Range("categorical", values=("0.01", "0.001")),
+    }
+    settings = settings_for(tmp_path, strategy="Grid", ranges=ranges, max_jobs=12, early_stopping=False)
+    runner = StubRunner()
+    run(tmp_path, settings, runner)
+    combos = {tuple(sorted(t.params.items())) for t in load(tmp_path).trials}
+    assert len(runner.jobs) == 4 and len(combos) == 4
+
+
+def test_cores_are_divided_among_the_parallel_trials():
+    assert per_trial_cpus(2, cores=2) == 1
+    assert per_trial_cpus(3, cores=16) == 5
+    assert per_trial_cpus(4, cores=2) == 1
+
+
+# --- a whole job: progress, pruning, best --------------------------------------------------------
+
+
+def test_a_job_runs_max_jobs_trials_prunes_and_reports_the_best(tmp_path):
+    settings = settings_for(tmp_path, max_jobs=6, strategy="Random")
+    lines: list[str] = []
+    result = run(tmp_path, settings, StubRunner(), lines=lines)
+    study = load(tmp_path)
+    states = [t.state for t in study.trials]
+    assert result.finished and len(states) == 6
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    assert sum("started" in line for line in lines) == 6
+    assert any("stopped (pruned)" in line for line in lines)
+    assert all("best so far" in line for line in lines if "completed" in line)
+    best = best_local(tmp_path / "runs", "job")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert best["objective"]["value"] == max(t.value for t in complete)
+    assert best["tuning_job_status"] == "Completed"
+    assert best["hyperparameters"]["image_size"] == "16"  # the static ones too, for train
+    assert set(best["tuned_hyperparameters"]) == {"learning_rate", "optimizer"}
+    assert "(* tuned by this job)" in format_best_table(best)
+    summary = json.loads(result.summary.read_text())
+    assert summary["best"] == best and len(summary["trials"]) == 6
+    assert "plotly" in result.report.read_text()
+
+
+def test_a_log_without_an_objective_fails_the_trial_loudly(tmp_path):
+    lines: list[str] = []
+    runner = StubRunner(lines=["epoch=1 train_loss=0.5\n", "done\n"])
+    run(tmp_path, settings_for(tmp_path, max_jobs=1, max_parallel_jobs=1), runner, lines=lines)
+    trial = load(tmp_path).trials[0]
+    assert trial.state == TrialState.FAIL
+    assert "regex matches" in trial.user_attrs["failure_reason"]
+    assert any("FAILED" in line for line in lines)
+    with pytest.raises(ConfigurationError, match="no completed trial"):
+        best_local(tmp_path / "runs", "job")
+
+
+def test_a_cli_bests_table_and_json_work_on_a_local_job(tmp_path, cli, capsys, monkeypatch):
+    run(tmp_path, settings_for(tmp_path, max_jobs=2), StubRunner())
+    out = tmp_path / "best.json"
+    assert cli("best", "job", "--local", "--local-dir", tmp_path / "runs", "--output", out) == 0
+    printed = capsys.readouterr().out
+    assert "best training job" in printed and "valid_accuracy" in printed
+    from classifier_client.training import load_hyperparameters_file
+
+    assert load_hyperparameters_file(out)["epochs"] == "3"
+
+
+# --- resume ------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_then_rerun_continues_with_no_trial_lost_or_repeated(tmp_path):
+    settings = settings_for(tmp_path, max_jobs=5, early_stopping=False)
+    first = StubRunner(interrupt_on_job="job-003")
+    result = run(tmp_path, settings, first)
+    assert not result.finished
+    study = load(tmp_path)
+    left = [t.user_attrs["training_job"] for t in own_trials(study, (TrialState.RUNNING,))]
+    assert "job-003" in left
+    finished_first = [t.user_attrs["training_job"] for t in own_trials(study, (TrialState.COMPLETE,))]
+
+    second = StubRunner()
+    assert run(tmp_path, settings, second).finished
+    study = load(tmp_path)
+    names = sorted(t.user_attrs["training_job"] for t in study.trials)
+    assert names == [f"job-{n:03d}" for n in range(1, 6)]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert not set(second.jobs) & set(finished_first)  # nothing repeated
+    assert set(left) <= set(second.jobs)  # the interrupted ones continued under their names
+    assert run(tmp_path, settings, third := StubRunner()).finished and third.jobs == []
+
+
+def test_a_trial_interrupted_after_its_last_epoch_keeps_its_objective(tmp_path):
+    settings = settings_for(tmp_path, max_jobs=1, max_parallel_jobs=1, early_stopping=False)
+    assert not run(tmp_path, settings, StubRunner(interrupt_on_job="job-001")).finished
+    reported = load(tmp_path).trials[0].intermediate_values
+    # The resumed job has no epoch left: it prints no objective line and ends well.
+    resumed = StubRunner(lines=["resumed from checkpoint: epoch=3 of 3\n"])
+    assert run(tmp_path, settings, resumed).finished
+    trial = load(tmp_path).trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.value == reported[3]
+
+
+def test_rerunning_with_other_settings_is_refused(tmp_path):
+    run(tmp_path, settings_for(tmp_path, max_jobs=1, max_parallel_jobs=1), StubRunner())
+    other = settings_for(tmp_path, max_jobs=1, max_parallel_jobs=1, strategy="Random")
+    with pytest.raises(ConfigurationError, match="other strategy"):
+        run(tmp_path, other, StubRunner())
+
+
+# --- warm start --------------------------------------------------------------------------------
+
+
+def test_identical_warm_start_adds_the_parents_trials_as_prior_knowledge(tmp_path):
+    run(tmp_path, settings_for(tmp_path, max_jobs=3), StubRunner(), name="parent")
+    child_settings = settings_for(tmp_path, max_jobs=2, warm_start_parents=("parent",))
+    runner = StubRunner()
+    lines: list[str] = []
+    run(tmp_path, child_settings, runner, name="child", lines=lines)
+    child = load(tmp_path, "child")
+    priors = [t for t in child.trials if "warm_start_from" in t.user_attrs]
+    parent = load(tmp_path, "parent")
+    finished = [t for t in parent.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(priors) == len(finished) and len(runner.jobs) == 2
+    assert len(own_trials(child)) == 2  # the budget is the child's own
+    assert {t.params["optimizer"] for t in priors} == {t.params["optimizer"] for t in finished}
+    assert best_local(tmp_path / "runs", "child")["training_job"].startswith("child-")
+    assert any("warm start: " in line for line in lines)
+
+
+def test_identical_warm_start_refuses_other_data_and_leaves_no_study(tmp_path):
+    run(tmp_path, settings_for(tmp_path, max_jobs=1, max_parallel_jobs=1), StubRunner(), name="parent")
+    changed = settings_for(
+        tmp_path,
+        max_jobs=1,
+        max_parallel_jobs=1,
+        warm_start_parents=("parent",),
+        hyperparameters={"epochs": "3", "image_size": "32"},
+    )
+    with pytest.raises(ConfigurationError, match="use --warm-start-type transfer"):
+        run(tmp_path, changed, StubRunner(), name="child")
+    changed.warm_start_type = "transfer"
+    assert run(tmp_path, changed, StubRunner(), name="child").finished
+
+
+def test_transfer_warm_start_leaves_out_trials_outside_the_new_ranges(tmp_path):
+    run(tmp_path, settings_for(tmp_path, max_jobs=4), StubRunner(), name="parent")
+    ranges = {"optimizer": Range("categorical", values=("adam",))}
+    child = settings_for(
+        tmp_path,
+        max_jobs=1,
+        max_parallel_jobs=1,
+        ranges=ranges,
+        warm_start_parents=("parent",),
+        warm_start_type="transfer",
+    )
+    run(tmp_path, child, StubRunner(), name="child")
+    priors = [t for t in load(tmp_path, "child").trials if "warm_start_from" in t.user_attrs]
+    parent_adam = [
+        t
+        for t in load(tmp_path, "parent").trials
+        if t.params["optimizer"] == "adam" and t.state != TrialState.FAIL
+    ]
+    assert len(priors) == len(parent_adam)
+    assert all(set(t.params) == {"optimizer"} for t in priors)
+
+
+# --- the objective from real log lines ---------------------------------------------------------
+
+
+def test_the_objective_is_parsed_from_a_real_training_log():
+    metrics = LogMetrics()
+    found = [parsed for line in REAL_LOG.read_text().splitlines() if (parsed := metrics.feed(line))]
+    assert found == [(1, 0.71), (2, 0.8401), (3, 0.881)]
+    assert metrics.final("valid_accuracy") == 0.881
+    assert metrics.final("test_accuracy") == 0.803
+    assert metrics.final("train_loss") == 0.9466
+
+
+def test_a_resumed_job_counts_epochs_from_its_checkpoint():
+    metrics = LogMetrics()
+    metrics.feed("resumed from checkpoint: epoch=2 of 4")
+    assert metrics.feed("epoch=3 train_loss=0.4 valid_accuracy=0.9000") == (3, 0.9)
+
+
+def test_an_objective_line_the_regex_misses_is_an_error():
+    with pytest.raises(MetricRegexError, match="does not match"):
+        LogMetrics().feed("epoch=1 valid_accuracy=ninety")
