@@ -236,3 +236,26 @@ def pytest_configure(config):
         "filterwarnings",
         "ignore:sagemaker.train.configs has been moved:DeprecationWarning",
     )
+
+
+def train_on_host(
+    runtime_python: Path, repo_root: Path, base: Path, hyperparameters: dict, data: Path, timeout: float
+) -> subprocess.CompletedProcess:
+    """The checkout's ``./train`` on an /opt/ml tree at ``base`` with every channel under ``data``."""
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    resources = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
+    (config / "resourceconfig.json").write_text(json.dumps(resources))
+    channels = {}
+    for channel in sorted(p.name for p in data.iterdir() if p.is_dir()):
+        shutil.copytree(data / channel, base / "input" / "data" / channel)
+        channels[channel] = {"TrainingInputMode": "File"}
+    (config / "inputdataconfig.json").write_text(json.dumps(channels))
+    return subprocess.run(
+        [str(runtime_python), str(repo_root / "train")],
+        env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

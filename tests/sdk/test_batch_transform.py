@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sdk.conftest import train_on_host
+
 pytestmark = pytest.mark.docker
 
 # The demo's hyperparameters (local_test), a few more epochs: >= 28/30 needs a well-trained model.
@@ -25,25 +27,8 @@ PER_DIGIT = 3
 @pytest.fixture(scope="module")
 def trained_model(runtime_python, repo_root, digits_dir, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("transform-train") / "opt_ml"
-    config = base / "input" / "config"
-    config.mkdir(parents=True)
     demo = json.loads((repo_root / "local_test/test_dir/input/config/hyperparameters.json").read_text())
-    (config / "hyperparameters.json").write_text(json.dumps({**demo, **OVERRIDES}))
-    (config / "resourceconfig.json").write_text(
-        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
-    )
-    channels = {}
-    for channel in ("train", "valid"):
-        shutil.copytree(digits_dir / channel, base / "input" / "data" / channel)
-        channels[channel] = {"TrainingInputMode": "File"}
-    (config / "inputdataconfig.json").write_text(json.dumps(channels))
-    result = subprocess.run(
-        [str(runtime_python), str(repo_root / "train")],
-        env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    result = train_on_host(runtime_python, repo_root, base, {**demo, **OVERRIDES}, digits_dir, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return base / "model"
 

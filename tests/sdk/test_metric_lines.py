@@ -9,15 +9,13 @@ is the value) and compares the values with the metrics.json the job itself wrote
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 
 import pytest
 
 from classifier.metric_definitions import EPOCH_METRICS, FINAL_METRICS
 from classifier_client.training import hyperparameter_strings, metric_definitions
+from tests.sdk.conftest import train_on_host
 
 pytestmark = pytest.mark.slow
 
@@ -47,29 +45,8 @@ def test_client_metric_definitions_match_a_real_training_log(
 ):
     data = digits_subset({"train": 8, "valid": 3, "test": 3})
     base = tmp_path / "opt_ml"
-    config = base / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(
-        json.dumps(hyperparameter_strings(HYPERPARAMETERS))
-    )
-    (config / "resourceconfig.json").write_text(
-        json.dumps(
-            {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
-        )
-    )
-    channels = {}
-    for channel in ("train", "valid", "test"):
-        shutil.copytree(data / channel, base / "input" / "data" / channel)
-        channels[channel] = {"TrainingInputMode": "File"}
-    (config / "inputdataconfig.json").write_text(json.dumps(channels))
-
-    result = subprocess.run(
-        [str(runtime_python), str(repo_root / "train")],
-        env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    hyperparameters = hyperparameter_strings(HYPERPARAMETERS)
+    result = train_on_host(runtime_python, repo_root, base, hyperparameters, data, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     scraped = scrape(result.stdout)

@@ -166,7 +166,8 @@ def create_app(predictor: Predictor, settings: ServingSettings) -> Flask:
     _log_requests(app)
     _answer_errors_as_json(app)
     _route_the_hosting_contract(app, predictor, settings)
-    _route_metrics(app, predictor)
+    metrics.record_model(predictor)
+    route_metrics(app)
     return app
 
 
@@ -245,12 +246,11 @@ def _route_the_hosting_contract(app: Flask, predictor: Predictor, settings: Serv
         return _invoke(predictor, settings.max_payload_bytes)
 
 
-def _route_metrics(app: Flask, predictor: Predictor) -> None:
+def route_metrics(app: Flask) -> None:
     """GET /metrics (Prometheus text, all workers), and the count and latency of each request.
 
     SageMaker never routes /metrics to the container: it is for docker run and self-hosting.
     """
-    metrics.record_model(predictor)
 
     @app.get("/metrics")
     def prometheus_metrics():

@@ -19,9 +19,7 @@ from gunicorn.arbiter import Arbiter
 from classifier.artifacts import ModelArtifactError, ModelSpec
 from classifier.serving import metrics
 from classifier.serving.app import create_app
-from classifier.serving.batching import ThreadBudget
 from classifier.serving.config import ServingSettings
-from classifier.serving.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -53,34 +51,11 @@ def gunicorn_options(settings: ServingSettings) -> dict:
 
 def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, device_index: int):
     """The Flask app of one worker: load the model on this worker's device, warm up."""
-    import torch
+    from classifier.serving.worker import prepare_worker
 
-    budget = ThreadBudget(
-        settings.cpu_count,
-        fixed_threads=settings.torch_threads,
-        busy_flags=busy_flags,
-        slot=slot,
-    )
-    torch.set_num_threads(settings.threads_when_alone())
-    device = "cpu"
-    if settings.device == "cuda":
-        device = f"cuda:{device_index % settings.gpu_count}"
-        torch.cuda.set_device(device)
+    device, load = prepare_worker(settings, slot, busy_flags, device_index)
     try:
-        predictor = Predictor.load(
-            settings.model_dir,
-            device,
-            max_batch_size=settings.max_batch_size,
-            max_delay_s=settings.max_batch_delay_ms / 1000,
-            budget=budget,
-            max_image_pixels=settings.max_image_pixels,
-            max_concurrent_decodes=settings.max_concurrent_decodes,
-            default_top_k=settings.default_top_k,
-            timeout_s=settings.timeout_s,
-            backend=settings.inference_backend,
-            precision=settings.inference_precision,
-            threads=settings.threads_when_alone(),
-        )
+        predictor = load(settings.model_dir)
     except ModelArtifactError as error:
         logger.error("the model failed to load from %s: %s", settings.model_dir, error)
         # Makes the gunicorn master halt: the container exits instead of answering /ping.

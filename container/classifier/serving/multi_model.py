@@ -27,11 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, Response, g, request
+from flask import Flask, g, request
 
 from classifier import constants
 from classifier.artifacts import ModelArtifactError
-from classifier.serving import metrics
 from classifier.serving.app import (
     ApiError,
     _answer_errors_as_json,
@@ -39,6 +38,7 @@ from classifier.serving.app import (
     _invoke,
     _log_requests,
     json_response,
+    route_metrics,
 )
 from classifier.serving.config import ServingSettings
 from classifier.serving.memory import current_rss, release_freed_memory
@@ -213,7 +213,7 @@ def create_multi_model_app(registry: ModelRegistry, settings: ServingSettings) -
         return json_response({"error": str(error)}, 507)
 
     _route_models(app, registry, settings)
-    _route_metrics(app)
+    route_metrics(app)
     return app
 
 
@@ -266,55 +266,14 @@ def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings
         )
 
 
-def _route_metrics(app: Flask) -> None:
-    @app.get("/metrics")
-    def prometheus_metrics():
-        body, content_type = metrics.exposition()
-        return Response(body, content_type=content_type)
-
-    @app.after_request
-    def _count_request(response: Response):
-        rule = request.url_rule.rule if request.url_rule is not None else None
-        started = g.get("started")
-        metrics.observe_request(rule, response.status_code, time.perf_counter() - started if started else 0.0)
-        return response
-
-
 # --- the worker --------------------------------------------------------------------------------
 
 
 def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, device_index: int) -> Flask:
     """The multi-model app of the one gunicorn worker: no model until SageMaker loads one."""
-    import torch
+    from classifier.serving.worker import prepare_worker
 
-    from classifier.serving.batching import ThreadBudget
-    from classifier.serving.predictor import Predictor
-
-    budget = ThreadBudget(
-        settings.cpu_count, fixed_threads=settings.torch_threads, busy_flags=busy_flags, slot=slot
-    )
-    torch.set_num_threads(settings.threads_when_alone())
-    device = "cpu"
-    if settings.device == "cuda":
-        device = f"cuda:{device_index % settings.gpu_count}"
-        torch.cuda.set_device(device)
-
-    def load(model_dir: Path):
-        return Predictor.load(
-            model_dir,
-            device,
-            max_batch_size=settings.max_batch_size,
-            max_delay_s=settings.max_batch_delay_ms / 1000,
-            budget=budget,
-            max_image_pixels=settings.max_image_pixels,
-            max_concurrent_decodes=settings.max_concurrent_decodes,
-            default_top_k=settings.default_top_k,
-            timeout_s=settings.timeout_s,
-            backend=settings.inference_backend,
-            precision=settings.inference_precision,
-            threads=settings.threads_when_alone(),
-        )
-
+    device, load = prepare_worker(settings, slot, busy_flags, device_index)
     registry = ModelRegistry(load, settings.multi_model_memory_mb * 2**20)
     logger.info(
         "worker %d serving multi-model endpoints on %s: memory budget %d MB (%s)",

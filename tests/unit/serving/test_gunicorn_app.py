@@ -13,6 +13,7 @@ from classifier.artifacts import load_model_spec
 from classifier.serving import gunicorn_app
 from classifier.serving.config import ServingSettings
 from classifier.serving.gunicorn_app import ServingApplication, build_worker_app
+from classifier.serving.predictor import Predictor
 
 from .conftest import CLASS_NAMES, encode, photo, settings_for
 
@@ -68,7 +69,7 @@ def test_one_gpu_per_worker(monkeypatch, base_dir, slot, device):
         chosen["options"] = options
         return SimpleNamespace(spec=None)
 
-    monkeypatch.setattr(gunicorn_app.Predictor, "load", fake_load)
+    monkeypatch.setattr(Predictor, "load", fake_load)
     monkeypatch.setattr(gunicorn_app, "create_app", lambda predictor, settings: "app")
     previous = torch.get_num_threads()
     try:
