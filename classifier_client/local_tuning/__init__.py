@@ -40,7 +40,7 @@ def run_local_tuning(
     divided among the parallel trials."""
     import optuna
 
-    from classifier_client.local_tuning.report import write_report
+    from classifier_client.local_tuning.report import REPORT_FILE, SUMMARY_FILE, write_report
     from classifier_client.local_tuning.runner import DockerTrialRunner, per_trial_cpus
     from classifier_client.local_tuning.study import LocalTuner, open_study
     from classifier_client.local_tuning.warm_start import warm_start
@@ -67,7 +67,12 @@ def run_local_tuning(
         progress(f"warm start: {added} trial(s) of {', '.join(settings.warm_start_parents)}")
     tuner = LocalTuner(name, folder, settings, runner, progress, seed)
     finished = tuner.run(study)
-    report, summary = write_report(study, folder)
+    try:
+        report, summary = write_report(study, folder)
+    except KeyboardInterrupt:
+        # Every trial is stored: a re-run finds nothing left to train and writes the report.
+        progress("interrupted while writing the report: re-run the same command to write it")
+        return LocalTuningResult(name, folder, False, folder / REPORT_FILE, folder / SUMMARY_FILE)
     return LocalTuningResult(name, folder, finished, report, summary)
 
 
