@@ -1,0 +1,105 @@
+"""Argument groups that several ``sm-classifier`` subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from classifier_client import training
+from classifier_client.cli.common import CHANNEL_HELP, LOCAL_IMAGE_DEFAULT
+from classifier_client.config import IMAGE_ENV, ROLE_ENV
+
+LOCAL_RUNS_DIR = "local-runs"
+
+
+def add_aws(parser: argparse.ArgumentParser, role: bool = False) -> None:
+    group = parser.add_argument_group("AWS")
+    group.add_argument("--region", help="AWS region (default: AWS_REGION or the profile's)")
+    group.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or default)")
+    if role:
+        group.add_argument(
+            "--role",
+            default=os.environ.get(ROLE_ENV),
+            help=f"SageMaker execution role ARN (default: ${ROLE_ENV})",
+        )
+
+
+def add_local(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--local", action="store_true", help=f"{what} on this machine with Docker; no AWS needed"
+    )
+
+
+def add_image(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image",
+        default=os.environ.get(IMAGE_ENV),
+        help=f"image URI (default: ${IMAGE_ENV}; else the ECR image `push` makes, "
+        f"{LOCAL_IMAGE_DEFAULT} with --local)",
+    )
+
+
+def add_channels(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "data channels", "S3 URIs, or local folders/archives with --local"
+    )
+    group.add_argument(
+        "--data",
+        help="root holding train/ valid/ [test/] (as upload-data writes it); "
+        "the per-channel options below override it",
+    )
+    for channel, text in CHANNEL_HELP.items():
+        group.add_argument(f"--{channel}", metavar="URI", help=text)
+
+
+def add_hyperparameters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("hyperparameters")
+    group.add_argument(
+        "--hp",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a hyperparameter of ./train (repeatable), e.g. --hp epochs=5 --hp model=resnet50",
+    )
+    group.add_argument(
+        "--hyperparameters-file",
+        metavar="JSON",
+        help="a JSON object of hyperparameters, or the file `best --output` writes",
+    )
+
+
+def add_compute(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("compute")
+    group.add_argument(
+        "--instance-type",
+        help=f"SageMaker instance type (default: {training.DEFAULT_INSTANCE_TYPE}; "
+        f"{training.LOCAL_INSTANCE_TYPES[0]} with --local)",
+    )
+    group.add_argument("--instance-count", type=int, default=1, help="instances (default: 1)")
+    group.add_argument(
+        "--volume-size", type=int, default=training.DEFAULT_VOLUME_SIZE_GB, help="EBS GB per instance"
+    )
+    group.add_argument(
+        "--max-run",
+        type=int,
+        default=training.DEFAULT_MAX_RUN_SECONDS,
+        help=f"max training seconds (default: {training.DEFAULT_MAX_RUN_SECONDS})",
+    )
+    group.add_argument(
+        "--spot",
+        action="store_true",
+        help="managed spot instances; checkpoints go to S3 and an interrupted job resumes",
+    )
+    group.add_argument("--max-wait", type=int, help="spot: max seconds incl. waiting (2x max-run)")
+    group.add_argument("--checkpoint-s3-uri", help="checkpoint location (default: under the job)")
+    group.add_argument("--output-s3-uri", help="where model.tar.gz goes (default bucket/prefix)")
+    group.add_argument(
+        "--env", action="append", metavar="KEY=VALUE", help="container environment (repeatable)"
+    )
+    group.add_argument(
+        "--base-job-name", default=training.DEFAULT_BASE_JOB_NAME, help="job name prefix"
+    )
+
+
+# --- one builder per subcommand ----------------------------------------------------------------
+
+
