@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 
 import pytest
@@ -78,7 +79,11 @@ def _with_bf16_agreement(spec: ModelSpec, agreement: float) -> ModelSpec:
 
 
 @pytest.mark.parametrize("requested", ["auto", "bf16"])
-def test_bf16_is_refused_when_the_recorded_agreement_is_below_the_threshold(exported, requested, caplog):
+def test_bf16_is_refused_when_the_recorded_agreement_is_below_the_threshold(
+    exported, requested, caplog, monkeypatch
+):
+    # Another test's logging.config may have disabled loggers that existed at the time.
+    monkeypatch.setattr(logging.getLogger(selection.__name__), "disabled", False)
     _, model_dir, spec = exported
     choice = selection.choose(model_dir, _with_bf16_agreement(spec, 0.94), "cpu", precision=requested)
     assert choice.precision == FP32
