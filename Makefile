@@ -75,8 +75,12 @@ lock: $(STAMP)/uv-$(UV_VERSION)
 	$(call compile_lock,$(DEV_LOCK),container/requirements.txt requirements-dev.txt -c $(RUNTIME_LOCK))
 	$(call compile_lock,$(SDK_LOCK),classifier_client/requirements.txt)
 
+# The unit suite is mostly processes that import torch and wait on each other: pytest-xdist runs
+# it on one worker per core (work stealing evens out the long trainings). PYTEST_WORKERS=0 runs it
+# in this process.
+PYTEST_WORKERS ?= auto
 test-unit: $(STAMP)/venv
-	$(VENV)/bin/python -m pytest tests/unit
+	$(VENV)/bin/python -m pytest tests/unit -n $(PYTEST_WORKERS) --dist worksteal
 
 # The local-mode tests run the built image; the runtime venv runs a real ./train for the regex test.
 test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv

@@ -16,8 +16,8 @@ Build:
   -n, --name NAME         image/repository name (default: sagemaker-image-classifier)
   -t, --tag TAG           image tag (default: latest)
   --base-image IMAGE      build arg BASE_IMAGE (default: \$BASE_IMAGE or python:3.11-slim-bookworm)
-  --wheelhouse DIR        wheel folder for an offline build, container/wheelhouse* (default:
-                          container/wheelhouse; see scripts/build_wheelhouse.sh)
+  --wheelhouse DIR        wheel folder for an offline build, served to the build on 127.0.0.1
+                          (default: container/wheelhouse; see scripts/build_wheelhouse.sh)
   --build-arg KEY=VALUE   extra docker build argument (repeatable), e.g.
                           PRETRAINED_MODELS="resnet18 resnet50" or TORCH_INDEX_URL=...
   --no-cache              build every layer anew (docker build --no-cache)
@@ -33,6 +33,8 @@ Push (default: Amazon ECR):
 
 The image is always built for --platform linux/amd64 (what SageMaker runs, also from Apple
 silicon), with the legacy builder (DOCKER_BUILDKIT=0) so it works where BuildKit is missing.
+The wheelhouse is served to the build on 127.0.0.1 (first free port from \$WHEELHOUSE_PORT,
+default 39517) and the build runs with --network host.
 ECR calls use boto3 from \$PYTHON, ./.venv-sdk, ./.venv or python3 (the first that has boto3);
 they honour the usual AWS_* variables, including AWS_PROFILE and AWS_ENDPOINT_URL.
 
@@ -165,16 +167,64 @@ if ((push)) && [[ -z "$registry" ]]; then
 fi
 
 # ---- build -----------------------------------------------------------------------------------
+# Serves the wheelhouse on 127.0.0.1 for the build (the Dockerfile's WHEELHOUSE_URL) and sets
+# wheelhouse_url. The port is the first free one from WHEELHOUSE_PORT: the URL is part of the
+# dependency layer's cache key, so a steady port keeps that layer cached from build to build.
+serve_wheelhouse() {
+    local dir="$1" python port_file
+    python="$(command -v python3 || true)"
+    [[ -n "$python" ]] || python="$repo_root/.venv/bin/python"
+    [[ -x "$python" ]] || die "serving the wheelhouse needs python3"
+    port_file="$(mktemp)"
+    "$python" - "$dir" "${WHEELHOUSE_PORT:-39517}" >"$port_file" 2>/dev/null <<'PY' &
+import functools
+import http.server
+import sys
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+directory, first = sys.argv[1], int(sys.argv[2])
+for port in range(first, first + 100):
+    try:
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", port), functools.partial(QuietHandler, directory=directory)
+        )
+    except OSError:
+        continue
+    print(port, flush=True)
+    server.serve_forever()
+sys.exit(f"no free port in {first}..{first + 99}")
+PY
+    wheelhouse_server=$!
+    trap 'kill "$wheelhouse_server" 2>/dev/null || true' EXIT
+    local deadline=$((SECONDS + 30))
+    until [[ -s "$port_file" ]]; do
+        kill -0 "$wheelhouse_server" 2>/dev/null || die "could not serve $dir on 127.0.0.1"
+        ((SECONDS < deadline)) || die "the wheelhouse server did not start within 30 s"
+        sleep 0.1
+    done
+    port="$(cat "$port_file")"
+    rm -f "$port_file"
+    wheelhouse_url="http://127.0.0.1:$port"
+}
+
 if ((build)); then
     wheelhouse="${wheelhouse%/}"
-    # It must be inside the build context and let through by .dockerignore's allow-list.
-    case "$wheelhouse" in
-        container/wheelhouse*) ;;
-        *) die "--wheelhouse must be a folder named container/wheelhouse* (got '$wheelhouse')" ;;
-    esac
-    # The Dockerfile COPYs the folder; an empty one means "install from the package index".
-    mkdir -p "$repo_root/$wheelhouse"
-    if ! compgen -G "$repo_root/$wheelhouse/*.whl" >/dev/null; then
+    [[ "$wheelhouse" = /* ]] || wheelhouse="$repo_root/$wheelhouse"
+    network_args=()
+    wheelhouse_url=""
+    if compgen -G "$wheelhouse/*.whl" >/dev/null; then
+        [[ -f "$wheelhouse/requirements.lock" ]] \
+            || die "$wheelhouse has no requirements.lock: rerun scripts/build_wheelhouse.sh"
+        serve_wheelhouse "$wheelhouse"
+        # The build's RUN steps share the host's network so they reach the server on 127.0.0.1.
+        network_args=(--network host)
+        log "serving the wheels of $wheelhouse at $wheelhouse_url for the build"
+    else
         log "no wheels in $wheelhouse: the build will install from the package index"
     fi
     log "building $local_ref from $base_image"
@@ -184,9 +234,10 @@ if ((build)); then
     DOCKER_BUILDKIT=0 "$docker" build \
         --platform linux/amd64 \
         --force-rm \
+        ${network_args[@]+"${network_args[@]}"} \
         --file "$repo_root/container/Dockerfile" \
         --build-arg "BASE_IMAGE=$base_image" \
-        --build-arg "WHEELHOUSE=$wheelhouse" \
+        --build-arg "WHEELHOUSE_URL=$wheelhouse_url" \
         ${build_args[@]+"${build_args[@]}"} \
         ${cache_args[@]+"${cache_args[@]}"} \
         --tag "$local_ref" \

@@ -19,8 +19,9 @@ from tests.sdk.conftest import train_on_host
 
 pytestmark = pytest.mark.docker
 
-# The demo's hyperparameters (local_test), a few more epochs: >= 28/30 needs a well-trained model.
-OVERRIDES = {"epochs": "12", "num_workers": "0"}
+# The demo's hyperparameters (local_test) with 5 of its 8 epochs: 0.98 test accuracy on the host,
+# so >= 28/30 right holds with margin.
+OVERRIDES = {"epochs": "5", "num_workers": "0"}
 PER_DIGIT = 3
 
 
