@@ -69,9 +69,9 @@ SERVING_LOG_LEVEL_ENV = "CLASSIFIER_LOG_LEVEL"
 # Inference engine: auto (measured fastest installed), torch, openvino or onnxruntime.
 INFERENCE_BACKEND_ENV = "CLASSIFIER_INFERENCE_BACKEND"
 INFERENCE_BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
-# auto (bf16 where the recorded parity allows it), fp32 or bf16.
+# auto (int8, else bf16, where the recorded parity allows it), fp32, bf16 or int8.
 INFERENCE_PRECISION_ENV = "CLASSIFIER_INFERENCE_PRECISION"
-INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Multi-model endpoints: the resident memory (MB) the serving process may reach by loading
 # models; a load beyond it is refused with 507. Default: 80 % of the container's limit.
 MULTI_MODEL_MEMORY_MB_ENV = "CLASSIFIER_MULTI_MODEL_MEMORY_MB"

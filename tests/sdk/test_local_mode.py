@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 CLI = str(Path(sys.executable).with_name("sm-classifier"))
 FAST = {
     "model": "resnet18", "image_size": "16", "batch_size": "32", "num_workers": "0",
-    "augmentation": "none", "learning_rate": "0.003",
+    "augmentation": "none", "learning_rate": "0.003", "inference_export": "openvino",
 }  # fmt: skip
 # "algo-1_1  | text" (Compose v1) or "algo-1-abcd  | text" (Compose v2), colours stripped.
 EPOCHS = 3
@@ -84,7 +84,10 @@ def test_local_training_writes_model_tar_gz_and_scrapable_metrics(digits_trainin
     paths = final_json(result.stdout)
     model_archive = Path(paths["model_data"])
     assert model_archive.name == "model.tar.gz" and model_archive.exists()
-    assert {"model.pt", "model_config.json"} <= archive_names(model_archive)
+    # inference_export=openvino: the IR beside the weights, no int8 model.
+    names = archive_names(model_archive)
+    assert {"model.pt", "model_config.json", "model.xml", "model.bin"} <= names
+    assert "model_int8.xml" not in names
     assert "metrics.json" in archive_names(Path(paths["output_data"]))
     job_dir = model_archive.parent.parent
     leftovers = subprocess.run(

@@ -22,7 +22,10 @@ from classifier_client.training import load_hyperparameters_file
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 CLI = str(Path(sys.executable).with_name("sm-classifier"))
-STATIC = ["image_size=16", "num_workers=0", "epochs=1", "batch_size=32", "augmentation=none"]
+STATIC = [
+    "image_size=16", "num_workers=0", "epochs=1", "batch_size=32", "augmentation=none",
+    "inference_export=none",
+]  # fmt: skip
 
 
 def sm_classifier(*args, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 HYPERPARAMETERS = {
     "model": "resnet18", "epochs": 2, "image_size": 16, "batch_size": 16, "num_workers": 0,
-    "augmentation": "none", "debug": False,
+    "augmentation": "none", "debug": False, "inference_export": "none",
 }  # fmt: skip
 
 

@@ -11,7 +11,7 @@ import torch
 
 from classifier.artifacts import ModelArtifactError, ModelSpec, load_model_spec, save_model
 from classifier.inference import export, selection
-from classifier.inference.backends import BF16, FP32, OpenVinoBackend, TorchBackend
+from classifier.inference.backends import BF16, FP32, INT8, OpenVinoBackend, TorchBackend
 from classifier.models import create_model
 
 pytest.importorskip("openvino", reason="openvino is a runtime requirement (container/requirements.txt)")
@@ -26,11 +26,14 @@ def _images(count: int, seed: int = 0) -> list[torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A model directory as training leaves it: weights, config and the OpenVINO export."""
+    """A model directory as training leaves it: weights, config and the OpenVINO exports
+    (fp32 IR, int8 IR calibrated on other images than the parity ones)."""
     torch.manual_seed(0)
     model = create_model(SPEC.architecture, SPEC.num_classes).eval()
     model_dir = save_model(tmp_path_factory.mktemp("model") / "model", model.state_dict(), SPEC)
-    spec = export.export_model(model, SPEC, model_dir, _images(24), threads=2)
+    spec = export.export_model(
+        model, SPEC, model_dir, _images(24), threads=2, calibration=_images(16, seed=9)
+    )
     return model, model_dir, spec
 
 
@@ -39,7 +42,8 @@ def test_export_records_parity_of_each_precision_in_model_config(exported):
     saved = json.loads((model_dir / "model_config.json").read_text())["exports"]["openvino"]
     assert saved == spec.exports["openvino"]
     assert (model_dir / saved["file"]).is_file() and (model_dir / "model.bin").is_file()
-    assert set(saved["parity"]) == {FP32, BF16}
+    assert set(saved["parity"]) == {FP32, BF16, INT8}
+    assert saved["int8_file"] == "model_int8.xml" and (model_dir / "model_int8.bin").is_file()
     fp32 = saved["parity"][FP32]
     assert fp32["samples"] == 24 and fp32["top1_agreement"] == 1.0 and fp32["max_abs_prob_diff"] < 1e-4
     assert load_model_spec(model_dir) == spec
@@ -68,13 +72,15 @@ def test_thread_counts_each_get_a_compiled_model_with_the_same_answers(exported)
 def test_auto_picks_openvino_and_says_why(exported):
     _, model_dir, spec = exported
     choice = selection.choose(model_dir, spec, "cpu")
-    assert choice.backend == "openvino" and choice.file == model_dir / "model.xml"
-    assert "fastest available" in choice.reason
+    assert choice.backend == "openvino" and "fastest available" in choice.reason
+    assert choice.file == model_dir / ("model_int8.xml" if choice.precision == INT8 else "model.xml")
 
 
-def _with_bf16_agreement(spec: ModelSpec, agreement: float) -> ModelSpec:
-    bf16 = {"top1_agreement": agreement, "max_abs_prob_diff": 0.2}
-    parity = {**spec.exports["openvino"]["parity"], BF16: bf16}
+def _with_agreement(spec: ModelSpec, **agreements: float) -> ModelSpec:
+    """``spec`` with the recorded top-1 agreement of each named precision replaced."""
+    parity = dict(spec.exports["openvino"]["parity"])
+    for precision, agreement in agreements.items():
+        parity[precision] = {"top1_agreement": agreement, "max_abs_prob_diff": 0.2, "samples": 24}
     return replace(spec, exports={"openvino": {**spec.exports["openvino"], "parity": parity}})
 
 
@@ -99,26 +105,59 @@ def selection_warnings():
         logger.disabled = disabled
 
 
-@pytest.mark.parametrize("requested", ["auto", "bf16"])
-def test_bf16_is_refused_when_the_recorded_agreement_is_below_the_threshold(
+@pytest.mark.parametrize("requested", ["auto", "bf16", "int8"])
+def test_reduced_precisions_are_refused_when_the_recorded_agreement_is_below_the_threshold(
     exported, requested, selection_warnings
 ):
     _, model_dir, spec = exported
-    choice = selection.choose(model_dir, _with_bf16_agreement(spec, 0.94), "cpu", precision=requested)
-    assert choice.precision == FP32
-    assert "refused: top-1 agreement 0.9400 < 0.99" in choice.reason
+    refusing = _with_agreement(spec, bf16=0.94, int8=0.97)
+    choice = selection.choose(model_dir, refusing, "cpu", precision=requested)
+    assert choice.precision == FP32 and choice.file == model_dir / "model.xml"
+    if requested in ("auto", "int8"):
+        assert "int8 refused: top-1 agreement 0.9700 < 0.99" in choice.reason
+    if requested in ("auto", "bf16"):
+        assert "bf16 refused: top-1 agreement 0.9400 < 0.99" in choice.reason
     warned = any("serving fp32" in record.getMessage() for record in selection_warnings)
-    assert warned == (requested == "bf16")
+    assert warned == (requested != "auto")
 
 
-def test_bf16_is_used_only_where_the_agreement_allows_it(exported, monkeypatch):
+def test_the_fastest_precision_the_agreement_allows_is_served(exported, monkeypatch):
     _, model_dir, spec = exported
-    monkeypatch.setattr(selection, "_cpu_supports_bf16", lambda: True)
-    agreeing = _with_bf16_agreement(spec, 0.995)
-    assert selection.choose(model_dir, agreeing, "cpu").precision == BF16
-    assert selection.choose(model_dir, agreeing, "cpu", precision="fp32").precision == FP32
+    monkeypatch.setattr(selection, "_cpu_supports", lambda precision: True)
+    both = _with_agreement(spec, bf16=0.995, int8=0.992)
+    choice = selection.choose(model_dir, both, "cpu")
+    assert (choice.precision, choice.file) == (INT8, model_dir / "model_int8.xml")
+    assert selection.choose(model_dir, both, "cpu", precision="bf16").precision == BF16
+    assert selection.choose(model_dir, both, "cpu", precision="fp32").precision == FP32
+    bf16_only = _with_agreement(spec, bf16=0.995, int8=0.98)
+    choice = selection.choose(model_dir, bf16_only, "cpu")
+    assert (choice.precision, choice.file) == (BF16, model_dir / "model.xml")
+    assert "int8 refused" in choice.reason
     unmeasured = replace(spec, exports={"openvino": {"file": "model.xml", "parity": {}}})
     assert selection.choose(model_dir, unmeasured, "cpu").precision == FP32
+    # An export from before int8 (no int8 model) still serves, in bf16.
+    no_int8 = {key: value for key, value in both.exports["openvino"].items() if key != "int8_file"}
+    choice = selection.choose(model_dir, replace(spec, exports={"openvino": no_int8}), "cpu")
+    assert choice.precision == BF16 and "no int8 model" in choice.reason
+
+
+def test_a_cpu_without_the_instructions_keeps_fp32(exported, monkeypatch):
+    _, model_dir, spec = exported
+    monkeypatch.setattr(selection, "_cpu_supports", lambda precision: False)
+    choice = selection.choose(model_dir, _with_agreement(spec, bf16=0.995, int8=0.995), "cpu")
+    assert choice.precision == FP32 and "this CPU has no int8 support" in choice.reason
+
+
+def test_each_precision_answers_like_torch_within_its_recorded_agreement(exported):
+    model, model_dir, spec = exported
+    reference = TorchBackend(model)
+    images = _images(24)  # the parity images: the recorded agreement is reproduced
+    expected = reference.logits(images).argmax(1)
+    for precision, file in ((FP32, "model.xml"), (BF16, "model.xml"), (INT8, "model_int8.xml")):
+        engine = OpenVinoBackend(model_dir / file, precision, threads=2)
+        agreement = float((engine.logits(images).argmax(1) == expected).float().mean())
+        recorded = spec.exports["openvino"]["parity"][precision]["top1_agreement"]
+        assert agreement == pytest.approx(recorded, abs=1 / 24), precision
 
 
 def test_a_missing_engine_falls_back_to_torch_and_a_forced_one_stops_the_server(exported, monkeypatch):
@@ -151,10 +190,11 @@ def test_the_server_predicts_the_same_top_k_on_openvino_as_on_torch(exported):
     from classifier.serving.predictor import Predictor
 
     model, model_dir, spec = exported
-    served = Predictor.load(model_dir, "cpu", threads=2, max_batch_size=4)
+    # fp32: the reduced precisions answer within their recorded agreement (tested above).
+    served = Predictor.load(model_dir, "cpu", precision=FP32, threads=2, max_batch_size=4)
     reference = Predictor(model, spec, fuse=False).start()
     try:
-        assert (served.backend_name, served.precision) == ("openvino", FP32) or served.precision == BF16
+        assert (served.backend_name, served.precision) == ("openvino", FP32)
         buffer = io.BytesIO()
         Image.effect_mandelbrot((48, 40), (-2, -1.2, 1, 1.2), 60).convert("RGB").save(buffer, "PNG")
         tensor = served.prepare(buffer.getvalue())

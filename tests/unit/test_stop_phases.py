@@ -13,7 +13,10 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-FAST = {"model": "resnet18", "image_size": 16, "batch_size": 8, "num_workers": 0, "augmentation": "none"}
+FAST = {
+    "model": "resnet18", "image_size": 16, "batch_size": 8, "num_workers": 0, "augmentation": "none",
+    "inference_export": "none",
+}  # fmt: skip
 
 
 @pytest.fixture

@@ -20,7 +20,11 @@ from tests.helpers import free_port, write_image_folder
 
 pytestmark = pytest.mark.slow
 
-FAST = {"model": "resnet18", "image_size": 16, "batch_size": 8, "num_workers": 0, "augmentation": "none"}
+# No serving export but where a test checks it: it costs seconds per job.
+FAST = {
+    "model": "resnet18", "image_size": 16, "batch_size": 8, "num_workers": 0, "augmentation": "none",
+    "inference_export": "none",
+}  # fmt: skip
 CLASSES = {"cat": 12, "dog": 12, "fox": 12}
 
 
@@ -58,7 +62,12 @@ def test_job_writes_model_reports_and_parsable_metrics(job, repo_root):
     bad = job.root / "input/data/train/cat"
     (bad / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (bad / "notes.png").write_text("not an image")
-    job.hyperparameters({**FAST, "epochs": 2, "max_skipped_fraction": 0.1, "sagemaker_region": "us-east-1"})
+    job.hyperparameters(
+        {
+            **FAST, "epochs": 2, "max_skipped_fraction": 0.1, "sagemaker_region": "us-east-1",
+            "inference_export": "openvino-int8",
+        }
+    )  # fmt: skip
 
     result = run_train(job.root, repo_root)
 
@@ -73,6 +82,8 @@ def test_job_writes_model_reports_and_parsable_metrics(job, repo_root):
     openvino = spec.exports["openvino"]
     assert (job.root / "model" / openvino["file"]).is_file()
     assert openvino["parity"]["fp32"]["samples"] > 0 and openvino["parity"]["fp32"]["top1_agreement"] == 1.0
+    assert set(openvino["parity"]) == {"fp32", "bf16", "int8"}
+    assert (job.root / "model" / openvino["int8_file"]).is_file()
     output = job.root / "output/data"
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["skipped_files"]["train"] == 2
@@ -178,6 +189,8 @@ def test_checkpoints_go_to_the_checkpointconfig_local_path(job, repo_root, tmp_p
     assert result.returncode == 0, result.stdout + result.stderr
     assert (local_path / "checkpoint.pt").exists()
     assert not (job.root / "checkpoints" / "checkpoint.pt").exists()
+    # inference_export=none (FAST): the model PyTorch serves, nothing else.
+    assert sorted(p.name for p in (job.root / "model").iterdir()) == ["model.pt", "model_config.json"]
 
 
 class _Payload:

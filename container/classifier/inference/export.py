@@ -1,13 +1,14 @@
 """Exported forms of a trained model, written next to ``model.pt`` with their measured parity.
 
-Training calls :func:`export_model` once the model is saved. For each exported form and
-precision it records, in ``model_config.json`` under ``exports``, how often the top-1 class
-agrees with fp32 PyTorch on validation images and the largest probability difference. The
-server uses a reduced precision only where that agreement is at least
-``MIN_TOP1_AGREEMENT``; a model directory without exports (an older artefact) is served by
-PyTorch.
+Training calls :func:`export_model` once the model is saved. It writes the OpenVINO IR and,
+where NNCF is installed, an int8 IR quantized after training (calibrated on training images).
+For each precision it records, in ``model_config.json`` under ``exports``, how often the top-1
+class agrees with fp32 PyTorch on validation images (never the calibration images) and the
+largest probability difference. The server uses a reduced precision only where that agreement
+is at least ``MIN_TOP1_AGREEMENT``; a model directory without exports (an older artefact) is
+served by PyTorch.
 
-    python -m classifier.inference.export MODEL_DIR --data VALID_IMAGE_FOLDER
+    python -m classifier.inference.export MODEL_DIR --data VALID_FOLDER [--calibration TRAIN_FOLDER]
 
 adds the exports to an existing model directory.
 """
@@ -26,18 +27,26 @@ from pathlib import Path
 import torch
 
 from classifier.artifacts import ModelSpec, load_model, write_model_config
-from classifier.inference.backends import BF16, FP32, InferenceBackend, OpenVinoBackend, TorchBackend
+from classifier.inference.backends import BF16, FP32, INT8, InferenceBackend, OpenVinoBackend, TorchBackend
 
 logger = logging.getLogger(__name__)
 
 OPENVINO_FILE = "model.xml"  # with model.bin beside it
+OPENVINO_INT8_FILE = "model_int8.xml"
 MIN_TOP1_AGREEMENT = 0.99
 PARITY_SAMPLES = 256
 PARITY_BATCH = 16
+# NNCF's default subset size for post-training quantization.
+CALIBRATION_SAMPLES = 300
+REDUCED_PRECISIONS = (BF16, INT8)
 
 
 def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
+
+
+def nncf_available() -> bool:
+    return importlib.util.find_spec("nncf") is not None
 
 
 def parity(reference: InferenceBackend, candidate: InferenceBackend, images: Sequence[torch.Tensor]) -> dict:
@@ -70,36 +79,64 @@ def _export_openvino(model: torch.nn.Module, spec: ModelSpec, model_dir: Path) -
     return path
 
 
+def _quantize_openvino(fp32_path: Path, calibration: Sequence[torch.Tensor]) -> Path:
+    """NNCF post-training int8 quantization of the IR, calibrated on prepared images.
+
+    The PERFORMANCE preset (symmetric quantization) is NNCF's default for CNNs; the accuracy
+    cost is measured afterwards, like every other precision, and gates the int8 model.
+    """
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(fp32_path))
+    dataset = nncf.Dataset([image.unsqueeze(0).numpy() for image in calibration])
+    quantized = nncf.quantize(
+        model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration)
+    )
+    path = fp32_path.with_name(OPENVINO_INT8_FILE)
+    ov.save_model(quantized, str(path), compress_to_fp16=False)
+    return path
+
+
 def export_model(
     model: torch.nn.Module,
     spec: ModelSpec,
     model_dir: Path,
     images: Sequence[torch.Tensor],
     threads: int = 1,
+    calibration: Sequence[torch.Tensor] = (),
 ) -> ModelSpec:
     """Write the OpenVINO IR of ``model`` (CPU, eval mode) and record its parity; returns the new spec.
 
     ``images`` are prepared validation tensors (the eval transform); an empty sequence
-    records no parity, so the server keeps fp32.
+    records no parity, so the server keeps fp32. ``calibration`` (prepared training images)
+    enables the int8 model where NNCF is installed.
     """
     if not openvino_available():
         logger.info("openvino is not installed: no exported form, the server will run PyTorch")
         return spec
     model = model.eval().cpu()
     path = _export_openvino(model, spec, model_dir)
+    files = {FP32: path, BF16: path}
+    if calibration and images and nncf_available():
+        files[INT8] = _quantize_openvino(path, calibration)
+    elif calibration and images:
+        logger.info("nncf is not installed: no int8 model")
     reference = TorchBackend(model)
     measured = {
-        precision: parity(reference, OpenVinoBackend(path, precision, threads), images) if images else None
-        for precision in (FP32, BF16)
+        precision: parity(reference, OpenVinoBackend(file, precision, threads), images) if images else None
+        for precision, file in files.items()
     }
-    exports = {**spec.exports, "openvino": {"file": path.name, "parity": measured}}
+    export = {"file": path.name, "parity": measured}
+    if INT8 in files:
+        export["int8_file"] = files[INT8].name
     for precision, result in measured.items():
         if result is not None:
             logger.info(
                 "openvino %s parity on %d validation images: top-1 agreement %.4f, max |dp| %.2g",
                 precision, result["samples"], result["top1_agreement"], result["max_abs_prob_diff"],
             )  # fmt: skip
-    new_spec = replace(spec, exports=exports)
+    new_spec = replace(spec, exports={**spec.exports, "openvino": export})
     write_model_config(model_dir, new_spec)
     return new_spec
 
@@ -108,13 +145,16 @@ def allowed_precisions(spec: ModelSpec, backend: str) -> dict[str, str]:
     """Each precision of ``backend`` with why it may or may not be served."""
     measured = spec.exports.get(backend, {}).get("parity", {})
     verdicts = {FP32: "fp32 is the reference precision"}
-    result = measured.get(BF16)
-    if result is None:
-        verdicts[BF16] = "refused: no bf16 parity was measured for this model"
-    elif result["top1_agreement"] >= MIN_TOP1_AGREEMENT:
-        verdicts[BF16] = f"allowed: top-1 agreement {result['top1_agreement']:.4f} >= {MIN_TOP1_AGREEMENT}"
-    else:
-        verdicts[BF16] = f"refused: top-1 agreement {result['top1_agreement']:.4f} < {MIN_TOP1_AGREEMENT}"
+    for precision in REDUCED_PRECISIONS:
+        result = measured.get(precision)
+        if result is None:
+            verdicts[precision] = f"refused: no {precision} parity was measured for this model"
+            continue
+        agreement = result["top1_agreement"]
+        if agreement >= MIN_TOP1_AGREEMENT:
+            verdicts[precision] = f"allowed: top-1 agreement {agreement:.4f} >= {MIN_TOP1_AGREEMENT}"
+        else:
+            verdicts[precision] = f"refused: top-1 agreement {agreement:.4f} < {MIN_TOP1_AGREEMENT}"
     return verdicts
 
 
@@ -125,13 +165,13 @@ def sample_images(dataset, limit: int = PARITY_SAMPLES) -> list[torch.Tensor]:
     return [item[0] for item in items if isinstance(item, tuple)]
 
 
-def _validation_images(folder: Path, spec: ModelSpec, limit: int) -> list[torch.Tensor]:
+def _prepared_images(folder: Path, spec: ModelSpec, limit: int) -> list[torch.Tensor]:
     from classifier.training.data import ImageFolderDataset, find_class_names, resolve_channel
     from classifier.transforms import eval_transform
 
     root = resolve_channel(folder)
     transform = eval_transform(spec.image_size, spec.mean, spec.std)
-    return sample_images(ImageFolderDataset(root, find_class_names(root), transform, "valid"), limit)
+    return sample_images(ImageFolderDataset(root, find_class_names(root), transform, folder.name), limit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,14 +182,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--data", type=Path, help="an image folder (class subfolders) for the parity check")
     parser.add_argument("--samples", type=int, default=PARITY_SAMPLES)
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        help="another image folder (the training images) to calibrate the int8 model on; needs --data",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not openvino_available():
         print("openvino is not installed in this environment", file=sys.stderr)
         return 2
     model, spec = load_model(args.model_dir)
-    images = _validation_images(args.data, spec, args.samples) if args.data else []
-    spec = export_model(model, spec, args.model_dir, images, threads=torch.get_num_threads())
+    images = _prepared_images(args.data, spec, args.samples) if args.data else []
+    calibration = _prepared_images(args.calibration, spec, CALIBRATION_SAMPLES) if args.calibration else []
+    spec = export_model(model, spec, args.model_dir, images, torch.get_num_threads(), calibration)
     for precision, verdict in allowed_precisions(spec, "openvino").items():
         print(f"openvino {precision}: {verdict}")
     return 0

@@ -1,8 +1,10 @@
 """Which engine and precision a server runs, and why; the choice is logged at start-up.
 
-Measured on a 2-core Xeon with AMX, ResNet-18, batch 1 (see docs/performance.md):
-OpenVINO f32 runs several times faster than eager PyTorch and OpenVINO bf16 faster still,
-so on an x86 CPU the order is OpenVINO, then ONNX Runtime, then PyTorch. A GPU runs PyTorch.
+Measured on a 2-core Xeon with AMX, ResNet-18 (see docs/performance.md): OpenVINO f32 runs
+faster than eager PyTorch at batch 1, bf16 about twice as fast again and int8 about twice bf16,
+so on an x86 CPU the order is OpenVINO, then ONNX Runtime, then PyTorch, and the precision is
+the fastest whose measured agreement with fp32 passed (int8, then bf16, then fp32). A GPU runs
+PyTorch.
 ``CLASSIFIER_INFERENCE_BACKEND`` and ``CLASSIFIER_INFERENCE_PRECISION`` override the choice;
 a forced backend that cannot run stops the server rather than quietly serving another.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from classifier import constants
 from classifier.artifacts import ModelArtifactError, ModelSpec
-from classifier.inference.backends import BF16, FP32
+from classifier.inference.backends import BF16, FP32, INT8
 
 logger = logging.getLogger(__name__)
 
@@ -37,31 +39,39 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _exported_file(model_dir: Path, spec: ModelSpec, backend: str) -> Path | None:
-    name = spec.exports.get(backend, {}).get("file")
+def _exported_file(model_dir: Path, spec: ModelSpec, backend: str, key: str = "file") -> Path | None:
+    name = spec.exports.get(backend, {}).get(key)
     path = model_dir / name if name else None
     return path if path is not None and path.is_file() else None
 
 
-def _cpu_supports_bf16() -> bool:
+def _cpu_supports(precision: str) -> bool:
+    """Whether OpenVINO's CPU plugin has a fast path for ``precision`` here (AMX, AVX512-BF16, VNNI)."""
     import openvino as ov
 
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return precision.upper() in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def _precision(spec: ModelSpec, backend: str, requested: str) -> tuple[str, str]:
+def _precision(model_dir: Path, spec: ModelSpec, backend: str, requested: str) -> tuple[str, str]:
     from classifier.inference.export import allowed_precisions
 
     if backend != OPENVINO or requested == FP32:
         return FP32, "fp32"
-    verdict = allowed_precisions(spec, backend)[BF16]
-    if not verdict.startswith("allowed"):
-        if requested == BF16:
-            logger.warning("bf16 %s; serving fp32", verdict)
-        return FP32, f"bf16 {verdict}"
-    if not _cpu_supports_bf16():
-        return FP32, "this CPU has no bf16 support"
-    return BF16, f"bf16 {verdict}"
+    verdicts = allowed_precisions(spec, backend)
+    reasons = []
+    for precision in (INT8, BF16) if requested == AUTO else (requested,):
+        verdict = verdicts[precision]
+        if precision == INT8 and _exported_file(model_dir, spec, backend, "int8_file") is None:
+            reasons.append("int8: no int8 model in the export")
+        elif not verdict.startswith("allowed"):
+            reasons.append(f"{precision} {verdict}")
+        elif not _cpu_supports(precision):
+            reasons.append(f"this CPU has no {precision} support")
+        else:
+            return precision, "; ".join([*reasons, f"{precision} {verdict}"])
+    if requested != AUTO:
+        logger.warning("%s; serving fp32", "; ".join(reasons))
+    return FP32, "; ".join(reasons)
 
 
 def _forced(backend: str, model_dir: Path, spec: ModelSpec, device: str) -> Path | None:
@@ -103,5 +113,7 @@ def choose(
         backend, path, reason = _automatic(model_dir, spec, device)
     else:
         path, reason = _forced(backend, model_dir, spec, device), "asked for"
-    chosen_precision, why = _precision(spec, backend, precision)
+    chosen_precision, why = _precision(model_dir, spec, backend, precision)
+    if chosen_precision == INT8:
+        path = _exported_file(model_dir, spec, backend, "int8_file")
     return Choice(backend, chosen_precision, f"{reason}; {why}", path)

@@ -18,8 +18,11 @@ from classifier.transforms import AUGMENTATIONS
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULERS = ("none", "step", "cosine")
+# What the job exports for the CPU server after training: the OpenVINO IR with an int8 model
+# beside it, the IR only (fp32/bf16), or nothing (a GPU endpoint serves PyTorch anyway).
+INFERENCE_EXPORTS = ("openvino-int8", "openvino", "none")
 NOT_RUN_IDENTITY = frozenset(
-    {"epochs", "num_workers", "debug", "early_stopping_patience", "max_skipped_fraction"}
+    {"epochs", "num_workers", "debug", "early_stopping_patience", "max_skipped_fraction", "inference_export"}
 )
 
 
@@ -49,6 +52,7 @@ class Hyperparameters:
     debug: bool = False
     augmentation: str = "standard"
     max_skipped_fraction: float = 0.01
+    inference_export: str = "openvino-int8"
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -140,6 +144,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "debug": _parse_bool,
     "augmentation": _parse_choice(AUGMENTATIONS),
     "max_skipped_fraction": _parse_float(0.0, 1.0),
+    "inference_export": _parse_choice(INFERENCE_EXPORTS),
 }
 
 

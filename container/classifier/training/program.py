@@ -330,8 +330,8 @@ def _test_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, st
         return {}
     spec = _model_spec(hp, channels.class_names)
     save_model(env.model_dir, final_model.state_dict(), spec)
-    if not stop.received:
-        _export_for_serving(env, final_model, spec, channels.valid)
+    if not stop.received and hp.inference_export != "none":
+        _export_for_serving(env, final_model, spec, channels, int8=hp.inference_export == "openvino-int8")
     final = {
         "best_epoch": best["epoch"],
         "epochs_run": len(state.history),
@@ -378,17 +378,29 @@ def _model_spec(hp: Hyperparameters, class_names: list[str]) -> ModelSpec:
     return ModelSpec(hp.model, tuple(class_names), hp.image_size, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _export_for_serving(env: TrainingEnvironment, model: nn.Module, spec: ModelSpec, valid) -> None:
+def _export_for_serving(
+    env: TrainingEnvironment, model: nn.Module, spec: ModelSpec, channels, int8: bool
+) -> None:
     """The exported forms the server runs fastest, with their parity on validation images.
 
+    The int8 model is calibrated on training images seen through the eval transform, so the
+    parity recorded on validation images is measured on images the calibration never saw.
     The model is already saved: an export that fails leaves a model PyTorch serves.
     """
-    from classifier.inference.export import export_model, sample_images
+    from classifier.inference.export import CALIBRATION_SAMPLES, export_model, sample_images
 
     started = time.perf_counter()
     try:
         cpu_copy = copy.deepcopy(model).cpu().eval()
-        export_model(cpu_copy, spec, env.model_dir, sample_images(valid), threads=torch.get_num_threads())
+        calibration = []
+        if int8:
+            train = data.ImageFolderDataset(
+                channels.train.root, channels.class_names, channels.valid.transform, "train"
+            )
+            calibration = sample_images(train, CALIBRATION_SAMPLES)
+        export_model(
+            cpu_copy, spec, env.model_dir, sample_images(channels.valid), torch.get_num_threads(), calibration
+        )
     except Exception as error:  # noqa: BLE001 - tracing fails in many ways; the model stands
         logger.warning(
             "no exported form for serving (%s: %s); PyTorch will serve", type(error).__name__, error

@@ -43,6 +43,7 @@ HEALTHY = {
     "augmentation": "none",
     "debug": "true",
     "seed": "0",
+    "inference_export": "none",  # the rules are under test, not the serving export
 }
 
 
