@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -133,9 +134,28 @@ def run_training(image: str, job_dir: Path, timeout: float) -> subprocess.Comple
     return run([str(LOCAL_TEST / "train_local.sh"), image], timeout=timeout, check=False, env=env)
 
 
+def pack_channels(job_dir: Path) -> list[str]:
+    """Replace each channel's folder tree by one ``<channel>.tar.gz`` of it, as users upload it."""
+    packed = []
+    for channel in sorted((job_dir / "input" / "data").iterdir()):
+        archive = channel.with_suffix(".tar.gz")
+        with tarfile.open(archive, "w:gz") as tar:
+            for class_dir in sorted(channel.iterdir()):
+                tar.add(class_dir, arcname=f"{channel.name}/{class_dir.name}")
+        shutil.rmtree(channel)
+        channel.mkdir()
+        archive.replace(channel / archive.name)
+        packed.append(channel.name)
+    return packed
+
+
 @pytest.fixture(scope="session")
 def trained_job(image, digits_data, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The digits job every serving test uses. Its channels are uploaded as one ``.tar.gz`` each
+    (test_archives checks that path in the image's own Python); folder channels are what the
+    other trainings here and the demo read."""
     job_dir = make_job_dir(tmp_path_factory.mktemp("job"), digits_data, TEST_HYPERPARAMETERS)
+    assert pack_channels(job_dir) == ["test", "train", "valid"]
     result = run_training(image, job_dir, TRAIN_TIMEOUT_S)
     assert result.returncode == 0, f"training failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return job_dir, result
