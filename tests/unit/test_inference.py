@@ -13,6 +13,7 @@ from classifier.artifacts import ModelArtifactError, ModelSpec, load_model_spec,
 from classifier.inference import export, selection
 from classifier.inference.backends import BF16, FP32, INT8, OpenVinoBackend, TorchBackend
 from classifier.models import create_model
+from tests.helpers import write_image_folder
 
 pytest.importorskip("openvino", reason="openvino is a runtime requirement (container/requirements.txt)")
 
@@ -203,3 +204,23 @@ def test_the_server_predicts_the_same_top_k_on_openvino_as_on_torch(exported):
     finally:
         served.close()
         reference.close()
+
+
+def test_the_export_command_adds_int8_to_an_old_model_and_names_bad_input(tmp_path, capsys):
+    model_dir = save_model(tmp_path / "model", create_model("resnet18", 4).state_dict(), SPEC)
+    classes = dict.fromkeys(SPEC.class_names, 3)
+    valid = write_image_folder(tmp_path / "valid", classes, size=(40, 40))
+    train = write_image_folder(tmp_path / "train", classes, size=(40, 40))
+
+    assert export.main([str(model_dir), "--data", str(valid), "--calibration", str(train)]) == 0
+    printed = capsys.readouterr().out
+    assert "openvino int8: " in printed and "openvino bf16: " in printed
+    assert load_model_spec(model_dir).exports["openvino"]["parity"]["int8"]["samples"] == 12
+
+    assert export.main([str(tmp_path / "nothing"), "--data", str(valid)]) == 2
+    assert "no model_config.json" in capsys.readouterr().err
+    for argv in (["--data", str(tmp_path / "missing")], ["--calibration", str(train)]):
+        with pytest.raises(SystemExit) as exited:
+            export.main([str(model_dir), *argv])
+        assert exited.value.code == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -188,13 +188,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="another image folder (the training images) to calibrate the int8 model on; needs --data",
     )
     args = parser.parse_args(argv)
+    if args.calibration and not args.data:
+        parser.error("--calibration needs --data: int8 is served only with its parity measured")
+    for option, folder in (("--data", args.data), ("--calibration", args.calibration)):
+        if folder is not None and not folder.is_dir():
+            parser.error(f"{option} {folder} is not a folder")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not openvino_available():
         print("openvino is not installed in this environment", file=sys.stderr)
         return 2
-    model, spec = load_model(args.model_dir)
-    images = _prepared_images(args.data, spec, args.samples) if args.data else []
-    calibration = _prepared_images(args.calibration, spec, CALIBRATION_SAMPLES) if args.calibration else []
+    from classifier.artifacts import ModelArtifactError
+    from classifier.training.data import DataError
+
+    try:
+        model, spec = load_model(args.model_dir)
+        images = _prepared_images(args.data, spec, args.samples) if args.data else []
+        calibration = (
+            _prepared_images(args.calibration, spec, CALIBRATION_SAMPLES) if args.calibration else []
+        )
+    except (ModelArtifactError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     spec = export_model(model, spec, args.model_dir, images, torch.get_num_threads(), calibration)
     for precision, verdict in allowed_precisions(spec, "openvino").items():
         print(f"openvino {precision}: {verdict}")
