@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +289,16 @@ def test_a_cli_bests_table_and_json_work_on_a_local_job(tmp_path, cli, capsys, m
 # --- resume ------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def ctrl_c_reaches_python():
+    """``interrupt_main`` does nothing while SIGINT is ignored, as it is for a test run started
+    in the background (``cmd &`` without job control): give SIGINT Python's own handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_reaches_python")
 def test_ctrl_c_then_rerun_continues_with_no_trial_lost_or_repeated(tmp_path):
     settings = settings_for(tmp_path, max_jobs=5, early_stopping=False)
     first = StubRunner(interrupt_on_job="job-003")
@@ -309,6 +320,7 @@ def test_ctrl_c_then_rerun_continues_with_no_trial_lost_or_repeated(tmp_path):
     assert run(tmp_path, settings, third := StubRunner()).finished and third.jobs == []
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_python")
 def test_a_trial_interrupted_after_its_last_epoch_keeps_its_objective(tmp_path):
     settings = settings_for(tmp_path, max_jobs=1, max_parallel_jobs=1, early_stopping=False)
     assert not run(tmp_path, settings, StubRunner(interrupt_on_job="job-001")).finished
