@@ -16,6 +16,8 @@ import torch
 
 from classifier.artifacts import load_model
 from classifier.metric_definitions import METRIC_DEFINITIONS
+from classifier.training.checkpoint import save_checkpoint
+from classifier.training.hyperparameters import parse_hyperparameters
 from tests.helpers import free_port, write_image_folder
 
 pytestmark = pytest.mark.slow
@@ -149,19 +151,25 @@ def test_sigterm_checkpoints_and_a_restart_resumes_to_the_same_epoch_count(job, 
     assert job.failure is None
 
 
+def _checkpoint_of(job, hyperparameters: dict) -> None:
+    """The checkpoint a job with ``hyperparameters`` on this data would leave after epoch 1: only
+    its identity is read before the refusal."""
+    identity = {**parse_hyperparameters(hyperparameters).run_identity(), "class_names": sorted(CLASSES)}
+    save_checkpoint(job.root / "checkpoints", {"identity": identity, "epoch": 1})
+
+
 def test_checkpoint_of_another_model_is_refused(job, repo_root):
-    job.hyperparameters({**FAST, "epochs": 1})
-    assert run_train(job.root, repo_root).returncode == 0
+    _checkpoint_of(job, {**FAST, "epochs": 1})
     job.hyperparameters({**FAST, "epochs": 2, "model": "squeezenet1_1"})
     result = run_train(job.root, repo_root)
     assert result.returncode == 1
-    assert job.failure.startswith("CheckpointMismatchError: checkpoint")
-    assert "model" in job.failure.splitlines()[0]
+    first_line = job.failure.splitlines()[0]
+    assert first_line.startswith("CheckpointMismatchError: checkpoint"), first_line
+    assert "(model differ" in first_line, first_line  # and nothing else: the identity is the job's
 
 
 def test_checkpoint_of_a_run_with_other_hyperparameters_is_refused(job, repo_root):
-    job.hyperparameters({**FAST, "epochs": 1, "learning_rate": 0.01})
-    assert run_train(job.root, repo_root).returncode == 0
+    _checkpoint_of(job, {**FAST, "epochs": 1, "learning_rate": 0.01})
     job.hyperparameters({**FAST, "epochs": 2, "learning_rate": 0.02})
     result = run_train(job.root, repo_root)
     assert result.returncode == 1
