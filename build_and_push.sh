@@ -176,10 +176,13 @@ serve_wheelhouse() {
     [[ -n "$python" ]] || python="$repo_root/.venv/bin/python"
     [[ -x "$python" ]] || die "serving the wheelhouse needs python3"
     port_file="$(mktemp)"
-    "$python" - "$dir" "${WHEELHOUSE_PORT:-39517}" >"$port_file" 2>/dev/null <<'PY' &
+    "$python" - "$dir" "${WHEELHOUSE_PORT:-39517}" "$$" >"$port_file" <<'PY' &
 import functools
 import http.server
+import os
 import sys
+import threading
+import time
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -187,7 +190,19 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-directory, first = sys.argv[1], int(sys.argv[2])
+def stop_with(server, script_pid):
+    """Shut down once the script is gone, even when it was killed before its EXIT trap ran:
+    a server left behind would hold the port, and the next build would miss the layer cache."""
+    while True:
+        try:
+            os.kill(script_pid, 0)
+        except ProcessLookupError:
+            server.shutdown()
+            return
+        time.sleep(1)
+
+
+directory, first, script_pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 for port in range(first, first + 100):
     try:
         server = http.server.ThreadingHTTPServer(
@@ -196,7 +211,9 @@ for port in range(first, first + 100):
     except OSError:
         continue
     print(port, flush=True)
+    threading.Thread(target=stop_with, args=(server, script_pid), daemon=True).start()
     server.serve_forever()
+    sys.exit(0)
 sys.exit(f"no free port in {first}..{first + 99}")
 PY
     wheelhouse_server=$!

@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 FP32, BF16, INT8 = "fp32", "bf16", "int8"
 # What OpenVINO computes in for each precision. The int8 model keeps f32 for the few operations
-# NNCF leaves unquantized, so its measured parity holds on CPUs without bf16 as well.
+# NNCF leaves unquantized, so its measured parity does not depend on bf16 hardware (the server
+# still serves int8 only on CPUs with VNNI or AMX, see selection._cpu_supports).
 _OPENVINO_HINTS = {FP32: "f32", BF16: "bf16", INT8: "f32"}
 
 

@@ -45,8 +45,26 @@ def _exported_file(model_dir: Path, spec: ModelSpec, backend: str, key: str = "f
     return path if path is not None and path.is_file() else None
 
 
+# CPU flags (Linux /proc/cpuinfo) of int8 dot-product instructions. OpenVINO lists INT8 among
+# the CPU plugin's OPTIMIZATION_CAPABILITIES on every CPU, so it cannot tell; without these, u8 x s8
+# products can saturate and the parity measured on the training host may not hold.
+INT8_CPU_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    lines = (line for line in text.splitlines() if line.startswith("flags") and ":" in line)
+    return {flag for line in lines for flag in line.split(":", 1)[1].split()}
+
+
 def _cpu_supports(precision: str) -> bool:
-    """Whether OpenVINO's CPU plugin has a fast path for ``precision`` here (AMX, AVX512-BF16, VNNI)."""
+    """Whether this CPU has fast instructions for ``precision``: VNNI or AMX for int8; for bf16
+    what OpenVINO reports (AMX, AVX512-BF16)."""
+    if precision == INT8:
+        return bool(INT8_CPU_FLAGS & _cpu_flags())
     import openvino as ov
 
     return precision.upper() in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -85,7 +103,8 @@ def _forced(backend: str, model_dir: Path, spec: ModelSpec, device: str) -> Path
     if path is None:
         raise ModelArtifactError(
             f"inference backend {backend} was asked for but {model_dir} holds no {backend} export; "
-            "retrain, or run python -m classifier.inference.export MODEL_DIR --data VALID_FOLDER"
+            "retrain, or run python -m classifier.inference.export MODEL_DIR --data VALID_FOLDER "
+            "--calibration TRAIN_FOLDER"
         )
     return path
 
