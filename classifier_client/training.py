@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.constants import MODEL_CONFIG_FILE
+from classifier.hyperparameter_schema import HyperparameterValueError, parse_values
 from classifier.metric_definitions import METRIC_DEFINITIONS
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
 from classifier_client.debugger import (
@@ -56,6 +57,15 @@ def hyperparameter_strings(values: Mapping[str, Any]) -> dict[str, str]:
         else:
             result[key] = str(value)
     return result
+
+
+def check_hyperparameters(values: Mapping[str, str]) -> None:
+    """The training container's own validation (classifier.hyperparameter_schema), offline:
+    a job it would refuse is never started, so no instance is provisioned and billed for it."""
+    try:
+        parse_values(values)
+    except HyperparameterValueError as error:
+        raise ConfigurationError(f"{error} (the training job would refuse it: nothing started)") from error
 
 
 def parse_assignments(pairs: list[str] | None, what: str = "hyperparameter") -> dict[str, str]:
@@ -114,6 +124,7 @@ class TrainingSettings:
         if self.instance_count < 1:
             raise ConfigurationError("instance_count must be at least 1")
         self.hyperparameters = hyperparameter_strings(self.hyperparameters)
+        check_hyperparameters(self.hyperparameters)
         if self.spot:
             self.max_wait_seconds = self.max_wait_seconds or 2 * self.max_run_seconds
             if self.max_wait_seconds < self.max_run_seconds:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from classifier.constants import is_sagemaker_key
+from classifier.hyperparameter_schema import check_range
 from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
 from classifier_client.config import AwsContext, ConfigurationError, unique_name
 from classifier_client.strategies import (
@@ -126,6 +127,22 @@ def parse_range(text: str) -> tuple[str, Range]:
         raise ConfigurationError(f"bad --range {text!r}: {error}") from error
 
 
+def check_ranges(ranges: dict[str, Range]) -> None:
+    """Every value SageMaker may sample from ``ranges`` must pass the training container's
+    validation: a bound outside the schema would start jobs bound to fail, each one billed."""
+    problems = []
+    for name, spec in sorted(ranges.items()):
+        if spec.kind == "categorical":
+            values = spec.values
+        elif spec.kind == "integer":
+            values = (str(int(spec.low)), str(int(spec.high)))
+        else:
+            values = (repr(spec.low), repr(spec.high))
+        problems += check_range(name, spec.kind, values)
+    if problems:
+        raise ConfigurationError("; ".join(problems) + " (the training jobs would refuse it; none started)")
+
+
 @dataclass
 class TuningSettings:
     """``ranges`` and ``early_stopping`` left as None take the strategy's defaults."""
@@ -148,6 +165,7 @@ class TuningSettings:
         if not self.ranges:
             raise ConfigurationError("tuning needs at least one --range")
         check_strategy(self.strategy, self.ranges, self.early_stopping)
+        check_ranges(self.ranges)
         if not 1 <= self.max_parallel_jobs <= self.max_jobs:
             raise ConfigurationError("need 1 <= --max-parallel-jobs <= --max-jobs")
         if self.warm_start_type not in WARM_START_TYPES:

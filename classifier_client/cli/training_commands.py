@@ -66,16 +66,19 @@ def _local_splits(root: str) -> dict[str, str]:
 
 
 def _hyperparameters(args) -> dict[str, str]:
-    from classifier_client.training import load_hyperparameters_file, parse_assignments
+    """--hyperparameters-file, then --hp, checked as the training container checks them:
+    called before anything talks to AWS."""
+    from classifier_client.training import check_hyperparameters, load_hyperparameters_file, parse_assignments
 
     values = {}
     if args.hyperparameters_file:
         values.update(load_hyperparameters_file(args.hyperparameters_file))
     values.update(parse_assignments(args.hp))
+    check_hyperparameters(values)
     return values
 
 
-def _training_settings(args, ctx, local: bool, debugger=None):
+def _training_settings(args, ctx, local: bool, hyperparameters: dict[str, str], debugger=None):
     from classifier_client.training import (
         DEFAULT_INSTANCE_TYPE,
         LOCAL_INSTANCE_TYPES,
@@ -90,7 +93,7 @@ def _training_settings(args, ctx, local: bool, debugger=None):
     return TrainingSettings(
         image_uri=image_uri(args, ctx, local),
         channels=_channels(args, ctx, local),
-        hyperparameters=_hyperparameters(args),
+        hyperparameters=hyperparameters,
         instance_type=instance_type,
         instance_count=args.instance_count,
         volume_size_gb=args.volume_size,
@@ -160,8 +163,9 @@ def _train_locally(args) -> int:
     from classifier_client import training
 
     _refuse_cloud_only_options(args)
+    hyperparameters = _hyperparameters(args)
     ctx = aws_context_for(args, local=True)
-    settings = _training_settings(args, ctx, local=True)
+    settings = _training_settings(args, ctx, True, hyperparameters)
     if args.debug_local:
         settings.hyperparameters.setdefault("debug", "true")
     # The SDK streams the containers' logs to stdout; keep stdout for the result.
@@ -177,17 +181,20 @@ def cmd_train(args) -> int:
 
     if args.local:
         return _train_locally(args)
+    hyperparameters = _hyperparameters(args)
+    debugger = _debugger_settings(args)
     ctx = aws_context_for(args)
-    settings = _training_settings(args, ctx, local=False, debugger=_debugger_settings(args))
+    settings = _training_settings(args, ctx, False, hyperparameters, debugger)
     job = training.start_training_job(ctx, settings, wait=args.wait)
     print_json(training.describe_training_job(ctx, job.training_job_name))
     return 0
 
 
 def _tuning_search(args):
-    """The ranges and early stopping of ``args``, checked against the strategy offline."""
+    """The ranges, early stopping and static hyperparameters of ``args``, checked offline
+    against the strategy and the training container's schema."""
     from classifier_client.strategies import check_strategy, default_early_stopping
-    from classifier_client.tuning import default_ranges, parse_range
+    from classifier_client.tuning import check_ranges, default_ranges, parse_range
 
     ranges = {} if args.only_ranges else default_ranges(args.strategy)
     ranges.update(parse_range(text) for text in args.range or [])
@@ -196,15 +203,16 @@ def _tuning_search(args):
         early_stopping = args.early_stopping == "Auto"
     # Before any AWS call: a setting the strategy refuses fails here, offline, with the fix.
     check_strategy(args.strategy, ranges, early_stopping)
-    return ranges, early_stopping
+    check_ranges(ranges)
+    return ranges, early_stopping, _hyperparameters(args)
 
 
 def _tuning_settings(args, ctx, local: bool, search: tuple):
     from classifier_client.tuning import TuningSettings
 
-    ranges, early_stopping = search
+    ranges, early_stopping, hyperparameters = search
     settings = TuningSettings(
-        training=_training_settings(args, ctx, local=local),
+        training=_training_settings(args, ctx, local, hyperparameters),
         ranges=ranges,
         max_jobs=args.max_jobs,
         max_parallel_jobs=args.max_parallel_jobs,

@@ -10,12 +10,13 @@ from __future__ import annotations
 from PIL import Image, ImageOps
 from torchvision import transforms
 
+# Train-channel augmentation recipes (the `augmentation` hyperparameter); see train_transform.
+from classifier.hyperparameter_schema import AUGMENTATIONS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision's reference recipe: resize to size / 0.875, then centre-crop to size.
 CROP_RATIO = 0.875
-# Train-channel augmentation recipes (the `augmentation` hyperparameter); see train_transform.
-AUGMENTATIONS = ("standard", "light", "strong", "none")
 
 
 def resize_size_for(image_size: int) -> int:

@@ -407,3 +407,53 @@ def test_rule_jobs_in_a_region_without_a_known_evaluator_fail_before_any_request
     assert "--rule-evaluator-image" in capsys.readouterr().err
     new_operations = aws.recorded.operations()[before:]
     assert "CreateTrainingJob" not in new_operations and "PutObject" not in new_operations
+
+
+@pytest.mark.parametrize(
+    "arguments, messages",
+    [
+        (
+            ["train", "--hp", "learning_rate=50", "--hp", "epochs=-3", "--hp", "model=resnet9000"],
+            [
+                "epochs='-3' is invalid: must be an integer in [1, 10000]",
+                "learning_rate='50' is invalid: must be a number in (0.0, 10.0]",
+                "model='resnet9000' is invalid: must be a torchvision classification model",
+            ],
+        ),
+        (["train", "--hp", "epoch=3"], ["unknown hyperparameter 'epoch'; allowed: amp,"]),
+        (
+            ["tune", "--range", "learning_rate=continuous:5:50", "--range", "batch_size=categorical:0,-1"],
+            [
+                "--range batch_size: value '0' is invalid",
+                "--range batch_size: value '-1' is invalid",
+                "--range learning_rate: bound '50.0' is invalid: must be a number in (0.0, 10.0]",
+            ],
+        ),
+        (["tune", "--range", "epochs=continuous:2:9"], ["epochs is integer, so its range must be integer"]),
+        (["tune", "--hp", "optimizer=lbfgs"], ["optimizer='lbfgs' is invalid: must be one of sgd"]),
+        (["tune", "--local", "--range", "image_size=integer:4:64"], ["bound '4' is invalid"]),
+    ],
+)
+def test_hyperparameters_the_container_would_refuse_fail_before_any_aws_call(
+    aws, capsys, cli, arguments, messages
+):
+    """The same schema and messages as the training container: no job starts to fail there."""
+    code = cli(*arguments, "--image", IMAGE, "--role", aws.role_arn, "--data", "s3://bucket/pets")
+    assert code == 2
+    error = capsys.readouterr().err
+    assert all(message in error for message in messages), error
+    assert aws.recorded.operations() == []
+
+
+def test_a_hyperparameters_file_the_container_would_refuse_fails_before_any_aws_call(
+    aws, capsys, cli, tmp_path
+):
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"hyperparameters": {"batch_size": "0", "momentum": "0.9"}}))
+    code = cli(
+        "train", "--image", IMAGE, "--role", aws.role_arn, "--data", "s3://bucket/pets",
+        "--hyperparameters-file", best,
+    )  # fmt: skip
+    assert code == 2
+    assert "batch_size='0' is invalid: must be an integer in [1, 65536]" in capsys.readouterr().err
+    assert aws.recorded.operations() == []

@@ -75,3 +75,39 @@ def test_run_identity_leaves_out_what_does_not_change_the_computation():
     assert identity["learning_rate"] == 0.01
     assert {"model", "batch_size", "optimizer", "augmentation", "seed", "image_size"} <= set(identity)
     assert not {"epochs", "num_workers", "debug", "early_stopping_patience"} & set(identity)
+
+
+def test_the_schema_lists_exactly_torchvisions_classifiers():
+    """The client checks `model` without torchvision, against this copy of the registry."""
+    from classifier.hyperparameter_schema import CLASSIFICATION_MODELS
+    from classifier.models import classification_models
+
+    assert sorted(CLASSIFICATION_MODELS) == classification_models()
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "values", "expected"),
+    [
+        ("learning_rate", "continuous", ("5", "50"), "bound '50' is invalid: must be a number in (0.0, 10"),
+        ("batch_size", "categorical", ("0", "-1"), "value '0' is invalid: must be an integer in [1, 65536]"),
+        ("epochs", "continuous", ("1", "10"), "epochs is integer, so its range must be integer or"),
+        ("optimizer", "integer", ("1", "2"), "optimizer is choice, so its range must be categorical"),
+        ("optimizer", "categorical", ("adam", "lbfgs"), "value 'lbfgs' is invalid: must be one of sgd,"),
+        ("epoch", "integer", ("1", "2"), "unknown hyperparameter 'epoch'"),
+    ],
+)
+def test_a_range_sagemaker_would_sample_bad_values_from_is_refused(key, kind, values, expected):
+    from classifier.hyperparameter_schema import check_range
+
+    problems = check_range(key, kind, values)
+    assert any(expected in problem for problem in problems), problems
+    assert all(problem.startswith(f"--range {key}:") for problem in problems)
+
+
+def test_ranges_within_the_schema_pass():
+    from classifier.hyperparameter_schema import check_range
+
+    assert check_range("learning_rate", "continuous", ("0.0001", "0.1")) == []
+    assert check_range("epochs", "integer", ("2", "10")) == []
+    assert check_range("augmentation", "categorical", ("light", "strong")) == []
+    assert check_range("pretrained", "categorical", ("true", "false")) == []

@@ -1,0 +1,216 @@
+"""Every hyperparameter the training job accepts: its kind, its allowed values and its check.
+
+The one schema both sides use: the training job validates SageMaker's strings with it before
+anything else, and the client (``sm-classifier train`` / ``tune``, cloud and local) checks the
+same values, tuning ranges included, before any AWS call, so a job bound to fail in the
+container's validator is never started and billed. It imports neither torch nor
+sagemaker-training: the client environment has neither.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from classifier.constants import is_sagemaker_key
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+LR_SCHEDULERS = ("none", "step", "cosine")
+AUGMENTATIONS = ("standard", "light", "strong", "none")
+# What the job exports for the CPU server after training: the OpenVINO IR with an int8 model
+# beside it, the IR only (fp32/bf16), or nothing (a GPU endpoint serves PyTorch anyway).
+INFERENCE_EXPORTS = ("openvino-int8", "openvino", "none")
+# torchvision 0.29.1's registry of image classifiers, `models.list_models(module=models)`,
+# written out so the client needs no torchvision; a unit test keeps the two equal.
+CLASSIFICATION_MODELS = (
+    "alexnet", "convnext_base", "convnext_large", "convnext_small", "convnext_tiny",
+    "densenet121", "densenet161", "densenet169", "densenet201",
+    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+    "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+    "efficientnet_v2_l", "efficientnet_v2_m", "efficientnet_v2_s", "googlenet", "inception_v3",
+    "maxvit_t", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
+    "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+    "regnet_x_16gf", "regnet_x_1_6gf", "regnet_x_32gf", "regnet_x_3_2gf", "regnet_x_400mf",
+    "regnet_x_800mf", "regnet_x_8gf", "regnet_y_128gf", "regnet_y_16gf", "regnet_y_1_6gf",
+    "regnet_y_32gf", "regnet_y_3_2gf", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_8gf",
+    "resnet101", "resnet152", "resnet18", "resnet34", "resnet50",
+    "resnext101_32x8d", "resnext101_64x4d", "resnext50_32x4d",
+    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+    "squeezenet1_0", "squeezenet1_1", "swin_b", "swin_s", "swin_t", "swin_v2_b", "swin_v2_s",
+    "swin_v2_t", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+    "vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2", "wide_resnet50_2",
+)  # fmt: skip
+
+# The kinds of value; a tuning range must fit its key's kind (see check_range).
+BOOLEAN, INTEGER, NUMBER, CHOICE = "boolean", "integer", "number", "choice"
+# The range kinds SageMaker's tuner sends each value kind as ("categorical" fits every kind).
+RANGE_KINDS = {BOOLEAN: ("categorical",), CHOICE: ("categorical",), INTEGER: ("integer", "categorical"),
+               NUMBER: ("continuous", "integer", "categorical")}  # fmt: skip
+
+
+class HyperparameterValueError(ValueError):
+    """One or more hyperparameters are unknown or out of range; the message names each key."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One hyperparameter: its kind, bounds (numbers) or choices (words)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] = ()
+    # Choices such as optimizer names match in any case; registry names as written.
+    any_case: bool = True
+    choices_are: str = "one of"
+
+    def parse(self, text: str) -> Any:
+        """The value of SageMaker's string ``text``; ValueError says what is allowed."""
+        return _PARSERS[self.kind](self, text)
+
+
+def _parse_boolean(spec: Field, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise ValueError("must be true or false (any case)")
+
+
+def _parse_integer(spec: Field, text: str) -> int:
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError("must be an integer") from None
+    # The tuner sends integer ranges as "64" but some tools write "64.0".
+    if not number.is_integer():
+        raise ValueError("must be an integer")
+    value = int(number)
+    if value < spec.low or (spec.high is not None and value > spec.high):
+        raise ValueError(f"must be an integer in [{int(spec.low)}, {int(spec.high)}]")
+    return value
+
+
+def _parse_number(spec: Field, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    too_low = value <= spec.low if spec.low_open else value < spec.low
+    if math.isnan(value) or too_low or value > spec.high:
+        bracket = "(" if spec.low_open else "["
+        raise ValueError(f"must be a number in {bracket}{spec.low}, {spec.high}]")
+    return value
+
+
+def _parse_choice(spec: Field, text: str) -> str:
+    value = text.strip().lower() if spec.any_case else text.strip()
+    if value not in spec.choices:
+        raise ValueError(f"must be {spec.choices_are} {', '.join(spec.choices)}")
+    return value
+
+
+_PARSERS: dict[str, Callable[[Field, str], Any]] = {
+    BOOLEAN: _parse_boolean,
+    INTEGER: _parse_integer,
+    NUMBER: _parse_number,
+    CHOICE: _parse_choice,
+}
+
+
+def _integer(low: int, high: int) -> Field:
+    return Field(INTEGER, low, high)
+
+
+def _number(low: float, high: float, low_open: bool = False) -> Field:
+    return Field(NUMBER, low, high, low_open)
+
+
+def _choice(choices: tuple[str, ...]) -> Field:
+    return Field(CHOICE, choices=choices)
+
+
+FLAG = Field(BOOLEAN)
+SCHEMA: dict[str, Field] = {
+    "model": Field(
+        CHOICE,
+        choices=CLASSIFICATION_MODELS,
+        any_case=False,
+        choices_are="a torchvision classification model, one of",
+    ),  # fmt: skip
+    "pretrained": FLAG,
+    "freeze_backbone": FLAG,
+    "epochs": _integer(1, 10_000),
+    "batch_size": _integer(1, 65_536),
+    "learning_rate": _number(0.0, 10.0, low_open=True),
+    "optimizer": _choice(OPTIMIZERS),
+    "momentum": _number(0.0, 1.0),
+    "weight_decay": _number(0.0, 1.0),
+    "eps": _number(0.0, 1.0, low_open=True),
+    "lr_scheduler": _choice(LR_SCHEDULERS),
+    "label_smoothing": _number(0.0, 0.99),
+    "image_size": _integer(8, 1024),
+    "num_workers": _integer(0, 64),
+    "amp": FLAG,
+    "seed": _integer(0, 2**32 - 1),
+    "early_stopping_patience": _integer(0, 10_000),
+    "debug": FLAG,
+    "augmentation": _choice(AUGMENTATIONS),
+    "max_skipped_fraction": _number(0.0, 1.0),
+    "inference_export": _choice(INFERENCE_EXPORTS),
+}
+
+
+def _unknown(key: str) -> str:
+    return f"unknown hyperparameter {key!r}; allowed: {', '.join(sorted(SCHEMA))}"
+
+
+def _as_text(raw_value: Any) -> str:
+    # SageMaker sends strings; JSON-encoded values (local runs, older SDKs) may not be.
+    text = str(raw_value).lower() if isinstance(raw_value, bool) else str(raw_value)
+    return text.strip().strip('"')
+
+
+def parse_values(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The parsed values of ``raw`` (SageMaker's own keys skipped); every problem at once.
+
+    Raises HyperparameterValueError naming each bad key, its value and what is allowed.
+    """
+    problems, values = [], {}
+    for key, raw_value in sorted(raw.items()):
+        if is_sagemaker_key(key):
+            continue
+        if key not in SCHEMA:
+            problems.append(_unknown(key))
+            continue
+        try:
+            values[key] = SCHEMA[key].parse(_as_text(raw_value))
+        except ValueError as error:
+            problems.append(f"hyperparameter {key}={raw_value!r} is invalid: {error}")
+    if values.get("freeze_backbone") and not values.get("pretrained"):
+        problems.append("hyperparameter freeze_backbone=true needs pretrained=true")
+    if problems:
+        raise HyperparameterValueError("; ".join(problems))
+    return values
+
+
+def check_range(key: str, kind: str, values: tuple[str, ...]) -> list[str]:
+    """The problems of tuning ``key`` over a ``kind`` range (continuous, integer, categorical)
+    whose bounds or categories are ``values``: every value SageMaker may send must pass
+    :func:`parse_values`. An empty list means the range is fine."""
+    if key not in SCHEMA:
+        return [f"--range {key}: {_unknown(key)}"]
+    spec = SCHEMA[key]
+    if kind not in RANGE_KINDS[spec.kind]:
+        allowed = " or ".join(RANGE_KINDS[spec.kind])
+        return [f"--range {key}: {key} is {spec.kind}, so its range must be {allowed}, not {kind}"]
+    problems = []
+    for value in values:
+        try:
+            spec.parse(_as_text(value))
+        except ValueError as error:
+            what = "value" if kind == "categorical" else "bound"
+            problems.append(f"--range {key}: {what} {value!r} is invalid: {error}")
+    return problems
