@@ -11,7 +11,9 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
@@ -82,6 +84,8 @@ class ServingApplication(BaseApplication):
         self._slot_owner: dict[int, object] = {}
         self._worker_slot: int | None = None
         self._worker_age = 0
+        # Multi-model: where the master keeps the table of loaded models (see model_table).
+        self.model_table_dir: str | None = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -130,18 +134,26 @@ class ServingApplication(BaseApplication):
 
     def run(self):
         """Master: the metrics directory is in the environment before any worker forks (and
-        imports prometheus-client), and removed however the master stops."""
+        imports prometheus-client), and removed however the master stops; so is the table
+        of a multi-model endpoint's loaded models."""
         metrics_dir = metrics.prepare_multiprocess_dir()
+        master = os.getpid()
+        self.model_table_dir = tempfile.mkdtemp(prefix="classifier-models-")
         try:
             super().run()
         finally:
             metrics_dir.cleanup()
+            # A worker leaves through here too (SystemExit after fork): only the master removes.
+            if os.getpid() == master:
+                shutil.rmtree(self.model_table_dir, ignore_errors=True)
 
     def load(self):
         slot = self._worker_slot
         device_index = slot if slot is not None else self._worker_age
         if self.settings.multi_model:
             from classifier.serving import multi_model
+            from classifier.serving.model_table import ModelTable
 
-            return multi_model.build_worker_app(self.settings, slot, self.busy_flags, device_index)
+            table = ModelTable(self.model_table_dir)
+            return multi_model.build_worker_app(self.settings, slot, self.busy_flags, device_index, table)
         return build_worker_app(self.settings, slot, self.busy_flags, device_index)

@@ -6,6 +6,7 @@ Kept free of torch and Flask: the gunicorn master reads the default budget befor
 from __future__ import annotations
 
 import ctypes
+import errno
 import gc
 from pathlib import Path
 
@@ -27,6 +28,24 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the allocator keeps its pages
         pass
+
+
+# OSErrors that mean the machine ran out of something, not that the caller's files are bad.
+RESOURCE_ERRNOS = frozenset({errno.ENOMEM, errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.EDQUOT})
+# How torch (CPU and CUDA allocators) and OpenVINO (C++ std::bad_alloc) word an allocation that
+# failed; they raise RuntimeError, not MemoryError.
+OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "bad_alloc")
+
+
+def is_resource_exhaustion(error: BaseException) -> bool:
+    """True when ``error`` says memory, disk or file handles ran out (a model load then
+    answers 507, so SageMaker unloads unused models and retries)."""
+    if isinstance(error, MemoryError):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in RESOURCE_ERRNOS
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and any(text in message for text in OUT_OF_MEMORY_MESSAGES)
 
 
 def container_memory_bytes(cgroup_root: str = "/sys/fs/cgroup") -> int:

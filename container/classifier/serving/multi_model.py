@@ -41,7 +41,8 @@ from classifier.serving.app import (
     route_metrics,
 )
 from classifier.serving.config import ServingSettings
-from classifier.serving.memory import current_rss, release_freed_memory
+from classifier.serving.memory import current_rss, is_resource_exhaustion, release_freed_memory
+from classifier.serving.model_table import ModelTable
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ class ModelRegistry:
     """Loaded models by name, within a memory budget on this process's resident set.
 
     Loads run one at a time (the memory check needs the RSS of a quiet process), in the
-    request thread: /ping and the invocations of loaded models keep being answered.
+    request thread: /ping and the invocations of loaded models keep being answered. With a
+    :class:`ModelTable`, the set of loaded models outlives this worker: :meth:`restore` loads
+    what a dead predecessor had loaded.
     """
 
     def __init__(
@@ -102,19 +105,39 @@ class ModelRegistry:
         budget_bytes: int,
         rss: Callable[[], int] = current_rss,
         page_size: int = DEFAULT_PAGE_SIZE,
+        table: ModelTable | None = None,
+        wait_s: float = 60.0,
     ):
         self._load = load
         self.budget_bytes = budget_bytes
         self._rss = rss
         self.page_size = page_size
+        self._table = table
+        self._wait_s = wait_s
         self._models: dict[str, LoadedModel] = {}
         self._loading: set[str] = set()
+        # Models the table lists that this worker has not loaded yet: {name: url}.
+        self._pending: dict[str, str] = {}
+        self._restored = threading.Event()
+        self._restored.set()
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
 
+    @property
+    def restoring(self) -> bool:
+        """True while models a dead worker had loaded are being loaded again."""
+        return not self._restored.is_set()
+
     def get(self, name: str) -> LoadedModel:
+        """The model; one being restored is waited for (up to the server timeout)."""
         with self._lock:
-            model = self._models.get(name)
+            model, pending = self._models.get(name), name in self._pending
+        if model is None and pending:
+            self._restored.wait(self._wait_s)
+            with self._lock:
+                model, pending = self._models.get(name), name in self._pending
+            if pending:
+                raise ApiError(503, f"model {name!r} is being loaded again after a worker restart; retry")
         if model is None:
             raise ApiError(404, f"model {name!r} is not loaded")
         return model
@@ -123,26 +146,71 @@ class ModelRegistry:
         with self._lock:
             return sorted(self._models)
 
-    def page(self, after: str | None) -> tuple[list[LoadedModel], str | None]:
-        """One page of models in name order; the token is the last name shown, so loads and
-        unloads between pages neither repeat nor skip a model."""
+    def page(self, after: str | None) -> tuple[list[tuple[str, str]], str | None]:
+        """One page of (name, url) in name order, models being restored included; the token is
+        the last name shown, so loads and unloads between pages neither repeat nor skip one."""
         with self._lock:
-            names = sorted(n for n in self._models if after is None or n > after)
-            shown = [self._models[n] for n in names[: self.page_size]]
+            urls = {**self._pending, **{name: model.url for name, model in self._models.items()}}
+        names = sorted(n for n in urls if after is None or n > after)
+        shown = [(name, urls[name]) for name in names[: self.page_size]]
         more = len(names) > self.page_size
-        return shown, (shown[-1].name if more and shown else None)
+        return shown, (shown[-1][0] if more and shown else None)
 
     def load(self, name: str, url: str) -> LoadedModel:
         with self._lock:
-            if name in self._models or name in self._loading:
+            if name in self._models or name in self._loading or name in self._pending:
                 raise ApiError(409, f"model {name!r} is already loaded")
             self._loading.add(name)
         try:
             with self._load_lock:
-                return self._load_within_budget(name, url)
+                loaded = self._load_within_budget(name, url)
+            if self._table is not None:
+                self._table.add(name, url)
+            return loaded
         finally:
             with self._lock:
                 self._loading.discard(name)
+
+    def restore(self, wait: bool = True) -> None:
+        """Load every model the table lists (a dead worker's), one at a time, in a thread of
+        its own; one that no longer loads is dropped from the table with the reason in the log.
+
+        The models are marked as being restored before this returns, so /ping is never green
+        with one of them missing; ``wait=False`` returns while they load.
+        """
+        entries = self._table.entries() if self._table is not None else {}
+        if not entries:
+            return
+        with self._lock:
+            self._pending.update(entries)
+            self._restored.clear()
+        logger.warning("loading again the models a dead worker had loaded: %s", ", ".join(entries))
+        thread = threading.Thread(target=self._restore_all, args=(entries,), name="restore-models")
+        thread.daemon = True
+        thread.start()
+        if wait:
+            thread.join()
+
+    def _restore_all(self, entries: dict[str, str]) -> None:
+        try:
+            for name, url in entries.items():
+                self._restore_one(name, url)
+        finally:
+            self._restored.set()
+
+    def _restore_one(self, name: str, url: str) -> None:
+        try:
+            with self._load_lock:
+                self._load_within_budget(name, url)
+        except (ApiError, ModelLoadRefused) as error:
+            logger.error("model %s could not be loaded again from %s: %s", name, url, error)
+            self._table.remove(name)
+        except Exception:  # noqa: BLE001 - the other models are still restored
+            logger.exception("model %s could not be loaded again from %s", name, url)
+            self._table.remove(name)
+        finally:
+            with self._lock:
+                self._pending.pop(name, None)
 
     def _load_within_budget(self, name: str, url: str) -> LoadedModel:
         model_dir = Path(url)
@@ -153,11 +221,7 @@ class ModelRegistry:
         if before + expected > self.budget_bytes:
             raise ModelLoadRefused(self._refusal(name, before, f"expects ~{expected / 2**20:.0f} MB"))
         started = time.perf_counter()
-        try:
-            predictor = self._load(model_dir)
-        except ModelArtifactError as error:
-            release_freed_memory()
-            raise ApiError(500, f"model {name!r} failed to load from {url}: {error}") from error
+        predictor = self._load_or_explain(name, url, model_dir)
         seconds = time.perf_counter() - started
         after = self._rss()
         if after > self.budget_bytes:
@@ -174,6 +238,27 @@ class ModelRegistry:
         )  # fmt: skip
         return loaded
 
+    def _load_or_explain(self, name: str, url: str, model_dir: Path):
+        """The loaded predictor; a failed load leaves no memory behind and says why.
+
+        AWS, "Custom containers contract for multi-model endpoints" (LoadModel): "Any time a
+        model cannot be loaded due to lack of memory or to any other resource, this API should
+        return a 507 HTTP status code."
+        """
+        try:
+            return self._load(model_dir)
+        except ModelArtifactError as error:
+            release_freed_memory()
+            raise ApiError(500, f"model {name!r} failed to load from {url}: {error}") from error
+        except Exception as error:
+            release_freed_memory()
+            if is_resource_exhaustion(error):
+                raise ModelLoadRefused(
+                    f"model {name!r} could not be loaded from {url}: out of a resource "
+                    f"({type(error).__name__}: {error})"
+                ) from error
+            raise
+
     def _refusal(self, name: str, before: int, what: str) -> str:
         return (
             f"not enough memory for model {name!r}: the process uses {before / 2**20:.0f} MB of a "
@@ -183,10 +268,13 @@ class ModelRegistry:
 
     def unload(self, name: str) -> int:
         """Drop the model and wait for its batcher; the memory is returned before this returns."""
+        self.get(name)  # a model being restored is unloaded once it is loaded
         with self._lock:
             model = self._models.pop(name, None)
         if model is None:
             raise ApiError(404, f"model {name!r} is not loaded")
+        if self._table is not None:
+            self._table.remove(name)
         before = self._rss()
         model.predictor.close()
         model.predictor = None
@@ -220,7 +308,10 @@ def create_multi_model_app(registry: ModelRegistry, settings: ServingSettings) -
 def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings) -> None:
     @app.get("/ping")
     def ping():
-        # Healthy with zero models: SageMaker loads them only when they are first invoked.
+        # Healthy with zero models: SageMaker loads them only when they are first invoked. Not
+        # healthy while a replacement worker loads what its dead predecessor had loaded.
+        if registry.restoring:
+            return json_response({"error": "loading again the models a restarted worker had loaded"}, 503)
         return json_response({"status": "healthy", "models": len(registry.names())})
 
     @app.get("/execution-parameters")
@@ -238,7 +329,7 @@ def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings
     @app.get("/models")
     def list_models():
         shown, token = registry.page(request.args.get("next_page_token") or None)
-        answer = {"models": [{"modelName": m.name, "modelUrl": m.url} for m in shown]}
+        answer = {"models": [{"modelName": name, "modelUrl": url} for name, url in shown]}
         if token is not None:
             answer["nextPageToken"] = token
         return json_response(answer)
@@ -269,14 +360,20 @@ def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings
 # --- the worker --------------------------------------------------------------------------------
 
 
-def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, device_index: int) -> Flask:
-    """The multi-model app of the one gunicorn worker: no model until SageMaker loads one."""
+def build_worker_app(
+    settings: ServingSettings, slot: int | None, busy_flags, device_index: int, table: ModelTable
+) -> Flask:
+    """The multi-model app of the one gunicorn worker: no model until SageMaker loads one, or,
+    after a restart, those the dead worker had loaded (restored in the background, /ping red
+    until they are)."""
     from classifier.serving.worker import prepare_worker
 
     device, load = prepare_worker(settings, slot, busy_flags, device_index)
-    registry = ModelRegistry(load, settings.multi_model_memory_mb * 2**20)
+    budget = settings.multi_model_memory_mb * 2**20
+    registry = ModelRegistry(load, budget, table=table, wait_s=settings.timeout_s)
     logger.info(
         "worker %d serving multi-model endpoints on %s: memory budget %d MB (%s)",
         os.getpid(), device, settings.multi_model_memory_mb, constants.MULTI_MODEL_MEMORY_MB_ENV,
     )  # fmt: skip
+    registry.restore(wait=False)
     return create_multi_model_app(registry, settings)

@@ -194,7 +194,12 @@ class Predictor:
             engine = load_model(model_dir, device)[0]
         predictor = cls(engine, spec, device, **options).start()
         loaded = time.perf_counter()
-        predictor.warm_up()
+        try:
+            predictor.warm_up()
+        except BaseException:
+            # A failed load leaves nothing behind: no batcher thread holding the engine.
+            predictor.close()
+            raise
         predictor.load_seconds = time.perf_counter() - started
         logger.info(
             "loaded %s with %d classes on %s in %.2f s (warm-up %.2f s); inference backend %s (%s)",

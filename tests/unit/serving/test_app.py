@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from classifier.serving.app import create_app
+from classifier.serving.app import create_app, records_per_chunk
 from classifier.serving.predictor import Predictor
 from classifier.transforms import eval_transform, to_rgb
 
@@ -403,6 +403,30 @@ class TestJsonLines:
             assert [p["label"] for p in answers[index]["predictions"]] == [p["label"] for p in single]
         assert answers[2]["error"].startswith("line 3: not valid base64")
         assert answers[3]["error"].startswith("line 4:")
+
+    def test_records_are_held_as_tensors_a_chunk_at_a_time(self, client, predictor, monkeypatch):
+        """A mini-batch of many records never holds more input tensors than one chunk (and the
+        batch the micro-batcher last ran): memory is bounded whatever the record count."""
+        import weakref
+
+        alive, peak = [0], [0]
+        prepare = predictor.prepare
+
+        def counting_prepare(data: bytes):
+            tensor = prepare(data)
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+            weakref.finalize(tensor, lambda: alive.__setitem__(0, alive[0] - 1))
+            return tensor
+
+        monkeypatch.setattr(predictor, "prepare", counting_prepare)
+        tiny = base64.b64encode(encode(photo(8, 8, seed=1), "PNG"))
+        records = 10 * records_per_chunk(predictor)
+        response = client.post("/invocations", data=b"\n".join([tiny] * records), headers=self.HEADERS)
+        assert response.status_code == 200
+        answers = response.data.decode().splitlines()
+        assert len(answers) == records and len(set(answers)) == 1
+        assert 0 < peak[0] <= records_per_chunk(predictor) + predictor.max_batch_size, peak[0]
 
     def test_an_empty_body_is_a_400(self, client):
         response = client.post("/invocations", data=b"\n\n", headers=self.HEADERS)

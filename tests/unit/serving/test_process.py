@@ -314,3 +314,41 @@ def test_broken_weights_exit_non_zero_without_a_green_ping(tmp_path):
         server.stop()
     assert "the model failed to load" in server.log
     assert "UnpicklingError" in server.log
+
+
+# A MultiRecord mini-batch at the payload limit (0.25 MB) of 8x8 PNGs for a 128 px model, 726
+# records: held as input tensors all at once they grew the server by 225 MiB; a chunk at a time
+# (64 records, 13 MB of tensors) by 32 MiB. The bound grows with the chunk, not the record count.
+BATCH_RSS_GROWTH_BOUND = 120 * 2**20
+
+
+def test_a_mini_batch_at_the_payload_limit_keeps_memory_bounded(tmp_path):
+    make_model_dir(tmp_path, image_size=128)
+    record = base64.b64encode(encode(photo(8, 8), "PNG"))
+    limit = 2**18
+    body = b"\n".join([record] * (limit // (len(record) + 1)))
+    assert limit - len(record) <= len(body) <= limit
+    with Server(tmp_path, SAGEMAKER_MAX_PAYLOAD_IN_MB=0.25, SAGEMAKER_MODEL_SERVER_WORKERS=1) as server:
+        baseline = _tree_rss(server.process.pid)
+        peak = [baseline]
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _tree_rss(server.process.pid))
+                done.wait(0.05)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            lines = {"Content-Type": "application/jsonlines"}
+            status, answer = server.request("POST", "/invocations", body=body, headers=lines, timeout=300)
+        finally:
+            done.set()
+            watcher.join(30)
+    assert status == 200, answer[:500]
+    assert len(answer.splitlines()) == body.count(b"\n") + 1
+    growth = peak[0] - baseline
+    records = len(answer.splitlines())
+    print(f"{len(body)} B, {records} records: server RSS grew by {growth / 2**20:.0f} MiB")
+    assert growth < BATCH_RSS_GROWTH_BOUND, f"server RSS grew by {growth / 2**20:.0f} MiB"
