@@ -22,6 +22,8 @@ AUGMENTATIONS = ("standard", "light", "strong", "none")
 # What the job exports for the CPU server after training: the OpenVINO IR with an int8 model
 # beside it, the IR only (fp32/bf16), or nothing (a GPU endpoint serves PyTorch anyway).
 INFERENCE_EXPORTS = ("openvino-int8", "openvino", "none")
+# What a training step computes in (classifier.training.precision): auto picks per device.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # torchvision 0.29.1's registry of image classifiers, `models.list_models(module=models)`,
 # written out so the client needs no torchvision; a unit test keeps the two equal.
 CLASSIFICATION_MODELS = (
@@ -153,7 +155,10 @@ SCHEMA: dict[str, Field] = {
     "label_smoothing": _number(0.0, 0.99),
     "image_size": _integer(8, 1024),
     "num_workers": _integer(0, 64),
+    "precision": _choice(PRECISIONS),
+    # Before `precision`: amp=true is precision=auto, amp=false is precision=fp32.
     "amp": FLAG,
+    "clip_grad_norm": _number(0.0, 1e6),
     "seed": _integer(0, 2**32 - 1),
     "early_stopping_patience": _integer(0, 10_000),
     "debug": FLAG,
@@ -191,6 +196,8 @@ def parse_values(raw: Mapping[str, Any]) -> dict[str, Any]:
             problems.append(f"hyperparameter {key}={raw_value!r} is invalid: {error}")
     if values.get("freeze_backbone") and not values.get("pretrained"):
         problems.append("hyperparameter freeze_backbone=true needs pretrained=true")
+    if "amp" in values and "precision" in values:
+        problems.append("hyperparameters amp and precision both given: amp is precision's older name")
     if problems:
         raise HyperparameterValueError("; ".join(problems))
     return values

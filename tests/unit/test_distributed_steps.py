@@ -51,18 +51,21 @@ def _rank_main(rank: int, port: int, scenario: str, out_dir: str) -> None:
 
     from classifier.training import steps as train
     from classifier.training.distributed import DistributedContext
+    from classifier.training.precision import Precision
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     ctx = DistributedContext(rank=rank, local_rank=rank, world_size=2)
     torch.manual_seed(0)
     model = DistributedDataParallel(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2)))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    # bf16 autocast with gradient clipping: the ranks keep in step under mixed precision too.
+    precision = Precision("bf16", "test", channels_last=True)
+    settings = train.StepSettings(precision, clip_grad_norm=1.0)
     outcome: dict = {}
     try:
         result = train.train_one_epoch(
-            model, _Loader(rank, scenario), nn.CrossEntropyLoss(), optimizer, scaler, ctx, False,
-            None, None, train.StopSignal(),
+            model, _Loader(rank, scenario), nn.CrossEntropyLoss(), optimizer,
+            precision.grad_scaler(ctx.device), ctx, settings, None, None, train.StopSignal(),
         )
         outcome = {"samples": result.samples, "interrupted": result.interrupted}
     except train.TrainingDiverged as error:

@@ -14,14 +14,14 @@ def test_string_values_are_parsed_to_types():
             "epochs": "3",
             "batch_size": "64.0",
             "learning_rate": "1e-4",
-            "amp": "TRUE",
+            "precision": "BF16",
             "debug": "False",
             "optimizer": "AdamW",
             "lr_scheduler": "cosine",
         }
     )
     assert (hp.model, hp.epochs, hp.batch_size, hp.learning_rate) == ("efficientnet_b0", 3, 64, 1e-4)
-    assert hp.amp is True and hp.debug is False and hp.optimizer == "adamw"
+    assert hp.precision == "bf16" and hp.debug is False and hp.optimizer == "adamw"
 
 
 def test_sagemaker_keys_are_accepted():
@@ -45,6 +45,7 @@ def test_sagemaker_keys_are_accepted():
         ("optimizer", "lbfgs", "must be one of sgd, adam, adamw, rmsprop"),
         ("lr_scheduler", "onecycle", "must be one of none, step, cosine"),
         ("amp", "yes", "amp='yes' is invalid: must be true or false"),
+        ("precision", "int8", "precision='int8' is invalid: must be one of auto, fp32, bf16, fp16"),
         ("model", "resnet19", "model='resnet19' is invalid: must be a torchvision classification model"),
         ("momentum", "1.5", "momentum='1.5' is invalid: must be a number in [0.0, 1.0]"),
     ],

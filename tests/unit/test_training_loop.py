@@ -10,8 +10,10 @@ from classifier.models import create_model
 from classifier.training import data, distributed
 from classifier.training.data import make_loader
 from classifier.training.hyperparameters import parse_hyperparameters
+from classifier.training.precision import choose_precision
 from classifier.training.program import build_optimizer, build_scheduler
 from classifier.training.steps import (
+    StepSettings,
     StopSignal,
     TrainingDiverged,
     confusion_report,
@@ -36,15 +38,23 @@ def _scaler():
     return torch.amp.GradScaler("cpu", enabled=False)
 
 
-@pytest.mark.parametrize("amp", [False, True])
-def test_train_epoch_and_evaluate_return_metrics(setup, amp):
+FP32 = StepSettings(choose_precision("fp32", CTX.device, 16))
+
+
+@pytest.mark.parametrize(("precision", "clip"), [("fp32", 0.0), ("bf16", 0.0), ("bf16", 0.5)])
+def test_train_epoch_and_evaluate_return_metrics(setup, precision, clip):
     hp, dataset, model = setup
     loader = make_loader(dataset, hp, CTX, train=True)
     optimizer = build_optimizer(hp, model.parameters())
     loss_fn = nn.CrossEntropyLoss()
-    result = train_one_epoch(model, loader, loss_fn, optimizer, _scaler(), CTX, amp, None, None, StopSignal())
+    chosen = choose_precision(precision, CTX.device, 16, flags={"amx_bf16"})
+    settings = StepSettings(chosen, clip)
+    stop = StopSignal()
+    result = train_one_epoch(model, loader, loss_fn, optimizer, _scaler(), CTX, settings, None, None, stop)
     assert result.samples == 18 and math.isfinite(result.loss) and 0 <= result.accuracy <= 1
-    evaluation = evaluate(model, make_loader(dataset, hp, CTX, train=False), loss_fn, CTX, amp, None)
+    # Master weights stay fp32 under autocast.
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    evaluation = evaluate(model, make_loader(dataset, hp, CTX, train=False), loss_fn, CTX, chosen, None)
     assert evaluation.samples == 18 and len(evaluation.predictions) == 18
     report = confusion_report(["cat", "dog", "fox"], evaluation)
     assert sum(map(sum, report["confusion_matrix"])) == 18
@@ -68,7 +78,7 @@ def test_nan_loss_stops_training_with_a_reason(setup):
             optimizer,
             _scaler(),
             CTX,
-            False,
+            FP32,
             None,
             None,
             StopSignal(),
@@ -86,7 +96,7 @@ def test_stop_signal_interrupts_between_steps(setup):
         build_optimizer(hp, model.parameters()),
         _scaler(),
         CTX,
-        False,
+        FP32,
         None,
         None,
         stop,

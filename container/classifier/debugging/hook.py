@@ -7,6 +7,7 @@ mode) the ``debug`` hyperparameter switches on the same hook with a local out_di
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -25,22 +26,44 @@ def _import_smdebug():
     return smd
 
 
+@functools.cache
+def _fp32_hook_class():
+    """smdebug's PyTorch hook, saving every floating tensor in fp32.
+
+    Under bf16 or fp16 autocast (classifier.training.precision) the activations the hook sees
+    are low precision: numpy has no bf16 (smdebug 1.0.34 fails with "unsupported ScalarType
+    BFloat16"), and reductions (std, mean) would keep only 3 significant digits. The tensors a
+    rule reads are those an fp32 job would save. ``create_from_json_file`` is a classmethod
+    building ``cls``, so SageMaker's debughookconfig.json builds this class too.
+    """
+    import torch
+
+    smd = _import_smdebug()
+    low_precision = (torch.bfloat16, torch.float16)
+
+    class Fp32Hook(smd.Hook):
+        def _save_for_tensor(self, tensor_name, tensor_value, check_before_write=True):
+            if isinstance(tensor_value, torch.Tensor) and tensor_value.dtype in low_precision:
+                tensor_value = tensor_value.float()
+            return super()._save_for_tensor(tensor_name, tensor_value, check_before_write)
+
+    return Fp32Hook
+
+
 def create_hook(config_file: Path, debug: bool, out_dir: Path):
     """The hook SageMaker asked for, or the local one ``debug`` asks for, or None."""
     if config_file.exists():
-        smd = _import_smdebug()
         try:
             json.loads(config_file.read_text())
-            hook = smd.Hook.create_from_json_file(str(config_file))
+            hook = _fp32_hook_class().create_from_json_file(str(config_file))
         except (ValueError, KeyError, TypeError) as error:
             raise DebuggerConfigError(f"cannot build the smdebug hook from {config_file}: {error}") from error
         logger.info("smdebug hook from %s, tensors to %s", config_file, hook.out_dir)
         return hook
     if not debug:
         return None
-    smd = _import_smdebug()
     # Collections and save intervals come from configure_hook (see attach).
-    hook = smd.Hook(out_dir=str(out_dir), export_tensorboard=False, include_collections=[])
+    hook = _fp32_hook_class()(out_dir=str(out_dir), export_tensorboard=False, include_collections=[])
     logger.info("smdebug hook from debug=true, tensors to %s", out_dir)
     return hook
 

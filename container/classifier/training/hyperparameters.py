@@ -14,9 +14,14 @@ from typing import Any
 from classifier.hyperparameter_schema import HyperparameterValueError, parse_values
 from classifier.training.errors import JobInputError
 
+# Weights, optimizer state and checkpoints stay fp32 whatever the precision: a checkpoint
+# written under one resumes under another.
 NOT_RUN_IDENTITY = frozenset(
-    {"epochs", "num_workers", "debug", "early_stopping_patience", "max_skipped_fraction", "inference_export"}
-)
+    {
+        "epochs", "num_workers", "debug", "early_stopping_patience", "max_skipped_fraction",
+        "inference_export", "precision",
+    }
+)  # fmt: skip
 
 
 class HyperparameterError(JobInputError, ValueError):
@@ -39,7 +44,8 @@ class Hyperparameters:
     label_smoothing: float = 0.0
     image_size: int = 224
     num_workers: int = 2
-    amp: bool = False
+    precision: str = "auto"
+    clip_grad_norm: float = 0.0
     seed: int = 42
     early_stopping_patience: int = 0
     debug: bool = False
@@ -60,6 +66,9 @@ class Hyperparameters:
 def parse_hyperparameters(raw: dict[str, Any]) -> Hyperparameters:
     """Validate SageMaker's string hyperparameters; every problem is reported at once."""
     try:
-        return Hyperparameters(**parse_values(raw))
+        values = parse_values(raw)
     except HyperparameterValueError as error:
         raise HyperparameterError(str(error)) from error
+    if "amp" in values:
+        values["precision"] = "auto" if values.pop("amp") else "fp32"
+    return Hyperparameters(**values)

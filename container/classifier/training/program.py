@@ -38,7 +38,9 @@ from classifier.training.launcher import (
     configure_logging,
     run_processes,
 )
+from classifier.training.precision import choose_precision
 from classifier.training.steps import (
+    StepSettings,
     StopRequested,
     StopSignal,
     TrainingDiverged,
@@ -142,6 +144,7 @@ class TrainingState:
     scaler: torch.amp.GradScaler
     hook: object
     identity: dict
+    step: StepSettings
     start_epoch: int = 1
     history: list[dict] = field(default_factory=list)
     best: dict = field(
@@ -156,7 +159,10 @@ class TrainingState:
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scheduler is not None and saved.get("scheduler"):
             self.scheduler.load_state_dict(saved["scheduler"])
-        self.scaler.load_state_dict(saved["scaler"])
+        # A GradScaler only runs under fp16: a checkpoint from another precision has no state
+        # for it (or state this one does not need).
+        if self.scaler.is_enabled() and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
         self.start_epoch, self.history, self.best = saved["epoch"] + 1, saved["history"], saved["best"]
         self.skipped = {k: [data.SkippedFile(**f) for f in v] for k, v in saved["skipped"].items()}
 
@@ -227,8 +233,14 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
 
 
 def _build_state(env: TrainingEnvironment, hp: Hyperparameters, ctx, class_names: list[str]) -> TrainingState:
+    precision = choose_precision(hp.precision, ctx.device, hp.image_size)
+    if ctx.is_main:
+        logger.info(
+            "precision %s, channels_last=%s: %s",
+            precision.name, str(precision.channels_last).lower(), precision.reason,
+        )  # fmt: skip
     model = build_model(env, hp, len(class_names)).to(ctx.device)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=precision.memory_format())
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
     hook = debugger.create_hook(env.debughook_config_file, hp.debug, env.tensors_dir)
     debugger.attach(hook, model, loss_fn, from_sagemaker_config=env.debughook_config_file.exists())
@@ -242,9 +254,10 @@ def _build_state(env: TrainingEnvironment, hp: Hyperparameters, ctx, class_names
         loss_fn=loss_fn,
         optimizer=optimizer,
         scheduler=build_scheduler(hp, optimizer),
-        scaler=torch.amp.GradScaler(ctx.device.type, enabled=hp.amp and ctx.device.type == "cuda"),
+        scaler=precision.grad_scaler(ctx.device),
         hook=hook,
         identity={**hp.run_identity(), "class_names": class_names},
+        step=StepSettings(precision, hp.clip_grad_norm),
     )
 
 
@@ -266,12 +279,13 @@ def _train_epochs(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, sta
         epoch_started = time.perf_counter()
         result = train_one_epoch(
             state.model, train_loader, state.loss_fn, state.optimizer, state.scaler,
-            ctx, hp.amp, state.hook, profiler, stop,
+            ctx, state.step, state.hook, profiler, stop,
         )  # fmt: skip
         train_seconds = time.perf_counter() - epoch_started
         if result.interrupted:
             raise StopRequested(f"epoch {epoch}")
-        valid = evaluate(state.model, valid_loader, state.loss_fn, ctx, hp.amp, state.hook, stop)
+        precision = state.step.precision
+        valid = evaluate(state.model, valid_loader, state.loss_fn, ctx, precision, state.hook, stop)
         if epoch == state.start_epoch:
             _check_skipped_files(hp, ctx, channels, state, result.skipped, valid.skipped)
         if state.scheduler is not None:
@@ -341,6 +355,7 @@ def _test_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, st
         "skipped_files": {k: len(v) for k, v in state.skipped.items()},
         "hyperparameters": hp.to_dict(),
         "world_size": ctx.world_size,
+        "precision": state.step.precision.describe(),
     }
     job_outputs.write_metrics(env.output_data_dir, final)
     job_outputs.write_skipped(env.output_data_dir, state.skipped)
@@ -360,7 +375,7 @@ def _test_pass(
 ) -> dict:
     test_loader = data.make_loader(channels.test, hp, ctx, train=False)
     try:
-        test = evaluate(model, test_loader, state.loss_fn, ctx, hp.amp, None, stop)
+        test = evaluate(model, test_loader, state.loss_fn, ctx, state.step.precision, None, stop)
     except StopRequested:
         _save_best_model(env, ctx, hp, channels.class_names, state.best)
         raise TrainingInterrupted(

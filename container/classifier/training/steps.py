@@ -17,6 +17,7 @@ import torch
 from classifier.debugging import hook as debugger
 from classifier.models import logits_of
 from classifier.training import data, distributed
+from classifier.training.precision import Precision
 
 
 class TrainingDiverged(RuntimeError):
@@ -58,8 +59,27 @@ def _diverged(loss: float | None, samples: int) -> TrainingDiverged:
     )
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """How one training step computes: its precision and layout, and gradient clipping."""
+
+    precision: Precision
+    clip_grad_norm: float = 0.0
+
+
+def _optimizer_step(model, loss, optimizer, scaler, settings: StepSettings) -> None:
+    """Backward and step; fp16 losses are scaled, and gradients are unscaled before clipping
+    so the norm is that of the true (fp32) gradients."""
+    scaler.scale(loss).backward()
+    if settings.clip_grad_norm:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def train_one_epoch(
-    model, loader, loss_fn, optimizer, scaler, ctx, amp: bool, hook, profiler, stop: StopSignal
+    model, loader, loss_fn, optimizer, scaler, ctx, settings: StepSettings, hook, profiler, stop: StopSignal
 ) -> EpochResult:
     model.train()
     debugger.set_mode(hook, train=True)
@@ -82,16 +102,15 @@ def train_one_epoch(
             waited_since = time.perf_counter()
             continue
         started = time.perf_counter()
-        images = batch.images.to(ctx.device, non_blocking=True, memory_format=torch.channels_last)
+        precision = settings.precision
+        images = batch.images.to(ctx.device, non_blocking=True, memory_format=precision.memory_format())
         targets = batch.targets.to(ctx.device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        with autocast_for(ctx.device, amp):
+        with precision.autocast(ctx.device):
             logits = logits_of(model(images))
             debugger.record_batch(hook, targets, logits, last_of_epoch=index == len(loader) - 1)
             loss = loss_fn(logits, targets)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        _optimizer_step(model, loss, optimizer, scaler, settings)
         batch_loss = loss.item()
         if not math.isfinite(batch_loss):
             if not ctx.enabled:
@@ -120,7 +139,9 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, ctx, amp: bool, hook, stop: StopSignal | None = None) -> Evaluation:
+def evaluate(
+    model, loader, loss_fn, ctx, precision: Precision, hook, stop: StopSignal | None = None
+) -> Evaluation:
     model.eval()
     debugger.set_mode(hook, train=False)
     loss_sum, skipped, targets_all, predictions_all = 0.0, [], [], []
@@ -130,9 +151,9 @@ def evaluate(model, loader, loss_fn, ctx, amp: bool, hook, stop: StopSignal | No
         skipped.extend(batch.skipped)
         if not len(batch):
             continue
-        images = batch.images.to(ctx.device, non_blocking=True, memory_format=torch.channels_last)
+        images = batch.images.to(ctx.device, non_blocking=True, memory_format=precision.memory_format())
         targets = batch.targets.to(ctx.device, non_blocking=True)
-        with autocast_for(ctx.device, amp):
+        with precision.autocast(ctx.device):
             logits = logits_of(model(images))
             loss = loss_fn(logits, targets)
         loss_sum += loss.item() * len(targets)
@@ -167,9 +188,3 @@ def confusion_report(class_names: list[str], evaluation: Evaluation) -> dict:
         "per_class_accuracy": per_class,
         "confusion_matrix": matrix.tolist(),
     }
-
-
-def autocast_for(device: torch.device, enabled: bool):
-    # fp16 with a GradScaler on GPU; bfloat16 (no scaler needed) on CPU.
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)

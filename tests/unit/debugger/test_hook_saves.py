@@ -10,7 +10,7 @@ from classifier.debugging import hook as debugger
 from classifier.debugging.hook import INITIAL_STEPS, REDUCTIONS, hook_collections
 
 
-def _train_and_eval(tmp_path, train_steps: int = 4):
+def _train_and_eval(tmp_path, train_steps: int = 4, autocast_dtype: torch.dtype | None = None):
     from smdebug.core.modes import ModeKeys
     from smdebug.trials import create_trial
 
@@ -24,9 +24,11 @@ def _train_and_eval(tmp_path, train_steps: int = 4):
     debugger.set_mode(hook, train=True)
     for step in range(train_steps):
         optimizer.zero_grad()
-        logits = model(images)
-        debugger.record_batch(hook, labels, logits, last_of_epoch=step == train_steps - 1)
-        loss_fn(logits, labels).backward()
+        with torch.autocast("cpu", dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            logits = model(images)
+            debugger.record_batch(hook, labels, logits, last_of_epoch=step == train_steps - 1)
+            loss = loss_fn(logits, labels)
+        loss.backward()
         optimizer.step()
     debugger.set_mode(hook, train=False)
     with torch.no_grad():
@@ -89,3 +91,14 @@ def test_sagemaker_shaped_parameters_match_the_local_hook():
     assert collections["relu_input"]["eval.end_step"] == "0"
     assert collections["relu_input"]["train.save_steps"] == "0"
     assert collections["losses"] == {"save_interval": "1"}
+
+
+def test_under_bf16_autocast_the_rules_read_fp32_reductions(tmp_path):
+    """The ReLU inputs the hook sees under autocast are bf16, which numpy cannot hold: the hook
+    saves them (and every reduction of them) in fp32, as an fp32 job would."""
+    trial, modes = _train_and_eval(tmp_path, train_steps=2, autocast_dtype=torch.bfloat16)
+    relu_input = trial.tensor(trial.tensor_names(collection="relu_input")[0])
+    std = relu_input.reduction_value(0, "std", mode=modes.TRAIN)
+    assert std.dtype == "float32" and std > 0
+    loss = trial.tensor(trial.tensor_names(collection="losses")[0])
+    assert loss.steps(mode=modes.TRAIN) == [0, 1]

@@ -1,0 +1,142 @@
+"""The arithmetic a training step runs in, and the memory layout of its activations.
+
+One rule (docs/performance.md, "Training precision"): the fastest precision the hardware runs
+natively, where a parity measurement says it does not change what the model learns. bf16
+autocast on CPUs with AMX or AVX512-BF16 and on GPUs that support bf16; fp16 autocast with a
+gradient scaler on older GPUs; fp32 elsewhere. Only the forward pass and the loss run under
+autocast: the weights, their gradients, the optimizer state and every checkpoint stay fp32,
+so a checkpoint written under one precision resumes under any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from classifier.training.errors import JobInputError
+
+logger = logging.getLogger(__name__)
+
+FP32, BF16, FP16, AUTO = "fp32", "bf16", "fp16", "auto"
+# /proc/cpuinfo flags of CPUs that run bf16 matrix maths natively (oneDNN uses them).
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# channels_last on the CPU, measured by `make bench-train` (docs/performance.md): with bf16 it
+# is the layout oneDNN's AMX kernels want at every size; in fp32 it pays from about 128 px on
+# (1.19x at 224 px) and costs below (0.88x at 64 px).
+CPU_FP32_CHANNELS_LAST_MIN_SIZE = 128
+
+
+class PrecisionError(JobInputError):
+    """The precision asked for cannot run on this device; the message says which would."""
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a step runs in (``name``), why, and the activations' memory layout."""
+
+    name: str
+    reason: str
+    channels_last: bool
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return {BF16: torch.bfloat16, FP16: torch.float16}.get(self.name)
+
+    @property
+    def scaled(self) -> bool:
+        """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range."""
+        return self.name == FP16
+
+    def autocast(self, device: torch.device):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.dtype)
+
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(device.type, enabled=self.scaled)
+
+    def describe(self) -> dict:
+        return {"precision": self.name, "reason": self.reason, "channels_last": self.channels_last}
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def _cuda_bf16(device: torch.device) -> bool:
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def choose_precision(
+    requested: str,
+    device: torch.device,
+    image_size: int,
+    flags: Iterable[str] | None = None,
+    cuda_bf16: bool | None = None,
+) -> Precision:
+    """The precision for ``requested`` (auto, fp32, bf16, fp16) on ``device``, with the reason.
+
+    ``flags`` (CPU feature flags) and ``cuda_bf16`` default to what this machine reports; tests
+    pass them to decide for machines they do not run on.
+    """
+    if device.type == "cuda":
+        native_bf16 = _cuda_bf16(device) if cuda_bf16 is None else cuda_bf16
+        return _on_gpu(requested, native_bf16)
+    present = set(cpu_flags() if flags is None else flags)
+    native = [flag for flag in CPU_BF16_FLAGS if flag in present]
+    return _on_cpu(requested, native, image_size)
+
+
+def _on_gpu(requested: str, native_bf16: bool) -> Precision:
+    if requested == FP32:
+        return Precision(FP32, "precision=fp32 asked for", True)
+    if requested == BF16 and not native_bf16:
+        raise PrecisionError(
+            "hyperparameter precision=bf16: this GPU has no native bf16 (compute capability < 8.0); "
+            "use precision=fp16 (or auto, which picks it)"
+        )
+    if requested == BF16 or (requested == AUTO and native_bf16):
+        why = "asked for" if requested == BF16 else "auto: the GPU runs bf16 natively"
+        return Precision(BF16, f"bf16 autocast ({why})", True)
+    why = "asked for" if requested == FP16 else "auto: the GPU has no native bf16"
+    return Precision(FP16, f"fp16 autocast with a gradient scaler ({why})", True)
+
+
+def _on_cpu(requested: str, native: list[str], image_size: int) -> Precision:
+    fp32_layout = image_size >= CPU_FP32_CHANNELS_LAST_MIN_SIZE
+    if requested == FP16:
+        raise PrecisionError(
+            "hyperparameter precision=fp16 is for GPUs (with a gradient scaler); on a CPU use "
+            "precision=bf16 or auto"
+        )
+    if requested == FP32:
+        return Precision(FP32, "precision=fp32 asked for", fp32_layout)
+    if requested == BF16:
+        if not native:
+            logger.warning(
+                "precision=bf16 on a CPU without %s: bf16 runs emulated, usually slower than fp32",
+                " or ".join(CPU_BF16_FLAGS),
+            )
+        return Precision(BF16, "bf16 autocast (asked for)", True)
+    if native:
+        return Precision(BF16, f"auto: the CPU runs bf16 natively ({', '.join(native)})", True)
+    return Precision(
+        FP32, f"auto: the CPU has none of {', '.join(CPU_BF16_FLAGS)}, so bf16 would be emulated", fp32_layout
+    )
