@@ -7,7 +7,13 @@ import torch
 
 from classifier.hyperparameter_schema import HyperparameterValueError, parse_values
 from classifier.training.hyperparameters import parse_hyperparameters
-from classifier.training.precision import PrecisionError, choose_precision, cpu_flags
+from classifier.training.precision import (
+    ImageSizeError,
+    PrecisionError,
+    choose_precision,
+    cpu_flags,
+    probe_model,
+)
 
 CPU, GPU = torch.device("cpu"), torch.device("cuda", 0)
 AMX = {"avx512f", "amx_tile", "amx_bf16"}
@@ -74,3 +80,29 @@ def test_amp_is_the_older_name_of_precision():
 def test_precision_is_not_part_of_the_run_a_checkpoint_belongs_to():
     fp32 = parse_hyperparameters({"precision": "fp32"}).run_identity()
     assert fp32 == parse_hyperparameters({"precision": "bf16"}).run_identity()
+
+
+def test_bf16_is_not_chosen_where_the_cpu_kernels_compute_nan_gradients():
+    """ResNet-18 at 16 px: layer4.0.conv1 (3x3, stride 2) sees a 1x1 input, for which torch's
+    CPU bf16 kernels return non-finite weight gradients. auto falls back to fp32 and says why;
+    bf16 asked for is refused; at 32 px the input is 2x2 and bf16 is safe."""
+    from classifier.models import create_model
+
+    model = create_model("resnet18", 3).train()
+    unsafe = probe_model(model, 16, "resnet18")
+    assert unsafe == ["layer4.0.conv1"]  # its 1x1 strided downsample is fine
+    assert model.training
+    chosen = choose_precision("auto", CPU, 16, unsafe, flags=AMX)
+    assert chosen.name == "fp32" and "layer4.0.conv1" in chosen.reason
+    with pytest.raises(PrecisionError, match="precision=bf16: at image_size=16 the input of layer4.0.conv1"):
+        choose_precision("bf16", CPU, 16, unsafe, flags=AMX)
+    assert probe_model(model, 32, "resnet18") == []
+    assert choose_precision("auto", CPU, 32, [], flags=AMX).name == "bf16"
+    assert choose_precision("auto", CPU, 16, unsafe, flags=AVX2).name == "fp32"
+
+
+def test_an_image_size_too_small_for_the_architecture_names_the_key():
+    from classifier.models import create_model
+
+    with pytest.raises(ImageSizeError, match="image_size=16 is too small for model squeezenet1_1: Given"):
+        probe_model(create_model("squeezenet1_1", 3), 16, "squeezenet1_1")

@@ -159,8 +159,9 @@ def _checkpoint_of(job, hyperparameters: dict) -> None:
 
 
 def test_checkpoint_of_another_model_is_refused(job, repo_root):
-    _checkpoint_of(job, {**FAST, "epochs": 1})
-    job.hyperparameters({**FAST, "epochs": 2, "model": "squeezenet1_1"})
+    # 64 px: squeezenet1_1 cannot take 16 px images (refused before any checkpoint is read).
+    _checkpoint_of(job, {**FAST, "epochs": 1, "image_size": 64})
+    job.hyperparameters({**FAST, "epochs": 2, "model": "squeezenet1_1", "image_size": 64})
     result = run_train(job.root, repo_root)
     assert result.returncode == 1
     first_line = job.failure.splitlines()[0]
@@ -225,8 +226,27 @@ def test_checkpoint_carrying_code_is_refused_and_not_run(job, repo_root, tmp_pat
     assert str(checkpoints / "checkpoint.pt") in first_line
 
 
+def test_a_checkpoint_written_in_fp32_resumes_in_bf16_and_stays_fp32(job, repo_root):
+    job.hyperparameters({**FAST, "epochs": 1, "precision": "fp32", "image_size": 32})
+    assert run_train(job.root, repo_root).returncode == 0
+    job.hyperparameters({**FAST, "epochs": 2, "precision": "bf16", "debug": "true", "image_size": 32})
+    result = run_train(job.root, repo_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resumed from checkpoint: epoch=1" in result.stdout
+    metrics = json.loads((job.root / "output/data/metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and metrics["precision"]["precision"] == "bf16"
+    checkpoint = torch.load(job.root / "checkpoints/checkpoint.pt", weights_only=True)
+    floats = [t for t in checkpoint["model"].values() if t.is_floating_point()]
+    assert floats and {t.dtype for t in floats} == {torch.float32}
+    optimizer_state = [t for s in checkpoint["optimizer"]["state"].values() for t in s.values() if t.dim()]
+    assert optimizer_state and {t.dtype for t in optimizer_state} == {torch.float32}
+    model, _ = load_model(job.root / "model")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 def test_two_processes_on_one_host_train_one_ddp_job(job, repo_root):
-    job.hyperparameters({**FAST, "epochs": 2})
+    # bf16 autocast and gradient clipping on every rank: emulated where the CPU has no bf16.
+    job.hyperparameters({**FAST, "epochs": 2, "precision": "bf16", "clip_grad_norm": "1.0", "image_size": 32})
     env = {"SM_PROCESSES_PER_HOST": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     result = run_train(job.root, repo_root, env)
     output = result.stdout + result.stderr
@@ -234,7 +254,8 @@ def test_two_processes_on_one_host_train_one_ddp_job(job, repo_root):
     assert "joining gloo process group: rank 0 of 2" in output
     assert "joining gloo process group: rank 1 of 2" in output
     assert len(epoch_lines(result.stdout)) == 2
-    assert json.loads((job.root / "output/data/metrics.json").read_text())["world_size"] == 2
+    metrics = json.loads((job.root / "output/data/metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["precision"]["precision"] == "bf16"
 
 
 def test_two_hosts_join_one_job_and_only_the_master_writes(opt_ml, tmp_path, repo_root):

@@ -38,7 +38,7 @@ from classifier.training.launcher import (
     configure_logging,
     run_processes,
 )
-from classifier.training.precision import choose_precision
+from classifier.training.precision import choose_precision, probe_model
 from classifier.training.steps import (
     StepSettings,
     StopRequested,
@@ -233,13 +233,14 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
 
 
 def _build_state(env: TrainingEnvironment, hp: Hyperparameters, ctx, class_names: list[str]) -> TrainingState:
-    precision = choose_precision(hp.precision, ctx.device, hp.image_size)
+    model = build_model(env, hp, len(class_names)).to(ctx.device)
+    unsafe_bf16 = probe_model(model, hp.image_size, hp.model)
+    precision = choose_precision(hp.precision, ctx.device, hp.image_size, unsafe_bf16)
     if ctx.is_main:
         logger.info(
             "precision %s, channels_last=%s: %s",
             precision.name, str(precision.channels_last).lower(), precision.reason,
         )  # fmt: skip
-    model = build_model(env, hp, len(class_names)).to(ctx.device)
     model = model.to(memory_format=precision.memory_format())
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
     hook = debugger.create_hook(env.debughook_config_file, hp.debug, env.tensors_dir)
