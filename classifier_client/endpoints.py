@@ -121,7 +121,7 @@ def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> d
 
 def _check_deploy(settings: DeploySettings, wait: bool) -> None:
     hosting = settings.hosting
-    hosting.validate()
+    hosting.validate(settings.instance_type)
     data = settings.model_data
     if hosting.multi_model:
         if not data.startswith("s3://") or not data.endswith("/"):

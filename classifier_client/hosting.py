@@ -7,6 +7,7 @@ plus the calls that only some options make: Application Auto Scaling, InvokeEndp
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,16 @@ SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 INVOCATIONS_METRIC = "SageMakerVariantInvocationsPerInstance"
 SCALE_IN_COOLDOWN_S = 300
 SCALE_OUT_COOLDOWN_S = 60
+# Asynchronous endpoints' CloudWatch metrics ("Autoscale an asynchronous endpoint").
+ASYNC_METRIC_NAMESPACE = "AWS/SageMaker"
+BACKLOG_METRIC = "ApproximateBacklogSizePerInstance"
+NO_CAPACITY_METRIC = "HasBacklogWithoutCapacity"
+SCALE_OUT_FROM_ZERO_COOLDOWN_S = 300
+# "Supported algorithms, frameworks, and instances for multi-model endpoints": "Hosting multiple
+# GPU backed models on multi-model endpoints is supported through the SageMaker AI Triton
+# Inference server"; CPU instances ("Multi-model endpoints support all of the CPU instance
+# types") take our container. The GPU families: ml.p* and ml.g*.
+GPU_INSTANCE_TYPE = re.compile(r"^ml\.[pg]\d")
 
 
 @dataclass
@@ -50,16 +61,24 @@ class HostingOptions:
     multi_model: bool = False
     autoscale: tuple[int, int] | None = None
     target_invocations: int | None = None
+    target_backlog: float | None = None
 
     @property
     def serverless(self) -> bool:
         return self.serverless_memory_mb is not None
 
-    def validate(self) -> None:
+    @property
+    def scales_to_zero(self) -> bool:
+        return bool(self.async_output and self.autoscale and self.autoscale[0] == 0)
+
+    def validate(self, instance_type: str | None = None) -> None:
+        """Everything refused offline, before any request: run it before the AWS context."""
         if self.serverless and self.async_output:
             raise ConfigurationError("--serverless and --async-output are different endpoint kinds: pick one")
         if self.serverless:
             self._validate_serverless()
+        if self.multi_model:
+            self._validate_multi_model(instance_type)
         if self.async_output:
             parse_s3_uri(self.async_output)
         elif self.async_failure or self.success_topic or self.error_topic or self.async_max_concurrency:
@@ -79,10 +98,26 @@ class HostingOptions:
         if self.autoscale:
             raise ConfigurationError("a serverless endpoint scales by itself: drop --autoscale")
 
+    def _validate_multi_model(self, instance_type: str | None) -> None:
+        if self.async_output:
+            # API reference, InvokeEndpointAsync: its request has no TargetModel (InvokeEndpoint's
+            # "The model to request for inference when invoking a multi-model endpoint").
+            raise ConfigurationError(
+                "--multi-model cannot be combined with --async-output: InvokeEndpointAsync has no "
+                "TargetModel, so an asynchronous request cannot name one of the endpoint's models"
+            )
+        if instance_type and GPU_INSTANCE_TYPE.match(instance_type):
+            raise ConfigurationError(
+                f"--multi-model on the GPU instance type {instance_type}: SageMaker hosts "
+                "multi-model endpoints on GPU instances only with its Triton Inference Server "
+                "container, not with this image; use a CPU --instance-type (e.g. ml.m5.xlarge) "
+                "or one endpoint per model"
+            )
+
     def _validate_autoscale(self) -> None:
         if self.autoscale is None:
-            if self.target_invocations is not None:
-                raise ConfigurationError("--target-invocations needs --autoscale MIN:MAX")
+            if self.target_invocations is not None or self.target_backlog is not None:
+                raise ConfigurationError("--target-invocations and --target-backlog need --autoscale MIN:MAX")
             return
         low, high = self.autoscale
         # Only asynchronous endpoints may scale in to zero instances.
@@ -90,6 +125,19 @@ class HostingOptions:
         if low < floor or high < max(low, 1):
             raise ConfigurationError(
                 f"--autoscale MIN:MAX needs {floor} <= MIN <= MAX and MAX >= 1 (got {low}:{high})"
+            )
+        if self.scales_to_zero:
+            if self.target_invocations is not None or not (self.target_backlog or 0) > 0:
+                raise ConfigurationError(
+                    "an asynchronous endpoint with --autoscale 0:MAX scales on its queue: give "
+                    "--target-backlog N (queued requests per instance), not --target-invocations "
+                    "(at zero instances there are no invocations per instance to measure)"
+                )
+            return
+        if self.target_backlog is not None:
+            raise ConfigurationError(
+                "--target-backlog is for an asynchronous endpoint that scales in to zero "
+                "(--async-output with --autoscale 0:MAX); use --target-invocations N"
             )
         if not self.target_invocations or self.target_invocations < 1:
             raise ConfigurationError(
@@ -153,10 +201,23 @@ def policy_name(endpoint_name: str) -> str:
     return f"{endpoint_name}-invocations-per-instance"
 
 
+def backlog_policy_name(endpoint_name: str) -> str:
+    return f"{endpoint_name}-backlog-per-instance"
+
+
+def scale_out_from_zero_policy_name(endpoint_name: str) -> str:
+    return f"{endpoint_name}-scale-out-from-zero"
+
+
+def backlog_alarm_name(endpoint_name: str) -> str:
+    return f"{endpoint_name}-has-backlog-without-capacity"
+
+
 def enable_autoscaling(
     ctx: AwsContext, endpoint_name: str, variant_name: str, options: HostingOptions
 ) -> dict:
-    """Register the variant's instance count and track invocations per instance."""
+    """Register the variant's instance count and track invocations per instance, or, for an
+    asynchronous endpoint that scales in to zero, its queue (:func:`_scale_on_backlog`)."""
     scaling = ctx.client("application-autoscaling")
     resource_id = variant_resource_id(endpoint_name, variant_name)
     low, high = options.autoscale
@@ -167,20 +228,86 @@ def enable_autoscaling(
         MinCapacity=low,
         MaxCapacity=high,
     )
-    policy = scaling.put_scaling_policy(
-        PolicyName=policy_name(endpoint_name),
+    if options.scales_to_zero:
+        policies = _scale_on_backlog(ctx, endpoint_name, resource_id, options.target_backlog)
+        return {"scalable_target": resource_id, **policies}
+    policy = _track(
+        scaling,
+        policy_name(endpoint_name),
+        resource_id,
+        float(options.target_invocations),
+        {"PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_METRIC}},
+    )
+    return {"scalable_target": resource_id, "policy": policy}
+
+
+def _track(scaling, name: str, resource_id: str, target: float, metric: dict) -> str:
+    """A target-tracking policy on ``metric``; returns its ARN."""
+    return scaling.put_scaling_policy(
+        PolicyName=name,
         ServiceNamespace=SCALING_NAMESPACE,
         ResourceId=resource_id,
         ScalableDimension=SCALABLE_DIMENSION,
         PolicyType="TargetTrackingScaling",
         TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": float(options.target_invocations),
-            "PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_METRIC},
+            "TargetValue": target,
+            **metric,
             "ScaleInCooldown": SCALE_IN_COOLDOWN_S,
             "ScaleOutCooldown": SCALE_OUT_COOLDOWN_S,
         },
+    )["PolicyARN"]
+
+
+def _scale_on_backlog(ctx: AwsContext, endpoint_name: str, resource_id: str, target: float) -> dict:
+    """AWS's two policies for an asynchronous endpoint at zero instances ("Autoscale an
+    asynchronous endpoint"): target tracking of ApproximateBacklogSizePerInstance ("For
+    asynchronous endpoints SageMaker strongly recommends that you create a policy configuration
+    for target-tracking scaling"), and, because "If your endpoint has been scaled down to zero
+    instances [...] your endpoint won't scale up again until the number of requests in the
+    queue exceeds the target", a step policy that adds one instance, run by a CloudWatch alarm
+    on HasBacklogWithoutCapacity, with the guide's settings."""
+    scaling = ctx.client("application-autoscaling")
+    dimensions = [{"Name": "EndpointName", "Value": endpoint_name}]
+    backlog = {
+        "MetricName": BACKLOG_METRIC,
+        "Namespace": ASYNC_METRIC_NAMESPACE,
+        "Dimensions": dimensions,
+        "Statistic": "Average",
+    }
+    tracking = _track(
+        scaling, backlog_policy_name(endpoint_name), resource_id, float(target),
+        {"CustomizedMetricSpecification": backlog},
+    )  # fmt: skip
+    step = scaling.put_scaling_policy(
+        PolicyName=scale_out_from_zero_policy_name(endpoint_name),
+        ServiceNamespace=SCALING_NAMESPACE,
+        ResourceId=resource_id,
+        ScalableDimension=SCALABLE_DIMENSION,
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "MetricAggregationType": "Average",
+            "Cooldown": SCALE_OUT_FROM_ZERO_COOLDOWN_S,
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+        },
+    )["PolicyARN"]
+    alarm = backlog_alarm_name(endpoint_name)
+    ctx.client("cloudwatch").put_metric_alarm(
+        AlarmName=alarm,
+        AlarmDescription=f"requests queued for {endpoint_name} at zero instances: add one",
+        MetricName=NO_CAPACITY_METRIC,
+        Namespace=ASYNC_METRIC_NAMESPACE,
+        Statistic="Average",
+        Dimensions=dimensions,
+        Period=60,
+        EvaluationPeriods=2,
+        DatapointsToAlarm=2,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="missing",
+        AlarmActions=[step],
     )
-    return {"scalable_target": resource_id, "policy": policy["PolicyARN"]}
+    return {"policy": tracking, "scale_out_from_zero": step, "alarm": alarm}
 
 
 def disable_autoscaling(ctx: AwsContext, endpoint_name: str, variant_names: list[str]) -> list[str]:
@@ -211,7 +338,21 @@ def disable_autoscaling(ctx: AwsContext, endpoint_name: str, variant_names: list
             ServiceNamespace=SCALING_NAMESPACE, ResourceId=resource_id, ScalableDimension=SCALABLE_DIMENSION
         )
         removed.append(f"scalable target {resource_id}")
+    if removed:
+        removed += _delete_backlog_alarm(ctx, endpoint_name)
     return removed
+
+
+def _delete_backlog_alarm(ctx: AwsContext, endpoint_name: str) -> list[str]:
+    """The scale-out-from-zero alarm, if there is one. API reference, DeleteScalingPolicy:
+    "Deleting a step scaling policy deletes the underlying alarm action, but does not delete
+    the CloudWatch alarm associated with the scaling policy"."""
+    cloudwatch = ctx.client("cloudwatch")
+    name = backlog_alarm_name(endpoint_name)
+    if not cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]:
+        return []
+    cloudwatch.delete_alarms(AlarmNames=[name])
+    return [f"alarm {name}"]
 
 
 # --- asynchronous invocation ---------------------------------------------------------------------
@@ -244,10 +385,20 @@ def invoke_async(
     return _poll_result(s3, response["OutputLocation"], response.get("FailureLocation"), timeout_s, poll_s)
 
 
+# API reference, S3 GetObject: "If the object that you request doesn't exist, the error that
+# Amazon S3 returns depends on whether you also have the s3:ListBucket permission. If you have
+# the s3:ListBucket permission on the bucket, Amazon S3 returns an HTTP status code 404 Not
+# Found error. If you don't have the s3:ListBucket permission, Amazon S3 returns an HTTP status
+# code 403 Access Denied error." While polling, both mean "not written yet".
+NOT_WRITTEN_YET = ("NoSuchKey", "404")
+NOT_WRITTEN_OR_NOT_LISTABLE = ("AccessDenied", "403")
+
+
 def _poll_result(s3, output: str, failure: str | None, timeout_s: float, poll_s: float) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
     deadline = time.monotonic() + timeout_s
+    denied: set[str] = set()
     while True:
         for location, failed in ((output, False), (failure, True)):
             if not location:
@@ -256,14 +407,30 @@ def _poll_result(s3, output: str, failure: str | None, timeout_s: float, poll_s:
             try:
                 body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                    continue
-                raise
+                code = error.response.get("Error", {}).get("Code")
+                if code in NOT_WRITTEN_OR_NOT_LISTABLE:
+                    denied.add(bucket)
+                elif code not in NOT_WRITTEN_YET:
+                    raise
+                continue
             if failed:
                 raise ConfigurationError(
                     f"the asynchronous inference failed ({location}): {body.decode(errors='replace')[:500]}"
                 )
             return json.loads(body)
         if time.monotonic() > deadline:
-            raise ConfigurationError(f"no result at {output} within {timeout_s:.0f} s")
+            raise ConfigurationError(_timeout_message(output, timeout_s, denied))
         time.sleep(poll_s)
+
+
+def _timeout_message(output: str, timeout_s: float, denied: set[str]) -> str:
+    message = f"no result at {output} within {timeout_s:.0f} s"
+    if denied:
+        buckets = ", ".join(f"arn:aws:s3:::{bucket}" for bucket in sorted(denied))
+        message += (
+            f"; S3 answered 403 AccessDenied, which is how it answers a key that does not exist "
+            f"yet to a caller without s3:ListBucket on the bucket, and also a real denial of "
+            f"s3:GetObject: grant s3:ListBucket on {buckets} to tell them apart (a missing key "
+            "then answers 404)"
+        )
+    return message

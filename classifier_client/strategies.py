@@ -12,10 +12,16 @@ the API reference:
   to infer MaxResource from the following keys (if present) in StaticsHyperParameters:
   epochs ...". Our resource is the epoch count, so with Hyperband ``epochs`` is static.
 - Grid search enumerates every combination of categorical values, so it takes categorical
-  ranges only.
+  ranges only. Developer guide, "How Hyperparameter Tuning Works", Grid search: "You do not
+  need to specify the MaxNumberOfTrainingJobs. The number of training jobs created by the
+  tuning job is automatically calculated to be the total number of distinct categorical
+  combinations possible. If specified, the value of MaxNumberOfTrainingJobs should equal the
+  total number of distinct categorical combinations possible." (:func:`max_jobs_for`).
 """
 
 from __future__ import annotations
+
+import math
 
 from classifier_client.config import ConfigurationError
 
@@ -36,6 +42,27 @@ def static_additions(strategy: str, static: dict[str, str]) -> dict[str, str]:
     if strategy == "Hyperband" and RESOURCE_HYPERPARAMETER not in static:
         return {RESOURCE_HYPERPARAMETER: DEFAULT_MAX_EPOCHS}
     return {}
+
+
+def grid_combinations(ranges: dict) -> int:
+    """How many training jobs a Grid search runs: the product of the categorical value counts."""
+    return math.prod(len(spec.values) for spec in ranges.values())
+
+
+def max_jobs_for(strategy: str, ranges: dict, max_jobs: int | None, default: int) -> int:
+    """MaxNumberOfTrainingJobs: with Grid the number of combinations (``max_jobs`` None, or
+    equal to it; anything else is refused), else ``max_jobs`` or ``default``."""
+    if strategy != "Grid":
+        return default if max_jobs is None else max_jobs
+    combinations = grid_combinations(ranges)
+    if max_jobs is not None and max_jobs != combinations:
+        raise ConfigurationError(
+            f"--strategy Grid runs each of the {combinations} combinations of the categorical "
+            f"ranges once, so its number of training jobs is {combinations}, not --max-jobs "
+            f"{max_jobs} (SageMaker requires MaxNumberOfTrainingJobs to equal the number of "
+            f"combinations): drop --max-jobs or pass --max-jobs {combinations}"
+        )
+    return combinations
 
 
 def check_strategy(strategy: str, ranges: dict, early_stopping: bool) -> None:

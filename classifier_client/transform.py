@@ -22,14 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.constants import BATCH_STRATEGY_ENV, MAX_PAYLOAD_IN_MB_ENV
+from classifier.constants import BATCH_STRATEGY_ENV, MAX_PAYLOAD_IN_MB_ENV, MODEL_SERVER_WORKERS_ENV
+from classifier.serving.config import MAX_DEFAULT_CPU_WORKERS
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
 
 SPLIT_TYPES = ("None", "Line")
 BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")
-# CreateTransformJob: "MaxPayloadInMB ... The value of MaxPayloadInMB cannot be greater than 100 MB."
+# CreateTransformJob: "MaxPayloadInMB ... The value of MaxPayloadInMB cannot be greater than 100 MB.
+# If you specify the MaxConcurrentTransforms parameter, the value of (MaxConcurrentTransforms *
+# MaxPayloadInMB) also cannot exceed 100 MB."
 MAX_PAYLOAD_LIMIT_MB = 100
 DEFAULT_MAX_PAYLOAD_MB = 6
+# The most MaxConcurrentTransforms the image's /execution-parameters can answer unasked: its
+# worker count, one per GPU (SageMaker's largest instances have 8) or up to
+# MAX_DEFAULT_CPU_WORKERS on CPUs (classifier.serving.config).
+MAX_GPUS_PER_INSTANCE = 8
 IMAGE_CONTENT_TYPE = "application/x-image"
 JSONLINES_CONTENT_TYPE = "application/jsonlines"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
@@ -67,6 +74,43 @@ class TransformSettings:
             )
         if self.max_payload_mb is not None and not 1 <= self.max_payload_mb <= MAX_PAYLOAD_LIMIT_MB:
             raise ConfigurationError(f"--max-payload-mb must be 1-{MAX_PAYLOAD_LIMIT_MB}")
+        if self.max_concurrent is not None:
+            if self.max_concurrent < 1:
+                raise ConfigurationError("--max-concurrent-transforms must be at least 1")
+            payload = self.payload_mb()
+            if self.max_concurrent * payload > MAX_PAYLOAD_LIMIT_MB:
+                raise ConfigurationError(
+                    f"--max-concurrent-transforms {self.max_concurrent} x MaxPayloadInMB {payload} "
+                    f"= {self.max_concurrent * payload} MB: CreateTransformJob allows at most "
+                    f"{MAX_PAYLOAD_LIMIT_MB} MB (MaxConcurrentTransforms * MaxPayloadInMB); lower "
+                    "--max-concurrent-transforms or --max-payload-mb"
+                )
+
+    def payload_mb(self) -> int:
+        """MaxPayloadInMB as the job will have it: given, else what the container will answer
+        (its SAGEMAKER_MAX_PAYLOAD_IN_MB, 6 MB by default, SageMaker's default too)."""
+        if self.max_payload_mb is not None:
+            return self.max_payload_mb
+        try:
+            return max(1, int(float(self.environment.get(MAX_PAYLOAD_IN_MB_ENV, DEFAULT_MAX_PAYLOAD_MB))))
+        except ValueError:
+            return DEFAULT_MAX_PAYLOAD_MB
+
+    def max_concurrent_to_send(self) -> int | None:
+        """MaxConcurrentTransforms for the request. Left out, "Amazon SageMaker checks the
+        optional execution-parameters" (CreateTransformJob): the image answers its worker
+        count, whose product with the payload could pass the 100 MB the API allows; where it
+        could, the highest value within the limit is sent instead."""
+        if self.max_concurrent is not None:
+            return self.max_concurrent
+        payload = self.payload_mb()
+        try:
+            advertised = int(self.environment[MODEL_SERVER_WORKERS_ENV])
+        except (KeyError, ValueError):
+            advertised = max(MAX_DEFAULT_CPU_WORKERS, MAX_GPUS_PER_INSTANCE)
+        if advertised * payload <= MAX_PAYLOAD_LIMIT_MB:
+            return None
+        return max(1, MAX_PAYLOAD_LIMIT_MB // payload)
 
     def server_environment(self) -> dict[str, str]:
         """What the container must accept for the mini-batches it will get (SageMaker sets the
@@ -117,7 +161,7 @@ def create_transform_job(ctx: AwsContext, settings: TransformSettings, *, wait: 
     for key, value in (
         ("BatchStrategy", settings.batch_strategy),
         ("MaxPayloadInMB", settings.max_payload_mb),
-        ("MaxConcurrentTransforms", settings.max_concurrent),
+        ("MaxConcurrentTransforms", settings.max_concurrent_to_send()),
     ):
         if value is not None:
             request[key] = value
@@ -177,7 +221,7 @@ def _plan(settings: TransformSettings, parameters: dict) -> _Plan:
     strategy = settings.batch_strategy or str(parameters.get("BatchStrategy", "MultiRecord"))
     strategy = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}.get(strategy, strategy)
     payload_mb = settings.max_payload_mb or int(parameters.get("MaxPayloadInMB", DEFAULT_MAX_PAYLOAD_MB))
-    concurrency = settings.max_concurrent or int(parameters.get("MaxConcurrentTransforms", 1))
+    concurrency = settings.max_concurrent_to_send() or int(parameters.get("MaxConcurrentTransforms", 1))
     return _Plan(strategy, payload_mb * 2**20, max(1, concurrency))
 
 

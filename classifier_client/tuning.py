@@ -20,6 +20,7 @@ from classifier_client.strategies import (
     DEFAULT_STRATEGY,
     check_strategy,
     default_early_stopping,
+    max_jobs_for,
     static_additions,
 )
 from classifier_client.training import TrainingSettings, build_model_trainer
@@ -30,7 +31,7 @@ WARM_START_TYPES = {
     "transfer": "TransferLearning",
 }
 DEFAULT_WARM_START_TYPE = "identical"
-# Grid's default ranges make exactly this many combinations (see GRID_DEFAULT_RANGES).
+# Bayesian, Random and Hyperband; Grid runs one job per combination (strategies.max_jobs_for).
 DEFAULT_MAX_JOBS = 12
 DEFAULT_MAX_PARALLEL_JOBS = 3
 # A local tuning job's name names its folder, its study and its trials' containers.
@@ -78,7 +79,7 @@ DEFAULT_RANGES: dict[str, Range] = {
     "epochs": Range("integer", 2, 10),
     "augmentation": Range("categorical", values=("light", "standard", "strong")),
 }
-# Grid runs every combination: categorical values only, 3 x 2 x 2 = 12 jobs (--max-jobs' default).
+# Grid runs every combination: categorical values only, 3 x 2 x 2 = 12 jobs.
 GRID_DEFAULT_RANGES: dict[str, Range] = {
     "learning_rate": Range("categorical", values=("0.0003", "0.001", "0.003")),
     "batch_size": Range("categorical", values=("32", "64")),
@@ -145,12 +146,13 @@ def check_ranges(ranges: dict[str, Range]) -> None:
 
 @dataclass
 class TuningSettings:
-    """``ranges`` and ``early_stopping`` left as None take the strategy's defaults."""
+    """``ranges``, ``early_stopping`` and ``max_jobs`` left as None take the strategy's
+    defaults (Grid: one job per combination); ``max_parallel_jobs`` None is at most 3."""
 
     training: TrainingSettings
     ranges: dict[str, Range] | None = None
-    max_jobs: int = DEFAULT_MAX_JOBS
-    max_parallel_jobs: int = DEFAULT_MAX_PARALLEL_JOBS
+    max_jobs: int | None = None
+    max_parallel_jobs: int | None = None
     strategy: str = DEFAULT_STRATEGY
     early_stopping: bool | None = None
     warm_start_parents: tuple[str, ...] = ()
@@ -166,8 +168,14 @@ class TuningSettings:
             raise ConfigurationError("tuning needs at least one --range")
         check_strategy(self.strategy, self.ranges, self.early_stopping)
         check_ranges(self.ranges)
+        self.max_jobs = max_jobs_for(self.strategy, self.ranges, self.max_jobs, DEFAULT_MAX_JOBS)
+        if self.max_parallel_jobs is None:
+            self.max_parallel_jobs = min(DEFAULT_MAX_PARALLEL_JOBS, self.max_jobs)
         if not 1 <= self.max_parallel_jobs <= self.max_jobs:
-            raise ConfigurationError("need 1 <= --max-parallel-jobs <= --max-jobs")
+            raise ConfigurationError(
+                f"need 1 <= --max-parallel-jobs ({self.max_parallel_jobs}) <= the number of "
+                f"training jobs ({self.max_jobs})"
+            )
         if self.warm_start_type not in WARM_START_TYPES:
             raise ConfigurationError(f"warm start type must be one of {list(WARM_START_TYPES)}")
         if len(self.warm_start_parents) > 5:
@@ -201,8 +209,9 @@ def check_local_tuning_options(args) -> None:
         )
 
 
-def build_tuner(ctx: AwsContext, settings: TuningSettings):
-    """The SDK HyperparameterTuner: our ModelTrainer plus ranges, objective and metrics."""
+def build_tuner(ctx: AwsContext, settings: TuningSettings, job_name: str):
+    """The SDK HyperparameterTuner of tuning job ``job_name``: our ModelTrainer plus ranges,
+    objective and metrics."""
     from sagemaker.core.shapes import (
         HyperParameterTuningJobWarmStartConfig,
         ParentHyperParameterTuningJob,
@@ -215,13 +224,7 @@ def build_tuner(ctx: AwsContext, settings: TuningSettings):
     if additions:
         training = replace(training, hyperparameters={**training.hyperparameters, **additions})
     if training.checkpointing and not training.checkpoint_s3_uri:
-        # ModelTrainer fills this in per job, the tuner does not. All the tuning job's training
-        # jobs sync this one prefix; the image keeps each job's checkpoints under its own name
-        # (classifier.training.environment.TrainingEnvironment.checkpoint_dir).
-        training = replace(
-            training,
-            checkpoint_s3_uri=f"s3://{ctx.default_bucket()}/{settings.base_name}/checkpoints",
-        )
+        training = replace(training, checkpoint_s3_uri=tuning_checkpoint_s3_uri(ctx, settings, job_name))
     trainer = build_model_trainer(training, ctx)
     warm_start = None
     if settings.warm_start_parents:
@@ -246,12 +249,28 @@ def build_tuner(ctx: AwsContext, settings: TuningSettings):
     )
 
 
+def tuning_checkpoint_s3_uri(ctx: AwsContext, settings: TuningSettings, job_name: str) -> str:
+    """The checkpoint prefix of one tuning job's training jobs (ModelTrainer makes one per
+    training job; a tuning job's TrainingJobDefinition has one CheckpointConfig for all).
+
+    Nothing in AWS's documentation adds the training job's name to that S3Uri, and it is
+    restored whole: "Existing checkpoints in S3 are written to the SageMaker container at the
+    start of the job" (developer guide, "Use Checkpoints in Amazon SageMaker"), which also
+    says "The high-level SageMaker checkpoint configuration specifies a single Amazon S3
+    location without additional suffixes or prefixes" and leaves separating writers to the
+    training script. So: one prefix per tuning job (never shared with another tuning job),
+    and under it one folder per trial, which the image names after TRAINING_JOB_NAME
+    (classifier.training.environment.TrainingEnvironment.checkpoint_dir).
+    """
+    return f"s3://{ctx.default_bucket()}/{settings.base_name}/{job_name}/checkpoints"
+
+
 def start_tuning_job(ctx: AwsContext, settings: TuningSettings, *, wait: bool = False) -> str:
     """Create the tuning job; returns its name."""
     from sagemaker.core.training.configs import InputData
 
-    tuner = build_tuner(ctx, settings)
     name = unique_name(settings.base_name, TUNING_JOB_NAME_MAX_LENGTH)
+    tuner = build_tuner(ctx, settings, name)
     inputs = [
         InputData(channel_name=channel, data_source=uri)
         for channel, uri in sorted(settings.training.channels.items())

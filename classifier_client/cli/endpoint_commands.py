@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from classifier_client.cli.common import aws_context_for, image_uri, print_json
+from classifier_client.config import ConfigurationError
 
 
-def _deploy_settings(args, ctx, local: bool):
+def _deploy_settings(args, ctx, local: bool, hosting=None):
     from classifier_client.endpoints import DeploySettings, server_environment
     from classifier_client.training import parse_assignments
 
@@ -20,7 +21,7 @@ def _deploy_settings(args, ctx, local: bool):
         environment=server_environment(
             args.workers, args.timeout, parse_assignments(args.env, "--env")
         ),
-        hosting=_hosting_options(args),
+        hosting=hosting or _hosting_options(args),
     )
 
 
@@ -38,6 +39,7 @@ def _hosting_options(args):
         multi_model=args.multi_model,
         autoscale=parse_autoscale(args.autoscale) if args.autoscale else None,
         target_invocations=args.target_invocations,
+        target_backlog=args.target_backlog,
     )
 
 
@@ -49,14 +51,24 @@ def cmd_deploy(args) -> int:
         settings = _deploy_settings(args, ctx, local=True)
         print_json(endpoints.deploy_local(settings, ctx=ctx, port=args.port))
         return 0
+    # Combinations SageMaker does not serve fail here, before any request (STS included).
+    hosting = _hosting_options(args)
+    hosting.validate(args.instance_type)
     ctx = aws_context_for(args)
-    print_json(endpoints.deploy(ctx, _deploy_settings(args, ctx, False), wait=not args.no_wait))
+    settings = _deploy_settings(args, ctx, False, hosting)
+    print_json(endpoints.deploy(ctx, settings, wait=not args.no_wait))
     return 0
 
 
 def cmd_invoke(args) -> int:
     from classifier_client import endpoints
 
+    if args.async_input and args.target_model:
+        # API reference, InvokeEndpointAsync: unlike InvokeEndpoint, its request has no TargetModel.
+        raise ConfigurationError(
+            "--async and --target-model cannot be combined: InvokeEndpointAsync has no "
+            "TargetModel (a multi-model endpoint is invoked synchronously, without --async)"
+        )
     ctx = None if args.local else aws_context_for(args)
     results = {}
     for image in args.images:

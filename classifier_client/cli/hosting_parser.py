@@ -74,6 +74,11 @@ def _add_hosting_options(p: argparse.ArgumentParser) -> None:
         "--target-invocations", type=int, metavar="N",
         help="--autoscale: target of SageMakerVariantInvocationsPerInstance (per minute)",
     )  # fmt: skip
+    group.add_argument(
+        "--target-backlog", type=float, metavar="N",
+        help="--async-output with --autoscale 0:MAX: target of ApproximateBacklogSizePerInstance "
+        "(queued requests per instance); a HasBacklogWithoutCapacity alarm scales out from zero",
+    )  # fmt: skip
 
 
 def add_invoke(sub) -> None:
@@ -101,7 +106,8 @@ def add_invoke(sub) -> None:
 def _add_invoke_hosting_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target-model", metavar="NAME.tar.gz",
-        help="multi-model endpoint: the model archive under the endpoint's S3 prefix",
+        help="multi-model endpoint: the model archive under the endpoint's S3 prefix "
+        "(not with --async: InvokeEndpointAsync has no TargetModel)",
     )  # fmt: skip
     p.add_argument(
         "--async", dest="async_input", metavar="S3_PREFIX",

@@ -193,8 +193,8 @@ def cmd_train(args) -> int:
 def _tuning_search(args):
     """The ranges, early stopping and static hyperparameters of ``args``, checked offline
     against the strategy and the training container's schema."""
-    from classifier_client.strategies import check_strategy, default_early_stopping
-    from classifier_client.tuning import check_ranges, default_ranges, parse_range
+    from classifier_client.strategies import check_strategy, default_early_stopping, max_jobs_for
+    from classifier_client.tuning import DEFAULT_MAX_JOBS, check_ranges, default_ranges, parse_range
 
     ranges = {} if args.only_ranges else default_ranges(args.strategy)
     ranges.update(parse_range(text) for text in args.range or [])
@@ -203,6 +203,7 @@ def _tuning_search(args):
         early_stopping = args.early_stopping == "Auto"
     # Before any AWS call: a setting the strategy refuses fails here, offline, with the fix.
     check_strategy(args.strategy, ranges, early_stopping)
+    max_jobs_for(args.strategy, ranges, args.max_jobs, DEFAULT_MAX_JOBS)
     check_ranges(ranges)
     return ranges, early_stopping, _hyperparameters(args)
 

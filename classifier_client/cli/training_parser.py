@@ -52,14 +52,13 @@ def _add_tuning_options(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-jobs",
         type=int,
-        default=tuning.DEFAULT_MAX_JOBS,
-        help=f"training jobs in all ({tuning.DEFAULT_MAX_JOBS})",
+        help=f"training jobs in all (default {tuning.DEFAULT_MAX_JOBS}; Grid: the number of "
+        "combinations of its categorical ranges, which is the only value SageMaker accepts)",
     )
     group.add_argument(
         "--max-parallel-jobs",
         type=int,
-        default=tuning.DEFAULT_MAX_PARALLEL_JOBS,
-        help=f"at once ({tuning.DEFAULT_MAX_PARALLEL_JOBS})",
+        help=f"at once (default {tuning.DEFAULT_MAX_PARALLEL_JOBS}, at most --max-jobs)",
     )
     group.add_argument(
         "--strategy",

@@ -12,7 +12,7 @@ def _settings(args, ctx, local: bool):
     settings = TransformSettings(
         input=args.input,
         output=args.output,
-        image_uri=image_uri(args, ctx, local),
+        image_uri=args.image or "",
         model_name=args.model_name,
         model_data=args.model_data,
         content_type=args.content_type,
@@ -26,6 +26,9 @@ def _settings(args, ctx, local: bool):
     )
     if args.job_name:
         settings.job_name = args.job_name
+    # Offline, before the image URI (which may ask STS for the account) or any request.
+    settings.validate()
+    settings.image_uri = image_uri(args, ctx, local)
     return settings
 
 

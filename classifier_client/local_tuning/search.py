@@ -49,10 +49,6 @@ def distributions(ranges: Mapping) -> dict:
     return result
 
 
-def grid_size(ranges: Mapping) -> int:
-    return math.prod(len(spec.values) for spec in ranges.values())
-
-
 def make_sampler(strategy: str, ranges: Mapping, max_jobs: int, seed: int | None = None):
     import optuna
 
@@ -69,7 +65,8 @@ def make_sampler(strategy: str, ranges: Mapping, max_jobs: int, seed: int | None
 
 class CappedGridSampler(GridSampler):
     """Optuna's grid, without its end-of-grid ``Study.stop()``: that works only inside
-    ``Study.optimize`` and the tuner runs ``min(max_jobs, combinations)`` trials itself."""
+    ``Study.optimize`` and the tuner runs its ``max_jobs`` (with Grid, the number of
+    combinations: ``strategies.max_jobs_for``) trials itself."""
 
     def after_trial(self, study, trial, state, values) -> None:
         return None

@@ -73,12 +73,6 @@ def hyperparameter_string(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def trial_cap(settings) -> int:
-    if settings.strategy == "Grid":
-        return min(settings.max_jobs, search.grid_size(settings.ranges))
-    return settings.max_jobs
-
-
 def open_study(name: str, folder: Path, settings, seed: int | None = None):
     """Create the study, or load it and check that it is this job (same settings)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,7 +121,8 @@ class LocalTuner:
         # Optuna has no public handle on a stored RUNNING trial; Trial(study, id) is its own.
         left_running = own_trials(study, (TrialState.RUNNING,))
         resume = [optuna.trial.Trial(study, t._trial_id) for t in left_running]
-        new = max(0, trial_cap(self.settings) - len(own_trials(study)))
+        # With Grid, max_jobs is the number of combinations (strategies.max_jobs_for), as on SageMaker.
+        new = max(0, self.settings.max_jobs - len(own_trials(study)))
         if resume:
             self._say(f"continuing {len(resume)} interrupted trial(s) from their checkpoints")
         pool = ThreadPoolExecutor(self.settings.max_parallel_jobs, thread_name_prefix="trial")

@@ -211,8 +211,12 @@ def test_tune_sends_ranges_objective_metric_definitions_warm_start(aws, data_in_
     }
     assert definition["RoleArn"] == aws.role_arn
     assert definition["EnableManagedSpotTraining"] is True
+    # One CheckpointConfig serves every training job of the tuning job and SageMaker restores
+    # its whole prefix into each: the prefix is this tuning job's own, never another's (the
+    # image keeps each trial under <prefix>/<training job name>/).
+    tuning_job = request["HyperParameterTuningJobName"]
     assert definition["CheckpointConfig"] == {
-        "S3Uri": "s3://sagemaker-us-east-1-123456789012/img-clf-hpo/checkpoints",
+        "S3Uri": f"s3://sagemaker-us-east-1-123456789012/img-clf-hpo/{tuning_job}/checkpoints",
         "LocalPath": "/opt/ml/checkpoints",
     }
     assert definition["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
@@ -363,6 +367,31 @@ def test_each_strategy_with_its_defaults_sends_a_request_it_accepts(
         for r in ranges["CategoricalParameterRanges"]:
             combinations *= len(r["Values"])
         assert combinations == config["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 12
+
+
+def test_grid_sends_the_number_of_combinations_as_max_jobs(aws, data_in_s3, cli):
+    """AWS, Grid search: "If specified, the value of MaxNumberOfTrainingJobs should equal the
+    total number of distinct categorical combinations possible"; 2 x 3 here, not --max-jobs'
+    default of 12, and no more parallel jobs than jobs."""
+    code = cli(
+        "tune", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3,
+        "--strategy", "Grid", "--only-ranges",
+        "--range", "batch_size=categorical:32,64", "--range", "optimizer=categorical:sgd,adam,adamw",
+    )  # fmt: skip
+    assert code == 0
+    config = aws.recorded.one("CreateHyperParameterTuningJob")["HyperParameterTuningJobConfig"]
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 3}
+
+
+def test_grid_with_other_max_jobs_is_refused_before_any_aws_call(aws, capsys, cli):
+    code = cli(
+        "tune", "--role", aws.role_arn, "--data", "s3://bucket/pets", "--strategy", "Grid",
+        "--only-ranges", "--range", "batch_size=categorical:32,64", "--max-jobs", "12",
+    )  # fmt: skip
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "2 combinations" in error and "--max-jobs 12" in error and "--max-jobs 2" in error
+    assert aws.recorded.operations() == []  # not even sts:GetCallerIdentity for the image URI
 
 
 @pytest.mark.parametrize(

@@ -219,16 +219,37 @@ def test_local_and_cloud_tuners_refuse_the_same_settings(cli, capsys, tmp_path, 
     assert errors[0] == errors[1]
 
 
+GRID_RANGES = {
+    "optimizer": Range("categorical", values=("sgd", "adam")),
+    "learning_rate": Range("categorical", values=("0.01", "0.001")),
+}
+
+
 def test_grid_runs_each_combination_once(tmp_path):
-    ranges = {
-        "optimizer": Range("categorical", values=("sgd", "adam")),
-        "learning_rate": Range("categorical", values=("0.01", "0.001")),
-    }
-    settings = settings_for(tmp_path, strategy="Grid", ranges=ranges, max_jobs=12, early_stopping=False)
+    settings = settings_for(tmp_path, strategy="Grid", ranges=GRID_RANGES, max_jobs=None)
+    assert settings.max_jobs == 4  # as SageMaker computes MaxNumberOfTrainingJobs for Grid
     runner = StubRunner()
-    run(tmp_path, settings, runner)
+    result = run(tmp_path, settings, runner)
     combos = {tuple(sorted(t.params.items())) for t in load(tmp_path).trials}
     assert len(runner.jobs) == 4 and len(combos) == 4
+    # Every combination ran, so the job is complete (with max_jobs 12 it stayed InProgress).
+    assert json.loads(result.summary.read_text())["tuning_job_status"] == "Completed"
+
+
+def test_grid_with_max_jobs_other_than_its_combinations_is_refused(tmp_path):
+    with pytest.raises(ConfigurationError, match="4 combinations .* not --max-jobs 12"):
+        settings_for(tmp_path, strategy="Grid", ranges=GRID_RANGES, max_jobs=12, early_stopping=False)
+
+
+def test_local_and_cloud_tuners_give_grid_the_same_number_of_jobs(cli, capsys, tmp_path):
+    """Grid's default ranges make 12 combinations; --max-jobs 8 is refused by both, before any
+    AWS call or container, with the same words."""
+    errors = []
+    for local in ([], ["--local", "--data", tmp_path]):
+        assert cli("tune", "--strategy", "Grid", "--max-jobs", "8", *local) == 2
+        errors.append(capsys.readouterr().err.strip())
+    assert "12 combinations" in errors[0] and "--max-jobs 8" in errors[0]
+    assert errors[0] == errors[1]
 
 
 def test_cores_are_divided_among_the_parallel_trials():
@@ -382,6 +403,7 @@ def test_transfer_warm_start_leaves_out_trials_outside_the_new_ranges(tmp_path):
         max_jobs=1,
         max_parallel_jobs=1,
         ranges=ranges,
+        hyperparameters={"epochs": "3", "image_size": "32", "learning_rate": "0.01"},
         warm_start_parents=("parent",),
         warm_start_type="transfer",
     )
@@ -394,6 +416,64 @@ def test_transfer_warm_start_leaves_out_trials_outside_the_new_ranges(tmp_path):
     ]
     assert len(priors) == len(parent_adam)
     assert all(set(t.params) == {"optimizer"} for t in priors)
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "ranges", "moved"),
+    [
+        # static -> tunable: image_size was fixed at 16 in the parent
+        (
+            {"epochs": "3"},
+            {
+                "learning_rate": Range("continuous", 1e-4, 1e-1, scaling="Logarithmic"),
+                "optimizer": Range("categorical", values=("sgd", "adam")),
+                "image_size": Range("categorical", values=("16", "32")),
+            },
+            "image_size",
+        ),
+        # tunable -> static: learning_rate was tuned in the parent
+        (
+            {"epochs": "3", "image_size": "16", "learning_rate": "0.01"},
+            {"optimizer": Range("categorical", values=("sgd", "adam"))},
+            "learning_rate",
+        ),
+    ],
+)
+def test_identical_warm_start_lets_a_hyperparameter_move_between_static_and_tunable(
+    tmp_path, hyperparameters, ranges, moved
+):
+    """AWS (IdenticalDataAndAlgorithm): "You can also change hyperparameters from tunable to
+    static, and from static to tunable"."""
+    run(tmp_path, settings_for(tmp_path, max_jobs=3), StubRunner(), name="parent")
+    child = settings_for(
+        tmp_path, max_jobs=1, max_parallel_jobs=1, hyperparameters=hyperparameters, ranges=ranges,
+        warm_start_parents=("parent",),
+    )  # fmt: skip
+    assert run(tmp_path, child, StubRunner(), name="child").finished
+    priors = [t for t in load(tmp_path, "child").trials if "warm_start_from" in t.user_attrs]
+    finished = [t for t in load(tmp_path, "parent").trials if t.state != TrialState.FAIL]
+    assert len(priors) == len(finished) > 0
+    assert all(set(t.params) == set(ranges) for t in priors)
+    if moved in ranges:  # the parent ran every trial at its static value
+        assert {t.params[moved] for t in priors} == {"16"}
+
+
+@pytest.mark.parametrize("warm_start_type", ["identical", "transfer"])
+def test_warm_start_refuses_another_set_of_hyperparameters(tmp_path, warm_start_type):
+    """AWS, both types: "the total number of static plus tunable hyperparameters must remain
+    the same as it is in all parent jobs": a new range is refused, as is a dropped one."""
+    run(tmp_path, settings_for(tmp_path, max_jobs=1, max_parallel_jobs=1), StubRunner(), name="parent")
+    ranges = {
+        "learning_rate": Range("continuous", 1e-4, 1e-1, scaling="Logarithmic"),
+        "momentum": Range("continuous", 0.8, 0.99),
+    }
+    child = settings_for(
+        tmp_path, max_jobs=1, max_parallel_jobs=1, ranges=ranges, warm_start_parents=("parent",),
+        warm_start_type=warm_start_type,
+    )  # fmt: skip
+    with pytest.raises(ConfigurationError, match="momentum not in parent; optimizer of parent missing"):
+        run(tmp_path, child, StubRunner(), name="child")
+    assert not (tmp_path / "runs" / "child" / "jobs").exists()
 
 
 # --- the objective from real log lines ---------------------------------------------------------
