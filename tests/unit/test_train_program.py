@@ -244,6 +244,23 @@ def test_a_checkpoint_written_in_fp32_resumes_in_bf16_and_stays_fp32(job, repo_r
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
+def test_a_finished_tuning_trial_removes_its_checkpoints_and_a_training_job_keeps_them(job, repo_root):
+    """All trials of a tuning job share one checkpoint prefix that SageMaker restores into each
+    new trial: a finished trial's folder goes (and its deletion with it in S3)."""
+    sibling = job.root / "checkpoints" / "tune-0001-running" / "checkpoint.pt"
+    sibling.parent.mkdir(parents=True)
+    sibling.write_bytes(b"a running sibling's checkpoint")
+    job.hyperparameters({**FAST, "epochs": 1, "_tuning_objective_metric": "valid_accuracy"})
+    result = run_train(job.root, repo_root, {"TRAINING_JOB_NAME": "tune-0002-done"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (job.root / "checkpoints" / "tune-0002-done").exists()
+    assert sibling.exists()
+
+    job.hyperparameters({**FAST, "epochs": 1})
+    assert run_train(job.root, repo_root, {"TRAINING_JOB_NAME": "train-0003"}).returncode == 0
+    assert (job.root / "checkpoints" / "checkpoint.pt").is_file()
+
+
 def test_two_processes_on_one_host_train_one_ddp_job(job, repo_root):
     # bf16 autocast and gradient clipping on every rank: emulated where the CPU has no bf16.
     job.hyperparameters({**FAST, "epochs": 2, "precision": "bf16", "clip_grad_norm": "1.0", "image_size": 32})

@@ -96,10 +96,16 @@ class TrainingEnvironment:
         # The training jobs of a tuning job share its TrainingJobDefinition's CheckpointConfig,
         # so they sync one S3 prefix; nothing in the API reference separates them per job.
         # Each trial keeps its checkpoints under its own job name (a spot restart keeps it).
-        job_name = self.environ.get(constants.TRAINING_JOB_NAME_ENV)
-        if job_name and constants.TUNING_OBJECTIVE_KEY in self.hyperparameters:
-            path = path / job_name
+        if self.is_tuning_trial:
+            path = path / self.environ[constants.TRAINING_JOB_NAME_ENV]
         return path
+
+    @property
+    def is_tuning_trial(self) -> bool:
+        """A training job a tuning job started: SageMaker adds the objective's key to its
+        hyperparameters."""
+        job_name = self.environ.get(constants.TRAINING_JOB_NAME_ENV)
+        return bool(job_name) and constants.TUNING_OBJECTIVE_KEY in self.hyperparameters
 
     def check_input_modes(self) -> None:
         """Refuse Pipe mode: this program reads channels as folders of files.

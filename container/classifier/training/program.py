@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 import random
+import shutil
 import sys
 import time
 import traceback
@@ -368,7 +369,21 @@ def _test_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, st
         raise TrainingInterrupted(
             f"SIGTERM during the end-of-job rules and report; the model is in {env.model_dir}"
         )
+    _drop_finished_trial_checkpoints(env)
     return final
+
+
+def _drop_finished_trial_checkpoints(env: TrainingEnvironment) -> None:
+    """A finished tuning trial's checkpoints go: every trial of a tuning job syncs one S3
+    prefix, and SageMaker restores all of it into each new trial ("Existing checkpoints in S3
+    are written to the SageMaker container at the start of the job"); a deletion here is
+    mirrored there ("If a checkpoint is deleted in the SageMaker container, it will also be
+    deleted in the S3 folder", developer guide, "Use Checkpoints in Amazon SageMaker"). So a
+    new trial downloads only the checkpoints of trials still running. A plain training job
+    keeps its checkpoint: a later job may resume it for more epochs."""
+    if env.is_tuning_trial and env.checkpoint_dir.is_dir():
+        shutil.rmtree(env.checkpoint_dir)
+        logger.info("tuning trial finished: removed its checkpoints %s", env.checkpoint_dir)
 
 
 def _test_pass(
