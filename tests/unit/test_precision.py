@@ -25,7 +25,7 @@ AVX2 = {"avx2", "fma"}
     ("flags", "size", "expected"),
     [
         (AMX, 224, ("bf16", True)),
-        (AMX, 32, ("bf16", True)),
+        (AMX, 32, ("bf16", False)),
         (AVX512_BF16, 64, ("bf16", True)),
         (AVX2, 224, ("fp32", True)),
         (AVX2, 64, ("fp32", False)),

@@ -27,10 +27,13 @@ logger = logging.getLogger(__name__)
 FP32, BF16, FP16, AUTO = "fp32", "bf16", "fp16", "auto"
 # /proc/cpuinfo flags of CPUs that run bf16 matrix maths natively (oneDNN uses them).
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-# channels_last on the CPU, measured by `make bench-train` (docs/performance.md): with bf16 it
-# is the layout oneDNN's AMX kernels want at every size; in fp32 it pays from about 128 px on
-# (1.19x at 224 px) and costs below (0.88x at 64 px).
+# channels_last on the CPU, from `make bench-train`'s layout matrix (docs/performance.md,
+# ResNet-18, 2 threads): in fp32 it pays at 224 px (1.19x on a Xeon with AMX, 1.14x on an EPYC
+# with AVX512-BF16) and is a loss or a wash below (0.88x at 64 px on the Xeon, 0.97x at 32 px
+# on the EPYC); under bf16 it pays from 64 px on (1.74x against 1.43x contiguous on the EPYC)
+# and costs at 32 px (1.18x against 1.31x).
 CPU_FP32_CHANNELS_LAST_MIN_SIZE = 128
+CPU_BF16_CHANNELS_LAST_MIN_SIZE = 64
 
 
 class PrecisionError(JobInputError):
@@ -95,10 +98,11 @@ def probe_model(model: nn.Module, image_size: int, architecture: str) -> list[st
 
     Returns the convolutions whose bf16 weight gradient torch's CPU kernels get wrong at this
     size: a strided convolution with a kernel over 1x1 whose input is 1 pixel high or wide
-    (ResNet-18's layer4.0.conv1 at 16 px). Measured with torch 2.14.1 on AMX: non-finite weight
-    gradients in 12-19 of 30 random batches, so the first steps turn the weights into NaN;
-    2x2 inputs and unstrided convolutions are unaffected. An architecture too deep for the
-    size fails here with the key to change, instead of in the first step.
+    (ResNet-18's layer4.0.conv1 at 16 px). Measured with torch 2.14.1 on an EPYC with
+    AVX512-BF16: non-finite weight gradients in 12-19 of 30 random batches, so the first steps
+    turn the weights into NaN; 2x2 inputs and unstrided convolutions are unaffected. An
+    architecture too deep for the size fails here with the key to change, instead of in the
+    first step.
     """
     found: list[str] = []
 
@@ -186,15 +190,16 @@ def _on_cpu(requested: str, native: list[str], image_size: int) -> Precision:
         )
     if requested == FP32:
         return Precision(FP32, "precision=fp32 asked for", fp32_layout)
+    bf16_layout = image_size >= CPU_BF16_CHANNELS_LAST_MIN_SIZE
     if requested == BF16:
         if not native:
             logger.warning(
                 "precision=bf16 on a CPU without %s: bf16 runs emulated, usually slower than fp32",
                 " or ".join(CPU_BF16_FLAGS),
             )
-        return Precision(BF16, "bf16 autocast (asked for)", True)
+        return Precision(BF16, "bf16 autocast (asked for)", bf16_layout)
     if native:
-        return Precision(BF16, f"auto: the CPU runs bf16 natively ({', '.join(native)})", True)
+        return Precision(BF16, f"auto: the CPU runs bf16 natively ({', '.join(native)})", bf16_layout)
     return Precision(
         FP32, f"auto: the CPU has none of {', '.join(CPU_BF16_FLAGS)}, so bf16 would be emulated", fp32_layout
     )
