@@ -121,3 +121,46 @@ def test_frozen_parameters_are_left_out_of_the_optimizer():
     model[0].weight.requires_grad = False
     optimizer = build_optimizer(parse_hyperparameters({}), model.parameters())
     assert sum(len(group["params"]) for group in optimizer.param_groups) == 3
+
+
+def test_the_fp16_step_of_older_gpus_runs_with_its_scaler_up_to_the_device(setup):
+    """fp16 autocast with a GradScaler is the GPU path (T4, V100); torch runs both on the CPU
+    too, so everything but the CUDA kernels is exercised here: scale, unscale before clipping,
+    step, update."""
+    from classifier.training.precision import Precision
+
+    hp, dataset, model = setup
+    precision = Precision("fp16", "test", channels_last=False)
+    scaler = precision.grad_scaler(CTX.device)
+    assert scaler.is_enabled()
+    optimizer = build_optimizer(hp, model.parameters())
+    settings = StepSettings(precision, clip_grad_norm=1.0)
+    loader = make_loader(dataset, hp, CTX, train=True)
+    result = train_one_epoch(
+        model, loader, nn.CrossEntropyLoss(), optimizer, scaler, CTX, settings, None, None, StopSignal()
+    )
+    assert result.samples == 18 and math.isfinite(result.loss)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert scaler.state_dict()["scale"] > 0
+
+
+def test_a_checkpoint_resumes_under_another_precision_whatever_its_scaler_state(setup):
+    """fp16 checkpoints carry a GradScaler state, others an empty one: each resumes under any
+    precision (the weights and optimizer state are fp32 in all of them)."""
+    from classifier.training.precision import Precision
+    from classifier.training.program import TrainingState
+
+    hp, _, model = setup
+
+    def state(name: str) -> TrainingState:
+        optimizer = build_optimizer(hp, model.parameters())
+        precision = Precision(name, "test", channels_last=False)
+        return TrainingState(
+            model=model, loss_fn=nn.CrossEntropyLoss(), optimizer=optimizer, scheduler=None,
+            scaler=precision.grad_scaler(CTX.device), hook=None, identity={}, step=StepSettings(precision),
+        )  # fmt: skip
+
+    fp16, fp32 = state("fp16"), state("fp32")
+    fp32.restore(fp16.checkpoint(1, hp))
+    fp16.restore(fp32.checkpoint(2, hp))
+    assert fp16.start_epoch == 3 and fp16.scaler.is_enabled()
