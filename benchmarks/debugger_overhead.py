@@ -63,9 +63,7 @@ def run_once(base: Path, hyperparameters: dict, debug: bool) -> dict:
 
             shutil.rmtree(target)
     config = base / "input" / "config"
-    (config / "hyperparameters.json").write_text(
-        json.dumps({**hyperparameters, "debug": str(debug).lower()})
-    )
+    (config / "hyperparameters.json").write_text(json.dumps({**hyperparameters, "debug": str(debug).lower()}))
     profiler_config = config / "profilerconfig.json"
     profiler_config.write_text(json.dumps({"DisableProfiler": not debug}))
     os.environ["SAGEMAKER_BASE_DIR"] = str(base)

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from program_runner import REPO_ROOT, run_train
+
 DEMO_HYPERPARAMETERS = REPO_ROOT / "local_test" / "test_dir" / "input" / "config" / "hyperparameters.json"
 
 
@@ -38,26 +37,6 @@ def write_hard_digits(digits: Path, out: Path, size: int = 40, seed: int = 0) ->
         target = out / path.relative_to(digits)
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray((pixels.clip(0, 1) * 255).astype(np.uint8)).save(target)
-
-
-def train(data: Path, hyperparameters: dict) -> dict:
-    """``./train`` on ``data`` (train/valid/test); its metrics.json."""
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        (base / "input/config").mkdir(parents=True)
-        (base / "input/data").mkdir(parents=True)
-        for channel in ("train", "valid", "test"):
-            (base / "input/data" / channel).symlink_to(data / channel)
-        (base / "input/config/hyperparameters.json").write_text(
-            json.dumps({k: str(v) for k, v in hyperparameters.items()})
-        )
-        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
-        result = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "train")], env=env, capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            raise SystemExit(f"train failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        return json.loads((base / "output/data/metrics.json").read_text())
 
 
 def _row(name: str, precision: str, runs: list[dict]) -> tuple[float, float]:
@@ -96,22 +75,12 @@ def main() -> None:
         ):
             rows = {}
             for precision in ("fp32", "auto"):
-                runs = [
-                    train(
-                        data,
-                        {
-                            **demo,
-                            **overrides,
-                            "epochs": args.epochs,
-                            "seed": seed,
-                            "precision": precision,
-                            "num_workers": 1,
-                            "debug": "false",
-                            "inference_export": "none",
-                        },
-                    )  # fmt: skip
-                    for seed in args.seeds
-                ]
+                fixed = {
+                    **demo, **overrides, "epochs": args.epochs, "precision": precision, "num_workers": 1,
+                    "debug": "false", "inference_export": "none",
+                }  # fmt: skip
+                splits = ("train", "valid", "test")
+                runs = [run_train(data, splits, {**fixed, "seed": seed}) for seed in args.seeds]
                 rows[precision] = _row(name, precision, runs)
             (fp32_mean, fp32_spread), (auto_mean, _) = rows["fp32"], rows["auto"]
             verdicts.append(

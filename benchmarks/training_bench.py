@@ -15,16 +15,13 @@ Usage: python benchmarks/training_bench.py [--rounds 2] [--epochs 2] [--model re
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from program_runner import run_train
+
 # (image size, batch size): the issue's two points, a fine-tuning size and a small one.
 CONFIGS = ((224, 32), (64, 64))
 # dogImages' JPEGs are about 500x375.
@@ -101,28 +98,13 @@ def full_program(
     data_dir: Path, args, image_size: int, batch_size: int, precision_name: str
 ) -> tuple[float, str]:
     """``./train`` on the same data; its own images/s (metrics.json) and chosen precision."""
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        (base / "input/config").mkdir(parents=True)
-        (base / "input/data").mkdir(parents=True)
-        for channel in ("train", "valid"):
-            (base / "input/data" / channel).symlink_to(data_dir / channel)
-        hyperparameters = {
-            "model": args.model, "epochs": args.epochs, "batch_size": batch_size, "image_size": image_size,
-            "num_workers": args.num_workers, "augmentation": "standard", "learning_rate": 0.001,
-            "optimizer": "adam", "debug": "false", "inference_export": "none", "precision": precision_name,
-        }  # fmt: skip
-        (base / "input/config/hyperparameters.json").write_text(
-            json.dumps({k: str(v) for k, v in hyperparameters.items()})
-        )
-        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
-        result = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "train")], env=env, capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            raise SystemExit(f"train failed:\n{result.stdout}\n{result.stderr}")
-        metrics = json.loads((base / "output/data/metrics.json").read_text())
-        return metrics["history"][-1]["train_images_per_second"], metrics["precision"]["precision"]
+    hyperparameters = {
+        "model": args.model, "epochs": args.epochs, "batch_size": batch_size, "image_size": image_size,
+        "num_workers": args.num_workers, "augmentation": "standard", "learning_rate": 0.001,
+        "optimizer": "adam", "debug": "false", "inference_export": "none", "precision": precision_name,
+    }  # fmt: skip
+    metrics = run_train(data_dir, ("train", "valid"), hyperparameters)
+    return metrics["history"][-1]["train_images_per_second"], metrics["precision"]["precision"]
 
 
 def loader_alone(data_dir: Path, args, image_size: int, batch_size: int) -> float:
