@@ -138,13 +138,14 @@ class ServingApplication(BaseApplication):
         of a multi-model endpoint's loaded models."""
         metrics_dir = metrics.prepare_multiprocess_dir()
         master = os.getpid()
-        self.model_table_dir = tempfile.mkdtemp(prefix="classifier-models-")
+        if self.settings.multi_model:
+            self.model_table_dir = tempfile.mkdtemp(prefix="classifier-models-")
         try:
             super().run()
         finally:
             metrics_dir.cleanup()
             # A worker leaves through here too (SystemExit after fork): only the master removes.
-            if os.getpid() == master:
+            if self.model_table_dir is not None and os.getpid() == master:
                 shutil.rmtree(self.model_table_dir, ignore_errors=True)
 
     def load(self):
