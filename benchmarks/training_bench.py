@@ -22,8 +22,9 @@ from pathlib import Path
 
 from program_runner import run_train
 
-# (image size, batch size): the issue's two points, a fine-tuning size and a small one.
-CONFIGS = ((224, 32), (64, 64))
+# (image size, batch size, train images per class of 4): a fine-tuning size and a small one,
+# each with enough steps per epoch that filling the loader's pipeline is a small share of it.
+CONFIGS = ((224, 32, 48), (64, 64, 320))
 # dogImages' JPEGs are about 500x375.
 PHOTO_SIZE = (500, 375)
 
@@ -139,7 +140,7 @@ def layout_matrix(args, steps: int = 6) -> list[str]:
     from classifier.models import create_model
 
     lines = []
-    for image_size, batch_size in ((*CONFIGS[0],), (*CONFIGS[1],), (32, 64)):
+    for image_size, batch_size in ((*CONFIGS[0][:2],), (*CONFIGS[1][:2],), (32, 64)):
         rates = {}
         for dtype in (None, torch.bfloat16):
             for layout in (torch.contiguous_format, torch.channels_last):
@@ -197,7 +198,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--num-workers", type=int, default=2, help="the program's default")
-    parser.add_argument("--per-class", type=int, default=48, help="train images per class (4 classes)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the train images per class")
     args = parser.parse_args()
 
     import torch
@@ -210,27 +211,29 @@ def main() -> None:
     print("channels_last and bf16, step only (random tensors), ratios to fp32 contiguous:")
     for line in layout_matrix(args):
         print(line, flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "photos"
-        write_photos(data_dir / "train", 4, args.per_class)
-        write_photos(data_dir / "valid", 4, 4, seed=1)
-        for image_size, batch_size in CONFIGS:
-            runs: dict = {(kind, name): [] for kind in ("bare", "program") for name in ("fp32", "auto")}
-            chosen = "?"
-            for round_index in range(args.rounds):
-                for name in ("fp32", "auto"):
-                    runs[("bare", name)].append(bare_loop(data_dir, args, image_size, batch_size, name))
-                    rate, chosen_now = full_program(data_dir, args, image_size, batch_size, name)
-                    runs[("program", name)].append(rate)
-                    chosen = chosen_now if name == "auto" else chosen
-                print(
-                    f"  {args_line(image_size, batch_size)} round {round_index + 1}: "
-                    + ", ".join(f"{kind} {name} {values[-1]:.1f}" for (kind, name), values in runs.items()),
-                    flush=True,
-                )
-            _report(
-                image_size, batch_size, runs, chosen, loader_alone(data_dir, args, image_size, batch_size)
-            )
+    for image_size, batch_size, per_class in CONFIGS:
+        with tempfile.TemporaryDirectory() as tmp:
+            data_dir = Path(tmp) / "photos"
+            write_photos(data_dir / "train", 4, max(1, int(per_class * args.scale)))
+            write_photos(data_dir / "valid", 4, 4, seed=1)
+            _compare(data_dir, args, image_size, batch_size)
+
+
+def _compare(data_dir: Path, args, image_size: int, batch_size: int) -> None:
+    runs: dict = {(kind, name): [] for kind in ("bare", "program") for name in ("fp32", "auto")}
+    chosen = "?"
+    for round_index in range(args.rounds):
+        for name in ("fp32", "auto"):
+            runs[("bare", name)].append(bare_loop(data_dir, args, image_size, batch_size, name))
+            rate, chosen_now = full_program(data_dir, args, image_size, batch_size, name)
+            runs[("program", name)].append(rate)
+            chosen = chosen_now if name == "auto" else chosen
+        print(
+            f"  {args_line(image_size, batch_size)} round {round_index + 1}: "
+            + ", ".join(f"{kind} {name} {values[-1]:.1f}" for (kind, name), values in runs.items()),
+            flush=True,
+        )
+    _report(image_size, batch_size, runs, chosen, loader_alone(data_dir, args, image_size, batch_size))
 
 
 if __name__ == "__main__":
