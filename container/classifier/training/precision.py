@@ -28,10 +28,10 @@ FP32, BF16, FP16, AUTO = "fp32", "bf16", "fp16", "auto"
 # /proc/cpuinfo flags of CPUs that run bf16 matrix maths natively (oneDNN uses them).
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # channels_last on the CPU, from `make bench-train`'s layout matrix (docs/performance.md,
-# ResNet-18, 2 threads): in fp32 it pays at 224 px (1.19x on a Xeon with AMX, 1.14x on an EPYC
-# with AVX512-BF16) and is a loss or a wash below (0.88x at 64 px on the Xeon, 0.97x at 32 px
-# on the EPYC); under bf16 it pays from 64 px on (1.74x against 1.43x contiguous on the EPYC)
-# and costs at 32 px (1.18x against 1.31x).
+# ResNet-18, 2 threads, 3 runs on an EPYC with AVX512-BF16): in fp32 it pays at 224 px (1.14-1.98x;
+# 1.19x on a Xeon with AMX) and is a wash or a loss at 32 px (0.89-1.07x; 0.88x at 64 px on the
+# Xeon); under bf16 it pays at 224 px (2.24-4.26x against 1.96-3.74x contiguous), is a wash at
+# 64 px (mean 1.75x against 1.77x) and a loss at 32 px on average.
 CPU_FP32_CHANNELS_LAST_MIN_SIZE = 128
 CPU_BF16_CHANNELS_LAST_MIN_SIZE = 64
 
