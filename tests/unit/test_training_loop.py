@@ -112,6 +112,8 @@ def test_every_optimizer_and_scheduler_builds(name):
         hp = parse_hyperparameters({"optimizer": name, "lr_scheduler": scheduler, "epochs": "6"})
         optimizer = build_optimizer(hp, model.parameters())
         assert type(optimizer).__name__.lower() == name
+        # Adam and AdamW run fused (one kernel per parameter) on the CPU as on GPUs.
+        assert bool(optimizer.defaults.get("fused")) == (name in ("adam", "adamw"))
         built = build_scheduler(hp, optimizer)
         assert (built is None) == (scheduler == "none")
 

@@ -69,15 +69,23 @@ def build_model(env: TrainingEnvironment, hp: Hyperparameters, num_classes: int)
     return model
 
 
+# Adam and AdamW in one fused kernel per parameter: measured on ResNet-18 with 2 CPU threads,
+# 61 against 106 ms per Adam step and 60 against 333 ms per AdamW step (the for-loop form torch
+# uses on CPU by default), a share of every training step. SGD's for-loop form is its fastest
+# there (16 ms, fused 31 ms); RMSprop has no fused form.
+FUSED_DEVICE_TYPES = ("cpu", "cuda")
+
+
 def build_optimizer(hp: Hyperparameters, parameters) -> torch.optim.Optimizer:
     parameters = [p for p in parameters if p.requires_grad]
     common = {"lr": hp.learning_rate, "weight_decay": hp.weight_decay}
     if hp.optimizer == "sgd":
         return torch.optim.SGD(parameters, momentum=hp.momentum, **common)
+    fused = bool(parameters) and all(p.device.type in FUSED_DEVICE_TYPES for p in parameters)
     if hp.optimizer == "adam":
-        return torch.optim.Adam(parameters, eps=hp.eps, **common)
+        return torch.optim.Adam(parameters, eps=hp.eps, fused=fused, **common)
     if hp.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, eps=hp.eps, **common)
+        return torch.optim.AdamW(parameters, eps=hp.eps, fused=fused, **common)
     return torch.optim.RMSprop(parameters, momentum=hp.momentum, eps=hp.eps, **common)
 
 
