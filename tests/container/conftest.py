@@ -30,6 +30,11 @@ IMAGE_ENV = "CONTAINER_TEST_IMAGE"
 TEST_HYPERPARAMETERS = {"epochs": "3"}
 TRAIN_TIMEOUT_S = 1200
 SERVE_START_TIMEOUT_S = 180
+# A served model is judged over a whole test split: far above chance, and the test accuracy
+# its own job measured within a margin (the same model on the serving engine), so the
+# assertion holds whatever CPU (and kernels) trained it.
+MIN_SERVED_ACCURACY = 0.8
+ENGINE_MARGIN = 0.05
 
 
 def run(cmd: list[str], timeout: float, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -211,3 +216,14 @@ def count_correct(url: str, images: list[Path]) -> tuple[int, int]:
             assert response.status_code == 200, response.text
             correct += response.json()["predictions"][0]["label"] == path.parent.name
     return correct, len(images)
+
+
+def job_test_accuracy(job_dir: Path) -> float:
+    """The test accuracy the training job measured (output/data/metrics.json)."""
+    return json.loads((job_dir / "output" / "data" / "metrics.json").read_text())["test"]["accuracy"]
+
+
+def assert_served_as_measured(served: float, job_dir: Path, what: str) -> None:
+    measured = job_test_accuracy(job_dir)
+    print(f"{what}: {served:.3f} served, {measured:.3f} measured by its job")
+    assert served >= MIN_SERVED_ACCURACY and abs(served - measured) <= ENGINE_MARGIN, (what, served, measured)

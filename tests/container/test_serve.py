@@ -16,7 +16,14 @@ import pytest
 import requests
 from PIL import Image
 
-from .conftest import LOCAL_TEST, count_correct, remove_container, run, start_server
+from .conftest import (
+    LOCAL_TEST,
+    assert_served_as_measured,
+    count_correct,
+    remove_container,
+    run,
+    start_server,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -50,10 +57,10 @@ def test_predict_sh_prints_the_top_classes(server, digits_data):
     assert [[p["label"] for p in top] for top in answers] == [[p["label"] for p in top] for top in direct]
 
 
-def test_the_digits_test_split_is_classified_correctly(server, digits_data):
+def test_the_digits_test_split_is_classified_correctly(server, digits_data, trained_job):
     """Every test image through /invocations: the served model is the trained one, in order."""
     correct, total = count_correct(server, sorted((digits_data / "test").glob("*/*.png")))
-    assert correct / total >= 0.85, f"{correct}/{total} correct"
+    assert_served_as_measured(correct / total, trained_job[0], f"{correct}/{total} test digits")
 
 
 def _png(size: tuple[int, int] = (8, 8)) -> bytes:
