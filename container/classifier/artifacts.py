@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from classifier import archives, constants
-from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD
+from classifier.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT_VERSION = 1
 

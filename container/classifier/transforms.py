@@ -1,47 +1,24 @@
-"""Image preprocessing, defined once and shared by training and serving.
+"""torchvision transforms of training: augmentation for the train channel, and the eval
+transform of the valid and test channels.
 
-The serving code builds its transform from the model's saved config through
-:func:`eval_transform`, the same function training uses for the valid and test
-channels, so the two cannot drift apart.
+The eval transform is :mod:`classifier.preprocessing`'s recipe (what the server runs,
+without torch) written in torchvision; ``tests/unit/test_preprocessing.py`` holds the two
+equal pixel for pixel.
 """
 
 from __future__ import annotations
 
-from PIL import Image, ImageOps
 from torchvision import transforms
 
 # Train-channel augmentation recipes (the `augmentation` hyperparameter); see train_transform.
 from classifier.hyperparameter_schema import AUGMENTATIONS
+from classifier.preprocessing import IMAGENET_MEAN, IMAGENET_STD, resize_size_for, to_rgb
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# torchvision's reference recipe: resize to size / 0.875, then centre-crop to size.
-CROP_RATIO = 0.875
-
-
-def resize_size_for(image_size: int) -> int:
-    return int(round(image_size / CROP_RATIO))
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Upright RGB from whatever Pillow opened: EXIF rotation, 16-bit, CMYK, alpha, palette."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit grayscale: scale to 8 bits instead of letting convert() clip at 255.
-        image = image.point(lambda value: value / 256).convert("L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        background.alpha_composite(image.convert("RGBA"))
-        return background.convert("RGB")
-    return image.convert("RGB")
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "eval_transform", "resize_size_for", "to_rgb", "train_transform"]
 
 
 def eval_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> transforms.Compose:
-    """Deterministic transform for validation, test and serving."""
+    """Deterministic transform of the valid and test channels."""
     return transforms.Compose(
         [
             transforms.Resize(resize_size_for(image_size)),

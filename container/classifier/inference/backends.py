@@ -1,20 +1,21 @@
-"""Small engine classes behind one interface: a list of prepared image tensors in, logits out.
+"""Small engine classes behind one interface: a batch of pixels in, logits out.
 
-The micro-batcher and the server call only :class:`InferenceBackend`; what differs per
-engine is how a batch is laid out, how threads are set, and what precision runs.
+A batch is ``(N, H, W, 3)`` uint8 (see :mod:`classifier.preprocessing`); each engine
+normalizes it where it runs cheapest: OpenVINO inside the compiled graph, PyTorch on its
+device (:mod:`classifier.inference.torch_backend`). Nothing here imports torch, so a server
+running OpenVINO never loads it.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from classifier.models import logits_of
+from classifier.preprocessing import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +26,23 @@ FP32, BF16, INT8 = "fp32", "bf16", "int8"
 _OPENVINO_HINTS = {FP32: "f32", BF16: "bf16", INT8: "f32"}
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, shifted by each row's maximum so large logits cannot overflow."""
+    shifted = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
 class InferenceBackend(ABC):
-    """One engine running one model; called from a single thread (the micro-batcher)."""
+    """One engine running one model; never called from two threads at once."""
 
     name: str
     precision: str = FP32
 
     @abstractmethod
-    def logits(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """Float32 logits on the CPU, one row per input tensor, in order."""
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 logits, one row per image of the ``(N, H, W, 3)`` uint8 batch, in order."""
 
     @abstractmethod
     def set_threads(self, threads: int) -> None:
@@ -43,36 +52,13 @@ class InferenceBackend(ABC):
         return f"{self.name} {self.precision}"
 
 
-class TorchBackend(InferenceBackend):
-    """Eager PyTorch: the trained module, channels-last; the GPU path."""
-
-    name = "torch"
-
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu"):
-        self.model = model
-        self.device = torch.device(device)
-
-    def set_threads(self, threads: int) -> None:
-        torch.set_num_threads(threads)
-
-    @torch.inference_mode()
-    def logits(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        batch = torch.empty(
-            (len(tensors), *tensors[0].shape), dtype=tensors[0].dtype, memory_format=torch.channels_last
-        )
-        for row, tensor in zip(batch, tensors, strict=True):
-            row.copy_(tensor)
-        return logits_of(self.model(batch.to(self.device, non_blocking=True))).float().cpu()
-
-
-def _stack(tensors: list[torch.Tensor]) -> np.ndarray:
-    return torch.stack(tensors).contiguous().numpy()
-
-
 class OpenVinoBackend(InferenceBackend):
     """OpenVINO on the CPU from the IR training exported (compiling saved IR takes well under
     a second; converting the PyTorch model at start-up would take about ten). ``xml_path`` is
     the IR of the precision: the int8 model is an IR of its own.
+
+    The IR takes normalized float32 NCHW; OpenVINO's preprocessing API puts the layout change,
+    the conversion from u8 and the normalization in front of it, in the compiled graph.
 
     OpenVINO fixes its thread count when a model is compiled, so one compiled model is kept
     per thread count the budget asks for (a lone request gets every core, busy workers share
@@ -82,11 +68,18 @@ class OpenVinoBackend(InferenceBackend):
 
     name = "openvino"
 
-    def __init__(self, xml_path: Path, precision: str = FP32, threads: int = 1):
+    def __init__(
+        self,
+        xml_path: Path,
+        precision: str = FP32,
+        threads: int = 1,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ):
         import openvino as ov
 
         self._core = ov.Core()
-        self._model = self._core.read_model(str(xml_path))
+        self._model = _with_pixel_input(self._core.read_model(str(xml_path)), mean, std)
         self.precision = precision
         self._compiled: dict[int, object] = {}
         self._threads = max(1, threads)
@@ -109,10 +102,25 @@ class OpenVinoBackend(InferenceBackend):
         self._threads = max(1, threads)
         self._request_for(self._threads)
 
-    def logits(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
         request = self._request_for(self._threads)
-        output = request.infer({0: _stack(tensors)})[0]
-        return torch.from_numpy(np.array(output, dtype=np.float32, copy=True))
+        # share_outputs: no copy out of OpenVINO's buffer; the float32 copy below owns the rows.
+        output = request.infer({0: pixels}, share_inputs=True, share_outputs=True)[0]
+        return np.array(output, dtype=np.float32, copy=True)
+
+
+def _with_pixel_input(model, mean: Sequence[float], std: Sequence[float]):
+    """``model`` with a u8 NHWC input: ``(x - 255 mean) / (255 std)`` equals ``(x / 255 - mean) / std``."""
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).mean([255 * m for m in mean]).scale(
+        [255 * s for s in std]
+    )
+    return ppp.build()
 
 
 class OnnxRuntimeBackend(InferenceBackend):
@@ -124,11 +132,18 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, threads: int = 1):
+    def __init__(
+        self,
+        onnx_path: Path,
+        threads: int = 1,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ):
         import onnxruntime as ort
 
         self._ort = ort
         self._path = str(onnx_path)
+        self._mean, self._std = mean, std
         self._sessions: dict[int, object] = {}
         self._threads = max(1, threads)
         self.set_threads(self._threads)
@@ -147,7 +162,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._threads = max(1, threads)
         self._session_for(self._threads)
 
-    def logits(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
         session = self._session_for(self._threads)
-        name = session.get_inputs()[0].name
-        return torch.from_numpy(np.asarray(session.run(None, {name: _stack(tensors)})[0], dtype=np.float32))
+        inputs = {session.get_inputs()[0].name: normalize(pixels, self._mean, self._std)}
+        return np.asarray(session.run(None, inputs)[0], dtype=np.float32)

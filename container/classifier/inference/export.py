@@ -5,7 +5,7 @@ where NNCF is installed, an int8 IR quantized after training (calibrated on trai
 For each precision it records, in ``model_config.json`` under ``exports``, how often the top-1
 class agrees with fp32 PyTorch on validation images (never the calibration images) and the
 largest probability difference. The server uses a reduced precision only where that agreement
-is at least ``MIN_TOP1_AGREEMENT``; a model directory without exports (an older artefact) is
+is at least ``selection.MIN_TOP1_AGREEMENT``; a model directory without exports (an older artefact) is
 served by PyTorch.
 
     python -m classifier.inference.export MODEL_DIR --data VALID_FOLDER [--calibration TRAIN_FOLDER]
@@ -16,6 +16,7 @@ adds the exports to an existing model directory.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import logging
 import sys
@@ -24,21 +25,23 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from classifier.artifacts import ModelSpec, load_model, write_model_config
-from classifier.inference.backends import BF16, FP32, INT8, InferenceBackend, OpenVinoBackend, TorchBackend
+from classifier.inference.backends import BF16, FP32, INT8, InferenceBackend, OpenVinoBackend, softmax
+from classifier.inference.selection import allowed_precisions
+from classifier.inference.torch_backend import TorchBackend
+from classifier.preprocessing import normalize, to_pixels
 
 logger = logging.getLogger(__name__)
 
 OPENVINO_FILE = "model.xml"  # with model.bin beside it
 OPENVINO_INT8_FILE = "model_int8.xml"
-MIN_TOP1_AGREEMENT = 0.99
 PARITY_SAMPLES = 256
 PARITY_BATCH = 16
 # NNCF's default subset size for post-training quantization.
 CALIBRATION_SAMPLES = 300
-REDUCED_PRECISIONS = (BF16, INT8)
 
 
 def openvino_available() -> bool:
@@ -49,15 +52,16 @@ def nncf_available() -> bool:
     return importlib.util.find_spec("nncf") is not None
 
 
-def parity(reference: InferenceBackend, candidate: InferenceBackend, images: Sequence[torch.Tensor]) -> dict:
-    """Top-1 agreement and max |Δ probability| of ``candidate`` against ``reference``."""
+def parity(reference: InferenceBackend, candidate: InferenceBackend, images: Sequence[np.ndarray]) -> dict:
+    """Top-1 agreement and max |Δ probability| of ``candidate`` against ``reference`` on pixels,
+    each engine preparing them as it does when it serves."""
     agree, max_diff = 0, 0.0
     for start in range(0, len(images), PARITY_BATCH):
-        chunk = list(images[start : start + PARITY_BATCH])
-        expected = torch.softmax(reference.logits(chunk), dim=1)
-        actual = torch.softmax(candidate.logits(chunk), dim=1)
+        chunk = np.stack(images[start : start + PARITY_BATCH])
+        expected = softmax(reference.logits(chunk))
+        actual = softmax(candidate.logits(chunk))
         agree += int((expected.argmax(1) == actual.argmax(1)).sum())
-        max_diff = max(max_diff, float((expected - actual).abs().max()))
+        max_diff = max(max_diff, float(np.abs(expected - actual).max()))
     return {
         "top1_agreement": agree / max(len(images), 1),
         "max_abs_prob_diff": max_diff,
@@ -79,8 +83,8 @@ def _export_openvino(model: torch.nn.Module, spec: ModelSpec, model_dir: Path) -
     return path
 
 
-def _quantize_openvino(fp32_path: Path, calibration: Sequence[torch.Tensor]) -> Path:
-    """NNCF post-training int8 quantization of the IR, calibrated on prepared images.
+def _quantize_openvino(fp32_path: Path, spec: ModelSpec, calibration: Sequence[np.ndarray]) -> Path:
+    """NNCF post-training int8 quantization of the IR, calibrated on pixels, normalized as the IR takes them.
 
     The PERFORMANCE preset (symmetric quantization) is NNCF's default for CNNs; the accuracy
     cost is measured afterwards, like every other precision, and gates the int8 model.
@@ -89,7 +93,7 @@ def _quantize_openvino(fp32_path: Path, calibration: Sequence[torch.Tensor]) -> 
     import openvino as ov
 
     model = ov.Core().read_model(str(fp32_path))
-    dataset = nncf.Dataset([image.unsqueeze(0).numpy() for image in calibration])
+    dataset = nncf.Dataset([normalize(pixels, spec.mean, spec.std) for pixels in calibration])
     quantized = nncf.quantize(
         model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration)
     )
@@ -102,15 +106,15 @@ def export_model(
     model: torch.nn.Module,
     spec: ModelSpec,
     model_dir: Path,
-    images: Sequence[torch.Tensor],
+    images: Sequence[np.ndarray],
     threads: int = 1,
-    calibration: Sequence[torch.Tensor] = (),
+    calibration: Sequence[np.ndarray] = (),
 ) -> ModelSpec:
     """Write the OpenVINO IR of ``model`` (CPU, eval mode) and record its parity; returns the new spec.
 
-    ``images`` are prepared validation tensors (the eval transform); an empty sequence
-    records no parity, so the server keeps fp32. ``calibration`` (prepared training images)
-    enables the int8 model where NNCF is installed.
+    ``images`` are validation images as pixels (:func:`classifier.preprocessing.to_pixels`); an
+    empty sequence records no parity, so the server keeps fp32. ``calibration`` (training
+    images as pixels) enables the int8 model where NNCF is installed.
     """
     if not openvino_available():
         logger.info("openvino is not installed: no exported form, the server will run PyTorch")
@@ -120,14 +124,17 @@ def export_model(
     files = {FP32: path, BF16: path}
     if calibration and images and nncf_available():
         try:
-            files[INT8] = _quantize_openvino(path, calibration)
+            files[INT8] = _quantize_openvino(path, spec, calibration)
         except Exception as error:  # noqa: BLE001 - NNCF fails in many ways; fp32/bf16 stand
             logger.warning("no int8 model (%s: %s); fp32 and bf16 are exported", type(error).__name__, error)
     elif calibration and images:
         logger.info("nncf is not installed: no int8 model")
-    reference = TorchBackend(model)
+    normalization = {"mean": spec.mean, "std": spec.std}
+    reference = TorchBackend(model, **normalization)
     measured = {
-        precision: parity(reference, OpenVinoBackend(file, precision, threads), images) if images else None
+        precision: parity(reference, OpenVinoBackend(file, precision, threads, **normalization), images)
+        if images
+        else None
         for precision, file in files.items()
     }
     export = {"file": path.name, "parity": measured}
@@ -144,37 +151,25 @@ def export_model(
     return new_spec
 
 
-def allowed_precisions(spec: ModelSpec, backend: str) -> dict[str, str]:
-    """Each precision of ``backend`` with why it may or may not be served."""
-    measured = spec.exports.get(backend, {}).get("parity", {})
-    verdicts = {FP32: "fp32 is the reference precision"}
-    for precision in REDUCED_PRECISIONS:
-        result = measured.get(precision)
-        if result is None:
-            verdicts[precision] = f"refused: no {precision} parity was measured for this model"
-            continue
-        agreement = result["top1_agreement"]
-        if agreement >= MIN_TOP1_AGREEMENT:
-            verdicts[precision] = f"allowed: top-1 agreement {agreement:.4f} >= {MIN_TOP1_AGREEMENT}"
-        else:
-            verdicts[precision] = f"refused: top-1 agreement {agreement:.4f} < {MIN_TOP1_AGREEMENT}"
-    return verdicts
+def pixel_transform(spec: ModelSpec) -> functools.partial:
+    """The dataset transform that gives the pixels an engine takes (see classifier.preprocessing)."""
+    return functools.partial(to_pixels, image_size=spec.image_size)
 
 
-def sample_images(dataset, limit: int = PARITY_SAMPLES) -> list[torch.Tensor]:
-    """Up to ``limit`` prepared images spread over ``dataset`` (unreadable files left out)."""
+def sample_images(dataset, limit: int = PARITY_SAMPLES) -> list[np.ndarray]:
+    """Up to ``limit`` images spread over ``dataset`` (unreadable files left out), as its transform
+    gives them: pixels, with :func:`pixel_transform`."""
     step = max(1, len(dataset) // limit)
     items = (dataset[index] for index in range(0, len(dataset), step)[:limit])
     return [item[0] for item in items if isinstance(item, tuple)]
 
 
-def _prepared_images(folder: Path, spec: ModelSpec, limit: int) -> list[torch.Tensor]:
+def _prepared_images(folder: Path, spec: ModelSpec, limit: int) -> list[np.ndarray]:
     from classifier.training.data import ImageFolderDataset, find_class_names, resolve_channel
-    from classifier.transforms import eval_transform
 
     root = resolve_channel(folder)
-    transform = eval_transform(spec.image_size, spec.mean, spec.std)
-    return sample_images(ImageFolderDataset(root, find_class_names(root), transform, folder.name), limit)
+    dataset = ImageFolderDataset(root, find_class_names(root), pixel_transform(spec), folder.name)
+    return sample_images(dataset, limit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

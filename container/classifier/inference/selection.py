@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 AUTO, TORCH, OPENVINO, ONNXRUNTIME = constants.INFERENCE_BACKENDS
 X86_MACHINES = ("x86_64", "amd64", "i686")
+# A reduced precision is served only where its top-1 class agreed with fp32 PyTorch this often
+# on the validation images the export measured (classifier.inference.export).
+MIN_TOP1_AGREEMENT = 0.99
+REDUCED_PRECISIONS = (BF16, INT8)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,23 @@ def _exported_file(model_dir: Path, spec: ModelSpec, backend: str, key: str = "f
 INT8_CPU_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
+def allowed_precisions(spec: ModelSpec, backend: str) -> dict[str, str]:
+    """Each precision of ``backend`` with why it may or may not be served."""
+    measured = spec.exports.get(backend, {}).get("parity", {})
+    verdicts = {FP32: "fp32 is the reference precision"}
+    for precision in REDUCED_PRECISIONS:
+        result = measured.get(precision)
+        if result is None:
+            verdicts[precision] = f"refused: no {precision} parity was measured for this model"
+            continue
+        agreement = result["top1_agreement"]
+        if agreement >= MIN_TOP1_AGREEMENT:
+            verdicts[precision] = f"allowed: top-1 agreement {agreement:.4f} >= {MIN_TOP1_AGREEMENT}"
+        else:
+            verdicts[precision] = f"refused: top-1 agreement {agreement:.4f} < {MIN_TOP1_AGREEMENT}"
+    return verdicts
+
+
 def _cpu_flags() -> set[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -71,8 +92,6 @@ def _cpu_supports(precision: str) -> bool:
 
 
 def _precision(model_dir: Path, spec: ModelSpec, backend: str, requested: str) -> tuple[str, str]:
-    from classifier.inference.export import allowed_precisions
-
     if backend != OPENVINO or requested == FP32:
         return FP32, "fp32"
     verdicts = allowed_precisions(spec, backend)

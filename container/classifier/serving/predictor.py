@@ -1,8 +1,9 @@
-"""Bytes in, top-k classes out: decode → to_rgb → the shared eval transform → forward → top-k.
+"""Bytes in, top-k classes out: decode → to_rgb → pixels (classifier.preprocessing) → engine → top-k.
 
-Decoding and the transform run in the request's own thread (Pillow and torch release
-the GIL), so they overlap with the forward pass of other requests, which runs in the
-worker's :class:`~classifier.serving.batching.MicroBatcher`.
+Decoding and preparing run in the request's own thread (Pillow releases the GIL), so they
+overlap with the forward pass of other requests, which the worker's
+:class:`~classifier.serving.batching.MicroBatcher` runs. Nothing here imports torch: an
+engine other than PyTorch serves without it.
 """
 
 from __future__ import annotations
@@ -12,20 +13,18 @@ import logging
 import struct
 import threading
 import time
-from concurrent.futures import TimeoutError as FutureTimeoutError
 from pathlib import Path
 
-import torch
+import numpy as np
 from PIL import Image, UnidentifiedImageError
-from torch import nn
 
-from classifier.artifacts import ModelSpec, load_model, load_model_spec, resolve_model_dir
+from classifier.artifacts import ModelSpec, load_model_spec, resolve_model_dir
 from classifier.inference import selection
-from classifier.inference.backends import InferenceBackend, OnnxRuntimeBackend, OpenVinoBackend, TorchBackend
-from classifier.models import logits_of
-from classifier.serving.batching import MicroBatcher, ThreadBudget
+from classifier.inference.backends import InferenceBackend, softmax
+from classifier.inference.engines import load_engine
+from classifier.preprocessing import resize_size_for, to_pixels, to_rgb
+from classifier.serving.batching import BatchTimeout, MicroBatcher, ThreadBudget
 from classifier.serving.config import DEFAULT_MAX_CONCURRENT_DECODES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_TOP_K
-from classifier.transforms import eval_transform, resize_size_for, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -44,36 +43,6 @@ DECODE_ERRORS = (
     Image.DecompressionBombError,
     Image.DecompressionBombWarning,
 )
-
-
-# How far fused and original probabilities may differ before the fusion is rejected; float
-# rounding from folding batch norm into convolutions is ~1e-6.
-FUSION_TOLERANCE = 1e-4
-
-
-def fuse_for_inference(model: nn.Module, image_size: int) -> nn.Module:
-    """Fold batch norm into the convolutions before it (~10% faster on CPU), if verified.
-
-    torch.fx cannot trace every architecture; those, and any fusion that changes the
-    answers, keep the model as trained.
-    """
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        fused = fuse(model)
-    except Exception as error:  # noqa: BLE001 - fx tracing fails in many ways; optional
-        logger.info("serving the model unfused (%s: %s)", type(error).__name__, error)
-        return model
-    probe = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        device = next(model.parameters()).device
-        reference = torch.softmax(logits_of(model(probe.to(device))).float(), dim=1)
-        candidate = torch.softmax(logits_of(fused(probe.to(device))).float(), dim=1)
-    difference = float((reference - candidate).abs().max())
-    if difference > FUSION_TOLERANCE:
-        logger.warning("conv-bn fusion changed probabilities by %.2g: serving unfused", difference)
-        return model
-    return fused
 
 
 class InvalidInput(ValueError):
@@ -120,7 +89,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: nn.Module | InferenceBackend,
+        model: InferenceBackend | object,
         spec: ModelSpec,
         device: str = "cpu",
         *,
@@ -133,17 +102,19 @@ class Predictor:
         timeout_s: float = 60.0,
         fuse: bool = True,
     ):
-        """``model`` is a trained module (served by PyTorch) or an engine from classifier.inference."""
+        """``model`` is an engine from classifier.inference, or a trained torch module (served by
+        PyTorch, which only then is imported)."""
         if isinstance(model, InferenceBackend):
             self.backend = model
         else:
-            module = model.eval().to(memory_format=torch.channels_last)
-            if fuse:
-                module = fuse_for_inference(module, spec.image_size)
-            self.backend = TorchBackend(module, device)
+            from classifier.inference.torch_backend import TorchBackend
+
+            self.backend = TorchBackend.for_serving(
+                model, spec.image_size, device, fuse, mean=spec.mean, std=spec.std
+            )
         self.spec = spec
-        self.device = torch.device(device)
-        self.transform = eval_transform(spec.image_size, spec.mean, spec.std)
+        self.device = device
+        self.resize_size = resize_size_for(spec.image_size)
         self.max_image_pixels = max_image_pixels
         self._decodes = threading.BoundedSemaphore(max_concurrent_decodes)
         self.default_top_k = min(default_top_k, spec.num_classes)
@@ -157,9 +128,9 @@ class Predictor:
         self.load_seconds: float | None = None
 
     @property
-    def model(self) -> nn.Module | None:
+    def model(self):
         """The PyTorch module being served, if PyTorch serves it."""
-        return self.backend.model if isinstance(self.backend, TorchBackend) else None
+        return getattr(self.backend, "model", None)
 
     @property
     def backend_name(self) -> str:
@@ -186,12 +157,7 @@ class Predictor:
         model_dir = resolve_model_dir(model_dir)
         spec = load_model_spec(model_dir)
         choice = selection.choose(model_dir, spec, device, backend, precision)
-        if choice.backend == selection.OPENVINO:
-            engine = OpenVinoBackend(choice.file, choice.precision, threads)
-        elif choice.backend == selection.ONNXRUNTIME:
-            engine = OnnxRuntimeBackend(choice.file, threads)
-        else:
-            engine = load_model(model_dir, device)[0]
+        engine = load_engine(model_dir, spec, device, choice, threads)
         predictor = cls(engine, spec, device, **options).start()
         loaded = time.perf_counter()
         try:
@@ -227,54 +193,50 @@ class Predictor:
 
     def warm_up(self) -> None:
         """Run the whole path once (and a full batch), so the first caller pays no setup."""
-        side = resize_size_for(self.spec.image_size)
         buffer = io.BytesIO()
-        Image.new("RGB", (side, side), (127, 127, 127)).save(buffer, "PNG")
-        tensor = self.prepare(buffer.getvalue())
-        self.predict([tensor], 1)
+        Image.new("RGB", (self.resize_size, self.resize_size), (127, 127, 127)).save(buffer, "PNG")
+        pixels = self.prepare(buffer.getvalue())
+        self.predict([pixels], 1)
         if self.max_batch_size > 1:
-            self._forward([tensor] * self.max_batch_size)
+            self._forward([pixels] * self.max_batch_size)
         self._warm = True
 
-    def prepare(self, data: bytes) -> torch.Tensor:
-        """Decode and transform one encoded image in the caller's thread; at most
-        ``max_concurrent_decodes`` at once, so concurrent large images cannot add up."""
+    def prepare(self, data: bytes) -> np.ndarray:
+        """Decode one encoded image into the pixels an engine takes, in the caller's thread; at
+        most ``max_concurrent_decodes`` at once, so concurrent large images cannot add up."""
         with self._decodes:
-            image = decode_image(data, self.max_image_pixels, resize_size_for(self.spec.image_size))
+            image = decode_image(data, self.max_image_pixels, self.resize_size)
             self._check_resized_size(image.size)
-            return self.transform(image)
+            return to_pixels(image, self.spec.image_size, self.resize_size)
 
     def _check_resized_size(self, size: tuple[int, int]) -> None:
         """A 1x60000 strip would be resized to gigapixels before the centre crop; refuse it."""
         short, long = min(size), max(size)
-        resize = resize_size_for(self.spec.image_size)
-        resized_pixels = resize * (resize * long / short)
+        resized_pixels = self.resize_size * (self.resize_size * long / short)
         if resized_pixels > self.max_image_pixels:
             raise InvalidInput(
                 f"image of {size[0]}x{size[1]} has too extreme an aspect ratio: resizing its "
-                f"short side to {resize} would make {int(resized_pixels)} pixels"
+                f"short side to {self.resize_size} would make {int(resized_pixels)} pixels"
             )
 
-    def predict(self, tensors: list[torch.Tensor], top_k: int) -> list[list[dict]]:
-        """Top-k predictions per prepared tensor, in order; k is capped at the class count."""
-        futures = [self.batcher.submit(tensor) for tensor in tensors]
+    def predict(self, images: list[np.ndarray], top_k: int) -> list[list[dict]]:
+        """Top-k predictions per prepared image, in order; k is capped at the class count."""
         try:
-            rows = [future.result(timeout=self.timeout_s) for future in futures]
-        except FutureTimeoutError as error:
-            for future in futures:
-                future.cancel()
+            rows = self.batcher.run(images, timeout=self.timeout_s)
+        except BatchTimeout as error:
             raise ModelTimeout(f"no prediction within {self.timeout_s:g} s") from error
         k = min(top_k, self.spec.num_classes)
         return [self._top_k(row, k) for row in rows]
 
-    def _top_k(self, probabilities: torch.Tensor, k: int) -> list[dict]:
-        values, indices = torch.topk(probabilities, k)
+    def _top_k(self, probabilities: np.ndarray, k: int) -> list[dict]:
+        indices = np.argsort(-probabilities, kind="stable")[:k].tolist()
+        values = probabilities[indices].tolist()
         names = self.spec.class_names
         return [
             {"label": names[index], "index": index, "probability": value}
-            for value, index in zip(values.tolist(), indices.tolist(), strict=True)
+            for value, index in zip(values, indices, strict=True)
         ]
 
-    def _forward(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """Softmax probabilities on the CPU, one row per input."""
-        return torch.softmax(self.backend.logits(tensors), dim=1)
+    def _forward(self, images: list[np.ndarray]) -> np.ndarray:
+        """Softmax probabilities, one row per image."""
+        return softmax(self.backend.logits(np.stack(images)))

@@ -17,15 +17,17 @@ from classifier.serving.predictor import Predictor
 def prepare_worker(
     settings: ServingSettings, slot: int | None, busy_flags: MutableSequence[int] | None, device_index: int
 ) -> tuple[str, Callable[[Path], Predictor]]:
-    """This worker's device, and a function that loads, starts and warms up a model on it."""
-    import torch
+    """This worker's device, and a function that loads, starts and warms up a model on it.
 
+    torch is imported here only for a GPU; on the CPU the engine imports it if PyTorch serves.
+    """
     budget = ThreadBudget(
         settings.cpu_count, fixed_threads=settings.torch_threads, busy_flags=busy_flags, slot=slot
     )
-    torch.set_num_threads(settings.threads_when_alone())
     device = "cpu"
     if settings.device == "cuda":
+        import torch
+
         device = f"cuda:{device_index % settings.gpu_count}"
         torch.cuda.set_device(device)
 

@@ -158,7 +158,10 @@ class TrainingState:
     history: list[dict] = field(default_factory=list)
     best: dict = field(
         default_factory=lambda: {
-            "epoch": 0, "valid_accuracy": -1.0, "valid_loss": math.inf, "state_dict": None
+            "epoch": 0,
+            "valid_accuracy": -1.0,
+            "valid_loss": math.inf,
+            "state_dict": None,
         }
     )
     skipped: dict[str, list[data.SkippedFile]] = field(default_factory=lambda: {"train": [], "valid": []})
@@ -422,23 +425,23 @@ def _export_for_serving(
 ) -> None:
     """The exported forms the server runs fastest, with their parity on validation images.
 
-    The int8 model is calibrated on training images seen through the eval transform, so the
+    The int8 model is calibrated on training images prepared as the server prepares them, so the
     parity recorded on validation images is measured on images the calibration never saw.
     The model is already saved: an export that fails leaves a model PyTorch serves.
     """
-    from classifier.inference.export import CALIBRATION_SAMPLES, export_model, sample_images
+    from classifier.inference.export import CALIBRATION_SAMPLES, export_model, pixel_transform, sample_images
 
     started = time.perf_counter()
     try:
         cpu_copy = copy.deepcopy(model).cpu().eval()
+        pixels = pixel_transform(spec)
+        valid = data.ImageFolderDataset(channels.valid.root, channels.class_names, pixels, "valid")
         calibration = []
         if int8:
-            train = data.ImageFolderDataset(
-                channels.train.root, channels.class_names, channels.valid.transform, "train"
-            )
+            train = data.ImageFolderDataset(channels.train.root, channels.class_names, pixels, "train")
             calibration = sample_images(train, CALIBRATION_SAMPLES)
         export_model(
-            cpu_copy, spec, env.model_dir, sample_images(channels.valid), torch.get_num_threads(), calibration
+            cpu_copy, spec, env.model_dir, sample_images(valid), torch.get_num_threads(), calibration
         )
     except Exception as error:  # noqa: BLE001 - tracing fails in many ways; the model stands
         logger.warning(

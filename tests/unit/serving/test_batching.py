@@ -5,11 +5,13 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
-from classifier.serving.batching import MicroBatcher, ThreadBudget
+from classifier.serving.batching import BatchTimeout, MicroBatcher, ThreadBudget
 
 DEADLINE_S = 10
 
@@ -60,7 +62,16 @@ def test_batches_never_exceed_the_maximum():
     assert forward.batch_sizes == [1, 3, 3, 1]
 
 
-def test_a_failing_batch_fails_only_its_requests():
+def _queued(batcher: MicroBatcher, value):
+    return batcher.submit(value).result(DEADLINE_S)
+
+
+def _run_now(batcher: MicroBatcher, value):
+    return batcher.run([value])[0]
+
+
+@pytest.mark.parametrize("call", [_queued, _run_now], ids=["queued", "in-the-callers-thread"])
+def test_a_failing_batch_fails_only_its_requests(call):
     calls = []
 
     def forward(tensors):
@@ -72,8 +83,8 @@ def test_a_failing_batch_fails_only_its_requests():
     batcher = MicroBatcher(forward, max_batch_size=4).start()
     try:
         with pytest.raises(RuntimeError, match="boom"):
-            batcher.submit(torch.tensor([1.0])).result(DEADLINE_S)
-        assert float(batcher.submit(torch.tensor([3.0])).result(DEADLINE_S)) == 3.0
+            call(batcher, torch.tensor([1.0]))
+        assert float(call(batcher, torch.tensor([3.0]))) == 3.0
         assert batcher.alive
     finally:
         batcher.stop(DEADLINE_S)
@@ -136,7 +147,8 @@ def test_batcher_sets_the_budgeted_threads_around_each_forward():
         return torch.stack(tensors)
 
     previous = torch.get_num_threads()
-    batcher = MicroBatcher(forward, 4, budget=ThreadBudget(2, busy_flags=flags, slot=0)).start()
+    budget = ThreadBudget(2, busy_flags=flags, slot=0)
+    batcher = MicroBatcher(forward, 4, budget=budget, set_threads=torch.set_num_threads).start()
     try:
         batcher.submit(torch.tensor([1.0])).result(DEADLINE_S)
         flags[1] = 0
@@ -146,3 +158,75 @@ def test_batcher_sets_the_budgeted_threads_around_each_forward():
         torch.set_num_threads(previous)
     assert seen == [(1, 1), (2, 1)]
     assert flags[0] == 0, "idle once the queue is empty"
+
+
+def _poll(condition, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+class ThreadRecordingForward(GatedForward):
+    """A GatedForward that also records which thread ran each batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads: list[str] = []
+
+    def __call__(self, tensors):
+        self.threads.append(threading.current_thread().name)
+        return super().__call__(tensors)
+
+
+def test_a_lone_call_runs_in_the_callers_thread_without_a_hand_off():
+    forward = ThreadRecordingForward()
+    forward.release.set()
+    batcher = MicroBatcher(forward, max_batch_size=2).start()
+    try:
+        rows = batcher.run([torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([3.0])])
+    finally:
+        batcher.stop(DEADLINE_S)
+    assert [float(row) for row in rows] == [2.0, 4.0, 6.0]
+    assert forward.batch_sizes == [2, 1], "in batches of at most max_batch_size"
+    assert forward.threads == [threading.current_thread().name] * 2
+
+
+def test_calls_while_the_engine_is_busy_queue_up_and_run_as_one_batch():
+    forward = ThreadRecordingForward()
+    batcher = MicroBatcher(forward, max_batch_size=8, name="the-batcher").start()
+    queued = []
+    submit = batcher.submit
+    batcher.submit = lambda value: queued.append(value) or submit(value)
+    with ThreadPoolExecutor(4, thread_name_prefix="caller") as pool:
+        try:
+            first = pool.submit(batcher.run, [torch.tensor([1.0])])
+            assert forward.entered.wait(DEADLINE_S), "the first call runs at once"
+            rest = [pool.submit(batcher.run, [torch.tensor([float(i)])]) for i in (2, 3, 4)]
+            _poll(lambda: len(queued) == 3, "the three later calls are queued")
+            forward.release.set()
+            results = [future.result(DEADLINE_S) for future in [first, *rest]]
+        finally:
+            forward.release.set()
+            batcher.stop(DEADLINE_S)
+    assert [float(rows[0]) for rows in results] == [2.0, 4.0, 6.0, 8.0]
+    assert forward.batch_sizes == [1, 3]
+    assert forward.threads[0].startswith("caller") and forward.threads[1] == "the-batcher"
+
+
+def test_a_queued_call_times_out_and_its_input_is_never_computed():
+    forward = GatedForward()
+    batcher = MicroBatcher(forward, max_batch_size=8).start()
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            first = pool.submit(batcher.run, [torch.tensor([1.0])])
+            assert forward.entered.wait(DEADLINE_S)
+            with pytest.raises(BatchTimeout):
+                batcher.run([torch.tensor([2.0])], timeout=0.01)
+            forward.release.set()
+            assert float(first.result(DEADLINE_S)[0]) == 2.0
+            assert float(batcher.run([torch.tensor([5.0])])[0]) == 10.0
+        finally:
+            forward.release.set()
+            batcher.stop(DEADLINE_S)
+    assert forward.batch_sizes == [1, 1], "the timed-out input was skipped"

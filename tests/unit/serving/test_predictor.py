@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from classifier.inference.torch_backend import fuse_for_inference
 from classifier.models import create_model
-from classifier.serving.predictor import InvalidInput, decode_image, fuse_for_inference
+from classifier.serving.predictor import InvalidInput, decode_image
 
 from .conftest import encode, photo
 
