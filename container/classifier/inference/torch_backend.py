@@ -80,6 +80,8 @@ class TorchBackend(InferenceBackend):
 
     @torch.inference_mode()
     def logits(self, pixels: np.ndarray) -> np.ndarray:
+        if not pixels.flags.writeable:  # a view of a decoded image; torch warns on read-only memory
+            pixels = pixels.copy()
         batch = torch.from_numpy(pixels).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
         batch = batch.float().div_(255).sub_(self._mean).div_(self._std)
         return logits_of(self.model(batch)).float().cpu().numpy()

@@ -352,3 +352,32 @@ def test_a_mini_batch_at_the_payload_limit_keeps_memory_bounded(tmp_path):
     records = len(answer.splitlines())
     print(f"{len(body)} B, {records} records: server RSS grew by {growth / 2**20:.0f} MiB")
     assert growth < BATCH_RSS_GROWTH_BOUND, f"server RSS grew by {growth / 2**20:.0f} MiB"
+
+
+def _process_tree(pid: int) -> list[int]:
+    import psutil
+
+    return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+
+
+def test_an_openvino_server_loads_no_torch_in_any_process(tmp_path):
+    """torch and torchvision (672 MB of RSS) are mapped by no process of a server that runs
+    OpenVINO: preprocessing is Pillow and numpy, normalization is in the compiled graph."""
+    import numpy as np
+
+    from classifier.artifacts import load_model
+    from classifier.inference.export import export_model
+
+    model_dir = make_model_dir(tmp_path)
+    model, spec = load_model(model_dir)
+    pixels = [np.asarray(photo(32, 32, seed)) for seed in range(8)]
+    export_model(model, spec, model_dir, pixels, threads=2)
+    with Server(tmp_path) as server:
+        status, answer = server.request("POST", "/invocations", encode(photo()), JPEG)
+        assert status == 200 and len(json.loads(answer)["predictions"]) == 3
+        assert "inference backend openvino" in server.log
+        processes = _process_tree(server.process.pid)
+        assert len(processes) == 3, "the master and its two workers"
+        for pid in processes:
+            mapped = Path(f"/proc/{pid}/maps").read_text()
+            assert "libtorch" not in mapped and "/torchvision/" not in mapped, f"process {pid} loaded torch"
