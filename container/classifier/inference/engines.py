@@ -31,7 +31,6 @@ def load_engine(
     from classifier.artifacts import load_model
     from classifier.inference.torch_backend import TorchBackend
 
-    if device == "cpu":
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     model = load_model(model_dir, device)[0]
     return TorchBackend.for_serving(model, spec.image_size, device, **normalization)

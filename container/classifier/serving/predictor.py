@@ -239,4 +239,5 @@ class Predictor:
 
     def _forward(self, images: list[np.ndarray]) -> np.ndarray:
         """Softmax probabilities, one row per image."""
-        return softmax(self.backend.logits(np.stack(images)))
+        batch = images[0][None] if len(images) == 1 else np.stack(images)  # a lone image: a view, no copy
+        return softmax(self.backend.logits(batch))
