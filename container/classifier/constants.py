@@ -12,6 +12,18 @@ DEBUGHOOK_CONFIG_FILE = "input/config/debughookconfig.json"
 PROFILER_CONFIG_FILE = "input/config/profilerconfig.json"
 # Set by SageMaker in every training container.
 TRAINING_JOB_NAME_ENV = "TRAINING_JOB_NAME"
+# Watching a job (classifier.watching): MLflow's own variable names where it has them.
+MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+MLFLOW_EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+MLFLOW_PARENT_RUN_ENV = "CLASSIFIER_MLFLOW_PARENT_RUN_ID"
+MLFLOW_REGISTER_MODEL_ENV = "CLASSIFIER_MLFLOW_REGISTER_MODEL"
+# Set by the client: the tuning job of a trial, the image a job runs, and where a trial
+# writes its TensorBoard files (a tuning job takes no TensorBoard output config).
+TUNING_JOB_NAME_ENV = "CLASSIFIER_TUNING_JOB_NAME"
+IMAGE_URI_ENV = "CLASSIFIER_IMAGE_URI"
+TENSORBOARD_DIR_ENV = "CLASSIFIER_TENSORBOARD_DIR"
+TENSORBOARD_CONFIG_FILE = "input/config/tensorboardoutputconfig.json"
+TENSORBOARD_DIR = "output/tensorboard"
 # Written when the job has a CheckpointConfig; its LocalPath replaces CHECKPOINT_DIR.
 CHECKPOINT_CONFIG_FILE = "input/config/checkpointconfig.json"
 INPUT_DATA_DIR = "input/data"

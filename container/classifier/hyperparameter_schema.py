@@ -165,6 +165,8 @@ SCHEMA: dict[str, Field] = {
     "augmentation": _choice(AUGMENTATIONS),
     "max_skipped_fraction": _number(0.0, 1.0),
     "inference_export": _choice(INFERENCE_EXPORTS),
+    # Every this many training steps the batch loss goes to TensorBoard and MLflow.
+    "log_steps": _integer(1, 1_000_000),
 }
 
 

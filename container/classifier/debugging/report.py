@@ -54,7 +54,7 @@ def _templates() -> jinja2.Environment:
 # --- plots ---------------------------------------------------------------------------------
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
     """A figure on its own Agg canvas: no pyplot state and no process-wide backend switch."""
     figure = Figure(figsize=figsize)
     FigureCanvasAgg(figure)
@@ -80,7 +80,7 @@ def _curves(history: list[dict]) -> dict | None:
     if not history:
         return None
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
-    figure = _figure((11, 3.6))
+    figure = new_figure((11, 3.6))
     loss_ax, acc_ax = figure.subplots(1, 2)
     for key, style in (("train_loss", "o-"), ("valid_loss", "s-")):
         loss_ax.plot(epochs, [_finite(r.get(key)) for r in history], style, label=key)
@@ -102,7 +102,7 @@ def _utilisation_plot(timelines: dict) -> dict | None:
     times = timelines.get("time_seconds") or []
     if not times:
         return None
-    figure = _figure((11, 3.2))
+    figure = new_figure((11, 3.2))
     ax = figure.subplots()
     ax.plot(times, timelines.get("cpu_percent", []), label="CPU %")
     ax.plot(times, timelines.get("memory_percent", []), label="memory %")
@@ -121,7 +121,7 @@ def _step_split_plot(timelines: dict) -> dict | None:
     compute = timelines.get("step_compute_seconds") or []
     if not (data and compute):
         return None
-    figure = _figure((11, 3.2))
+    figure = new_figure((11, 3.2))
     ax = figure.subplots()
     ax.stackplot(
         range(len(data)),
@@ -145,24 +145,31 @@ def _annotate_counts(ax, matrix: np.ndarray, shares: np.ndarray) -> None:
 
 
 def _confusion_plot(names: list[str], matrix: np.ndarray) -> dict | None:
+    figure = confusion_figure(names, matrix)
+    return _plot(figure, "confusion matrix") if figure is not None else None
+
+
+def confusion_figure(names: list[str], matrix: np.ndarray, title: str = "Confusion matrix") -> Figure | None:
+    """Shares of each true class (rows) predicted as each class; None for an empty matrix."""
+    matrix = np.asarray(matrix, dtype=float)
     if not matrix.size:
         return None
     size = matrix.shape[0]
     labelled = size <= MAX_CLASSES_LABELLED
     side = min(10.0, max(4.0, 0.45 * size)) if labelled else 9.0
-    figure = _figure((side + 1.5, side))
+    figure = new_figure((side + 1.5, side))
     ax = figure.subplots()
     rows = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     figure.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
-    ax.set(title="Confusion matrix (rows: true class)", xlabel="predicted", ylabel="true")
+    ax.set(title=f"{title} (rows: true class)", xlabel="predicted", ylabel="true")
     if labelled:
         ax.set_xticks(range(size), names, rotation=90, fontsize=8)
         ax.set_yticks(range(size), names, fontsize=8)
         if size <= MAX_CLASSES_ANNOTATED:
             _annotate_counts(ax, matrix, shares)
-    return _plot(figure, "confusion matrix")
+    return figure
 
 
 def _per_class_plot(per_class: dict) -> dict | None:
@@ -170,7 +177,7 @@ def _per_class_plot(per_class: dict) -> dict | None:
         return None
     items = sorted(((str(k), v) for k, v in per_class.items() if v is not None), key=lambda kv: kv[1])
     shown = items[:MAX_CLASSES_LABELLED]
-    figure = _figure((9, max(2.5, 0.28 * len(shown) + 1)))
+    figure = new_figure((9, max(2.5, 0.28 * len(shown) + 1)))
     ax = figure.subplots()
     ax.barh([k for k, _ in shown], [v for _, v in shown], color="#4c72b0")
     worst = f" (worst {len(shown)} of {len(items)})" if len(items) > len(shown) else ""

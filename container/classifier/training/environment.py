@@ -101,6 +101,50 @@ class TrainingEnvironment:
         return path
 
     @property
+    def tensorboard_dir(self) -> Path:
+        """Where the job writes TensorBoard event files (see classifier.watching.tensorboard).
+
+        ``CLASSIFIER_TENSORBOARD_DIR`` when the client set it, else the LocalPath of the job's
+        TensorBoard output config, else /opt/ml/output/tensorboard. A tuning trial has no such
+        config (HyperParameterTrainingJobDefinition has no TensorBoardOutputConfig member): it
+        writes under its checkpoint root, which SageMaker syncs to S3 while the job runs.
+        """
+        from classifier.watching.tensorboard import tensorboard_dir
+
+        given = self.environ.get(constants.TENSORBOARD_DIR_ENV, "").strip()
+        if given:
+            path = Path(given)
+        elif self.is_tuning_trial and (self.base_dir / constants.CHECKPOINT_CONFIG_FILE).exists():
+            path = self.checkpoint_dir.parent / "tensorboard" / self.environ[constants.TRAINING_JOB_NAME_ENV]
+        else:
+            default = Path(constants.DEFAULT_BASE_DIR, constants.TENSORBOARD_DIR)
+            path = tensorboard_dir(self.base_dir / constants.TENSORBOARD_CONFIG_FILE, default)
+        default_base = Path(constants.DEFAULT_BASE_DIR)
+        return self.base_dir / path.relative_to(default_base) if path.is_relative_to(default_base) else path
+
+    @property
+    def job_name(self) -> str:
+        return self.environ.get(constants.TRAINING_JOB_NAME_ENV, "").strip() or "local-training-job"
+
+    @property
+    def tuning_job_name(self) -> str | None:
+        """The client's ``CLASSIFIER_TUNING_JOB_NAME``, else, for a trial, its job name less the
+        ``-NNN-xxxxxxxx`` SageMaker appends to the tuning job's name."""
+        given = self.environ.get(constants.TUNING_JOB_NAME_ENV, "").strip()
+        if given or not self.is_tuning_trial:
+            return given or None
+        parts = self.job_name.rsplit("-", 2)
+        return parts[0] if len(parts) == 3 and parts[1].isdigit() else None
+
+    @property
+    def instance_type(self) -> str:
+        return str(self.resource_config.get("current_instance_type") or "local")
+
+    @property
+    def image_uri(self) -> str:
+        return self.environ.get(constants.IMAGE_URI_ENV, "").strip() or "unknown"
+
+    @property
     def is_tuning_trial(self) -> bool:
         """A training job a tuning job started: SageMaker adds the objective's key to its
         hyperparameters."""

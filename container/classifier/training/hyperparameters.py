@@ -19,7 +19,7 @@ from classifier.training.errors import JobInputError
 NOT_RUN_IDENTITY = frozenset(
     {
         "epochs", "num_workers", "debug", "early_stopping_patience", "max_skipped_fraction",
-        "inference_export", "precision",
+        "inference_export", "precision", "log_steps",
     }
 )  # fmt: skip
 
@@ -52,6 +52,7 @@ class Hyperparameters:
     augmentation: str = "standard"
     max_skipped_fraction: float = 0.01
     inference_export: str = "openvino-int8"
+    log_steps: int = 20
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -29,7 +29,7 @@ from classifier.artifacts import ModelSpec, save_model
 from classifier.debugging import hook as debugger
 from classifier.metric_definitions import format_metrics_line
 from classifier.models import create_model, freeze_all_but, load_pretrained
-from classifier.training import data, distributed, job_outputs
+from classifier.training import data, distributed, job_outputs, watch
 from classifier.training.checkpoint import load_checkpoint, save_checkpoint
 from classifier.training.environment import TrainingEnvironment
 from classifier.training.hyperparameters import Hyperparameters, parse_hyperparameters
@@ -47,9 +47,11 @@ from classifier.training.steps import (
     TrainingDiverged,
     confusion_report,
     evaluate,
+    predict_dataset,
     train_one_epoch,
 )
 from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD
+from classifier.watching.base import Watchers
 
 logger = logging.getLogger("classifier.training.program")
 
@@ -219,10 +221,18 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
     state = _build_state(env, hp, ctx, channels.class_names)
     _resume(env, hp, ctx, state)
     profiler = _profiler_for(env, hp, ctx) if ctx.is_main else None
+    watchers = watch.watchers_for(env, hp) if ctx.is_main else Watchers([])
+    try:
+        return _train_and_save(env, hp, ctx, stop, channels, state, profiler, watchers)
+    finally:
+        watchers.close()
+
+
+def _train_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state, profiler, watchers):
     failure: BaseException | None = None
     try:
         with profiler if profiler is not None else contextlib.nullcontext():
-            _train_epochs(env, hp, ctx, stop, channels, state, profiler)
+            _train_epochs(env, hp, ctx, stop, channels, state, profiler, watchers)
     except (TrainingDiverged, data.DataError) as error:
         failure = error
         raise
@@ -241,7 +251,7 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
         debugger.close(state.hook)
         if ctx.is_main and failure is not None:
             _finish_reports(env, state.hook, state.history, profiler, None, stop)
-    return _test_and_save(env, hp, ctx, stop, channels, state, profiler)
+    return _test_and_save(env, hp, ctx, stop, channels, state, profiler, watchers)
 
 
 def _build_state(env: TrainingEnvironment, hp: Hyperparameters, ctx, class_names: list[str]) -> TrainingState:
@@ -283,16 +293,19 @@ def _resume(env: TrainingEnvironment, hp: Hyperparameters, ctx, state: TrainingS
         print(f"resumed from checkpoint: epoch={saved['epoch']} of {hp.epochs}", flush=True)
 
 
-def _train_epochs(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, profiler):
+def _train_epochs(
+    env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, profiler, watchers
+):
     train_loader = data.make_loader(channels.train, hp, ctx, train=True)
     valid_loader = data.make_loader(channels.valid, hp, ctx, train=False)
     for epoch in range(state.start_epoch, hp.epochs + 1):
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         epoch_started = time.perf_counter()
+        learning_rate = state.optimizer.param_groups[0]["lr"]
         result = train_one_epoch(
             state.model, train_loader, state.loss_fn, state.optimizer, state.scaler,
-            ctx, state.step, state.hook, profiler, stop,
+            ctx, state.step, state.hook, profiler, stop, watchers.record_step,
         )  # fmt: skip
         train_seconds = time.perf_counter() - epoch_started
         if result.interrupted:
@@ -325,6 +338,7 @@ def _train_epochs(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, sta
             # duplicate or incorrect metrics, training jobs may make an incorrect
             # stopping decision".
             print(format_metrics_line({"epoch": epoch}, **metrics), flush=True)
+            watchers.epoch(epoch, watch.epoch_values(metrics, learning_rate, result.samples / train_seconds))
         state.keep_if_best(epoch, valid)
         if ctx.is_main:
             save_checkpoint(env.checkpoint_dir, state.checkpoint(epoch, hp))
@@ -345,7 +359,9 @@ def _check_skipped_files(hp, ctx, channels, state: TrainingState, train_skipped,
         data.check_skipped_share(split, state.skipped[split], len(dataset), hp.max_skipped_fraction)
 
 
-def _test_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, profiler):
+def _test_and_save(
+    env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, profiler, watchers
+):
     final_model = _unwrap(state.model)
     best = state.best
     if best["state_dict"] is not None:
@@ -375,7 +391,10 @@ def _test_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, st
     if test_report is not None:
         job_outputs.write_test_report(env.output_data_dir, test_report)
     logger.info("model saved to %s (best epoch %d)", env.model_dir, best["epoch"])
-    _finish_reports(env, state.hook, state.history, profiler, test_report, stop)
+    rule_results, summary = _finish_reports(env, state.hook, state.history, profiler, test_report, stop)
+    if watchers.watchers and not stop.received:
+        _finish_watching(hp, ctx, channels, state, final_model, test_report, watchers, env, final)
+        watchers.rules(rule_results, summary)
     if stop.received:
         raise TrainingInterrupted(
             f"SIGTERM during the end-of-job rules and report; the model is in {env.model_dir}"
@@ -467,12 +486,25 @@ def distributed_skipped(ctx, files: list[data.SkippedFile]) -> list[data.Skipped
     return [f for rank_files in distributed.all_gather(ctx, files) for f in rank_files]
 
 
-def _finish_reports(env, hook, history, profiler, test_report, stop: StopSignal) -> None:
+def _finish_reports(env, hook, history, profiler, test_report, stop: StopSignal) -> tuple[list, dict | None]:
+    """The rules and the job report; returns the rule results and the profiler's summary."""
     tensors_dir = Path(hook.out_dir) if hook is not None else None
     summary = profiler.summary() if profiler is not None else None
-    job_outputs.run_rules_and_report(
+    results = job_outputs.run_rules_and_report(
         env.output_data_dir, tensors_dir, history, summary, test_report, should_stop=lambda: stop.received
     )
+    return results, summary
+
+
+def _finish_watching(hp, ctx, channels, state: TrainingState, model, test_report, watchers, env, final):
+    """The end-of-job figures (one more pass over the validation images, on this process) and files."""
+    started = time.perf_counter()
+    outcomes = predict_dataset(
+        model, channels.valid, ctx.device, state.step.precision, hp.batch_size, min(hp.num_workers, 2)
+    )
+    figures = watch.end_figures(channels.class_names, channels.valid, outcomes, test_report)
+    watchers.finish(watch.job_end(env, final, figures))
+    logger.info("watchers given the job's end in %.1f s", time.perf_counter() - started)
 
 
 # --- entry point -----------------------------------------------------------------------------

@@ -79,8 +79,10 @@ def _optimizer_step(model, loss, optimizer, scaler, settings: StepSettings) -> N
 
 
 def train_one_epoch(
-    model, loader, loss_fn, optimizer, scaler, ctx, settings: StepSettings, hook, profiler, stop: StopSignal
+    model, loader, loss_fn, optimizer, scaler, ctx, settings: StepSettings, hook, profiler, stop: StopSignal,
+    on_step=None,
 ) -> EpochResult:
+    """One pass over ``loader``; ``on_step(loss)``, if given, gets each step's batch loss."""
     model.train()
     debugger.set_mode(hook, train=True)
     loss_sum, correct, samples, skipped = 0.0, 0, 0, []
@@ -121,6 +123,8 @@ def train_one_epoch(
         samples += len(targets)
         if profiler is not None:
             profiler.record_step(data_seconds, time.perf_counter() - started, len(targets))
+        if on_step is not None:
+            on_step(batch_loss)
         waited_since = time.perf_counter()
     if distributed.any_rank(ctx, diverged is not None):
         raise _diverged(diverged, samples)
@@ -188,3 +192,38 @@ def confusion_report(class_names: list[str], evaluation: Evaluation) -> dict:
         "per_class_accuracy": per_class,
         "confusion_matrix": matrix.tolist(),
     }
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """A dataset whose target is each item's index, so outcomes map back to their files."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        item = self.dataset[index]
+        return (item[0], index) if isinstance(item, tuple) else item
+
+
+@torch.no_grad()
+def predict_dataset(model, dataset, device, precision: Precision, batch_size: int, num_workers: int):
+    """(indices, probabilities) of every readable item of ``dataset``, in this process only."""
+    model.eval()
+    loader = torch.utils.data.DataLoader(
+        _Indexed(dataset), batch_size=batch_size, num_workers=num_workers, collate_fn=data.collate_skipping
+    )
+    indices, probabilities = [], []
+    for batch in loader:
+        if not len(batch):
+            continue
+        images = batch.images.to(device, non_blocking=True, memory_format=precision.memory_format())
+        with precision.autocast(device):
+            logits = logits_of(model(images))
+        probabilities.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        indices.extend(batch.targets.tolist())
+    if not indices:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    return np.asarray(indices), np.concatenate(probabilities)

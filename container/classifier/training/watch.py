@@ -1,0 +1,101 @@
+"""The training program's side of watching a job (classifier.watching): which watchers, with what.
+
+Global rank 0 only. TensorBoard always writes (SageMaker uploads the folder when the job has a
+TensorBoard output config, and nothing else reads it otherwise); MLflow logs when
+``MLFLOW_TRACKING_URI`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from classifier import constants
+from classifier.debugging.report import REPORT_HTML
+from classifier.training import job_outputs
+from classifier.training.environment import TrainingEnvironment
+from classifier.training.hyperparameters import Hyperparameters
+from classifier.watching.base import JobEnd, JobFacts, JobWatcher, Watchers
+
+logger = logging.getLogger(__name__)
+
+
+def job_facts(env: TrainingEnvironment, hp: Hyperparameters) -> JobFacts:
+    objective = env.hyperparameters.get(constants.TUNING_OBJECTIVE_KEY)
+    return JobFacts(
+        job_name=env.job_name,
+        tuning_job_name=env.tuning_job_name,
+        instance_type=env.instance_type,
+        instance_count=len(env.hosts),
+        image=env.image_uri,
+        hyperparameters=hp.to_dict(),
+        objective_metric=str(objective).strip('"') if objective else None,
+    )
+
+
+def watchers_for(env: TrainingEnvironment, hp: Hyperparameters) -> Watchers:
+    """The job's watchers, started; one that cannot be set up is warned about and left out."""
+    watchers: list[JobWatcher] = []
+    try:
+        from classifier.watching.tensorboard import TensorBoardWatcher
+
+        watchers.append(TensorBoardWatcher(env.tensorboard_dir))
+    except (ImportError, OSError) as error:
+        logger.warning("no TensorBoard event files: %s: %s", type(error).__name__, error)
+    uri = env.environ.get(constants.MLFLOW_TRACKING_URI_ENV, "").strip()
+    if uri:
+        try:
+            from classifier.watching.mlflow_tracking import MlflowWatcher
+
+            register_as = env.environ.get(constants.MLFLOW_REGISTER_MODEL_ENV, "").strip() or None
+            watchers.append(MlflowWatcher(uri, env.environ, register_as))
+        except ImportError as error:
+            logger.warning("MLFLOW_TRACKING_URI is set but mlflow cannot be imported: %s", error)
+    started = Watchers(watchers, hp.log_steps)
+    started.start(job_facts(env, hp))
+    return started
+
+
+def epoch_values(metrics: dict[str, float], learning_rate: float, images_per_second: float) -> dict:
+    return {**metrics, "learning_rate": learning_rate, "images_per_second": images_per_second}
+
+
+def job_end(env: TrainingEnvironment, final: dict, figures: dict) -> JobEnd:
+    """Final metrics (the best epoch's validation, the test split's, throughput) and the files."""
+    best = next((h for h in final["history"] if h["epoch"] == final["best_epoch"]), {})
+    metrics = {f"best_{k}": best[k] for k in ("valid_accuracy", "valid_loss") if k in best}
+    if final.get("test"):
+        metrics.update(test_accuracy=final["test"]["accuracy"], test_loss=final["test"]["loss"])
+    if final.get("train_images_per_second"):
+        metrics["train_images_per_second"] = final["train_images_per_second"]
+    metrics["epochs_run"] = final["epochs_run"]
+    files = [
+        env.model_dir / constants.MODEL_CONFIG_FILE,
+        env.output_data_dir / job_outputs.METRICS_FILE,
+        env.output_data_dir / REPORT_HTML,
+    ]
+    return JobEnd(metrics=metrics, figures=figures, artifacts=files, model_dir=env.model_dir)
+
+
+def end_figures(class_names: list[str], dataset, outcomes, test_report: dict | None) -> dict:
+    """The confusion matrix (the test split's if there is one, else the validation split's) and
+    the worst mispredicted validation images, from ``outcomes`` = (indices, probabilities)."""
+    from classifier.watching import figures as draw
+
+    indices, probabilities = outcomes
+    paths = [dataset.samples[i][0] for i in indices]
+    targets = np.asarray([dataset.targets[i] for i in indices], dtype=np.int64)
+    figures = {}
+    if test_report is not None:
+        figures["test/confusion_matrix"] = draw.confusion_figure(
+            class_names, np.asarray(test_report["confusion_matrix"]), "Test confusion matrix"
+        )
+    elif len(indices):
+        matrix = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
+        np.add.at(matrix, (targets, probabilities.argmax(axis=1)), 1)
+        figures["valid/confusion_matrix"] = draw.confusion_figure(class_names, matrix, "Validation confusion")
+    if len(indices):
+        worst = draw.worst_mispredictions(paths, targets, probabilities, class_names)
+        figures["valid/worst_mispredictions"] = draw.worst_mispredictions_figure(worst)
+    return {name: figure for name, figure in figures.items() if figure is not None}

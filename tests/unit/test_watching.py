@@ -1,0 +1,219 @@
+"""Watching a job: the real ``train`` logs to a real MLflow tracking server and writes TensorBoard
+event files that TensorBoard's own reader reads back; a server that is down or hangs never fails
+nor stalls the job."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_train_program import FAST, run_train
+
+from tests.helpers import free_port, write_image_folder
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+MLFLOW_SERVER = REPO / ".venv-mlflow" / "bin" / "mlflow"
+CLASSES = {"cat": 10, "dog": 10, "fox": 10}
+HYPERPARAMETERS = {**FAST, "image_size": 32, "epochs": 2, "log_steps": 1}
+HPARAMS_SESSION = "_hparams_/session_start_info"
+DEADLINE_S = 60
+
+
+def _poll(condition, what: str, deadline_s: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.2)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """``mlflow server`` with a SQLite backend and a local artifact root, on a free port."""
+    assert MLFLOW_SERVER.exists(), f"{MLFLOW_SERVER} is missing: make .make/venv-mlflow"
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    command = [
+        str(MLFLOW_SERVER), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+    ]  # fmt: skip
+    with open(root / "server.log", "w") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _poll(lambda: server.poll() is not None or _healthy(url), "the MLflow server answers", 120)
+        assert server.poll() is None, (root / "server.log").read_text()[-3000:]
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@pytest.fixture
+def job(opt_ml, tmp_path):
+    data = write_image_folder(tmp_path / "data", CLASSES, size=(36, 36))
+    for channel in ("train", "valid", "test"):
+        opt_ml.channel(channel, data)
+    opt_ml.hyperparameters(HYPERPARAMETERS)
+    return opt_ml
+
+
+@pytest.fixture(scope="module")
+def logged_job(mlflow_server, tmp_path_factory):
+    """One real job logged to the server (module-wide: a job takes seconds)."""
+    from conftest import OptMl
+
+    root = tmp_path_factory.mktemp("job")
+    job = OptMl(root / "opt_ml")
+    data = write_image_folder(root / "data", CLASSES, size=(36, 36))
+    for channel in ("train", "valid", "test"):
+        job.channel(channel, data)
+    job.hyperparameters({**HYPERPARAMETERS, "debug": True})
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "MLFLOW_EXPERIMENT_NAME": "watching-test",
+        "TRAINING_JOB_NAME": "watched-job-1",
+        "CLASSIFIER_IMAGE_URI": "example.com/classifier:test",
+        "CLASSIFIER_MLFLOW_REGISTER_MODEL": "watched-classifier",
+    }
+    result = run_train(job.root, REPO, env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return job, result
+
+
+def test_the_run_read_back_from_mlflow_has_params_metrics_per_epoch_tags_and_artifacts(
+    mlflow_server, logged_job
+):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("watching-test")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.info.run_name == "watched-job-1"
+    params = run.data.params
+    assert params["epochs"] == "2" and params["image_size"] == "32" and params["optimizer"] == "adam"
+    assert {"learning_rate", "precision", "log_steps", "seed", "augmentation"} <= set(params)
+    for metric in ("valid_accuracy", "train_loss", "learning_rate", "images_per_second"):
+        history = client.get_metric_history(run.info.run_id, metric)
+        assert [m.step for m in history] == [1, 2], metric
+    assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0 and run.data.metrics["epochs_run"] == 2
+    tags = run.data.tags
+    assert tags["sagemaker.training_job"] == "watched-job-1" and tags["sagemaker.instance_type"] == "local"
+    assert (
+        tags["sagemaker.instance_count"] == "1" and tags["sagemaker.image"] == "example.com/classifier:test"
+    )
+    files = {item.path for item in client.list_artifacts(run.info.run_id)}
+    assert {"model_config.json", "metrics.json", "report.html", "test_confusion_matrix.png"} <= files
+    assert "valid_worst_mispredictions.png" in files and "model" in files
+    versions = client.search_model_versions("name='watched-classifier'")
+    assert [v.run_id for v in versions] == [run.info.run_id]
+
+
+def test_tensorboard_reads_back_the_scalars_per_epoch_the_hparams_session_and_the_figures(logged_job):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    job, _ = logged_job
+    events = EventAccumulator(str(job.root / "output" / "tensorboard"), size_guidance={"images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("train/loss", "train/accuracy", "valid/loss", "valid/accuracy", "train/learning_rate"):
+        assert [event.step for event in events.Scalars(tag)] == [1, 2], tag
+    assert len(events.Scalars("train/batch_loss")) >= 4, "every step with log_steps=1"
+    assert "final/test_accuracy" in scalars and "profiler/cpu_percent" in scalars
+    assert {"test/confusion_matrix", "valid/worst_mispredictions"} <= set(events.Tags()["images"])
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")[HPARAMS_SESSION]
+    )
+    hparams = session.session_start_info.hparams
+    assert hparams["epochs"].number_value == 2 and hparams["optimizer"].string_value == "adam"
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
+    rules = events.Tensors("debugger/rules/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "loss_not_decreasing" in rules and "class_imbalance" in rules, rules
+
+
+def _job_output(result) -> str:
+    return result.stdout + result.stderr
+
+
+def test_a_tracking_server_where_nothing_listens_warns_once_and_the_job_succeeds(job, repo_root):
+    uri = f"http://127.0.0.1:{free_port()}"
+    result = run_train(job.root, repo_root, {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"})
+    output = _job_output(result)
+    assert result.returncode == 0, output[-5000:]
+    assert output.count(f"MLflow tracking server {uri} failed") == 1
+    assert "MLflow did not record:" in output and "epoch 2 metrics" in output
+    assert (job.root / "model" / "model_config.json").exists()
+
+
+class HangingServer:
+    """Accepts connections and never answers."""
+
+    def __init__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def close(self) -> None:
+        self.socket.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def test_a_tracking_server_that_hangs_costs_one_bounded_wait_and_the_job_succeeds(job, repo_root):
+    server = HangingServer()
+    uri = f"http://127.0.0.1:{server.port}"
+    try:
+        started = time.monotonic()
+        result = run_train(
+            job.root, repo_root, {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    output = _job_output(result)
+    assert result.returncode == 0, output[-5000:]
+    assert output.count(f"MLflow tracking server {uri} failed") == 1
+    assert server.connections, "the job did reach the server"
+    # One request of 2 s, one retry, backoff: the job itself takes well under a minute here.
+    assert elapsed < 120, elapsed
+
+
+@pytest.mark.parametrize("missing", [True, False], ids=["no config file", "config file"])
+def test_the_tensorboard_folder_is_the_output_configs_local_path(opt_ml, missing, tmp_path):
+    from classifier.training.environment import TrainingEnvironment
+
+    if not missing:
+        config = opt_ml.root / "input/config/tensorboardoutputconfig.json"
+        config.write_text(f'{{"LocalPath": "{tmp_path / "tb"}"}}')
+    env = TrainingEnvironment.from_environ({**os.environ, "SAGEMAKER_BASE_DIR": str(opt_ml.root)})
+    expected = opt_ml.root / "output/tensorboard" if missing else tmp_path / "tb"
+    assert env.tensorboard_dir == expected
