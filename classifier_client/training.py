@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.constants import MODEL_CONFIG_FILE
+from classifier.constants import IMAGE_URI_ENV, MODEL_CONFIG_FILE
 from classifier.hyperparameter_schema import HyperparameterValueError, parse_values
 from classifier.metric_definitions import METRIC_DEFINITIONS
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
@@ -35,6 +35,7 @@ from classifier_client.debugger import (
     rule_evaluator_image,
     rule_source_path,
 )
+from classifier_client.watching import WatchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class TrainingSettings:
     environment: dict[str, str] = field(default_factory=dict)
     base_job_name: str = DEFAULT_BASE_JOB_NAME
     debugger: DebuggerSettings = field(default_factory=DebuggerSettings)
+    watching: WatchSettings = field(default_factory=WatchSettings)
 
     def __post_init__(self):
         if not self.channels.get("train"):
@@ -155,6 +157,17 @@ def _input_data(channels: Mapping[str, str], local: bool):
             source = str(path)
         inputs.append(InputData(channel_name=name, data_source=source))
     return inputs
+
+
+def job_environment(settings: TrainingSettings, tuning_job_name: str | None = None) -> dict[str, str]:
+    """The container's environment: the image it runs and where it is watched (classifier.watching),
+    then the user's own ``--env`` values, which win."""
+    default_experiment = tuning_job_name or settings.base_job_name
+    return {
+        IMAGE_URI_ENV: settings.image_uri,
+        **settings.watching.environment(default_experiment, tuning_job_name),
+        **settings.environment,
+    }
 
 
 def build_model_trainer(
@@ -219,7 +232,7 @@ def build_model_trainer(
         base_job_name=settings.base_job_name,
         compute=compute,
         hyperparameters=dict(settings.hyperparameters),
-        environment=dict(settings.environment),
+        environment=job_environment(settings),
         input_data_config=_input_data(settings.channels, local),
         **kwargs,
     )
@@ -257,6 +270,9 @@ def start_training_job(ctx: AwsContext, settings: TrainingSettings, *, wait: boo
     request["profiler_config"] = shapes.ProfilerConfig(
         **profiler_config(debugger, f"{job_prefix}/profiler-output")
     )
+    tensorboard = settings.watching.tensorboard_output_config(job_name)
+    if tensorboard is not None:
+        request["tensor_board_output_config"] = tensorboard
     try:
         job = TrainingJob.create(session=ctx.boto_session, region=ctx.region, **request)
     except ClientError as error:

@@ -23,7 +23,7 @@ from classifier_client.strategies import (
     max_jobs_for,
     static_additions,
 )
-from classifier_client.training import TrainingSettings, build_model_trainer
+from classifier_client.training import TrainingSettings, build_model_trainer, job_environment
 
 TUNING_JOB_NAME_MAX_LENGTH = 32
 WARM_START_TYPES = {
@@ -194,6 +194,7 @@ def check_local_tuning_options(args) -> None:
         "--spot": args.spot,
         "--checkpoint-s3-uri": args.checkpoint_s3_uri,
         "--output-s3-uri": args.output_s3_uri,
+        "--tensorboard-s3-uri": args.tensorboard_s3_uri,
         "--instance-count > 1": args.instance_count > 1,
     }
     given = [flag for flag, value in cloud_only.items() if value]
@@ -223,9 +224,21 @@ def build_tuner(ctx: AwsContext, settings: TuningSettings, job_name: str):
     additions = static_additions(settings.strategy, training.hyperparameters)
     if additions:
         training = replace(training, hyperparameters={**training.hyperparameters, **additions})
+    tensorboard = training.watching.tensorboard_s3_uri
+    if tensorboard:
+        # HyperParameterTrainingJobDefinition has no TensorBoardOutputConfig: the trials write
+        # their event files under the checkpoint folder, which SageMaker syncs while they run
+        # (classifier_client.watching), so the TensorBoard URI becomes the checkpoint prefix.
+        if training.checkpoint_s3_uri:
+            raise ConfigurationError(
+                "--tensorboard-s3-uri and --checkpoint-s3-uri: a tuning job's trials sync one folder "
+                "to S3 (their checkpoints, with the TensorBoard files in it); give one of them"
+            )
+        training = replace(training, checkpoint_s3_uri=f"{tensorboard.rstrip('/')}/{job_name}")
     if training.checkpointing and not training.checkpoint_s3_uri:
         training = replace(training, checkpoint_s3_uri=tuning_checkpoint_s3_uri(ctx, settings, job_name))
     trainer = build_model_trainer(training, ctx)
+    trainer.environment = job_environment(training, tuning_job_name=job_name)
     warm_start = None
     if settings.warm_start_parents:
         warm_start = HyperParameterTuningJobWarmStartConfig(

@@ -67,6 +67,32 @@ def add_hyperparameters(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_watching(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("watching the job (TensorBoard, MLflow; docs/watching.md)")
+    group.add_argument(
+        "--tensorboard-s3-uri",
+        metavar="S3_URI",
+        help="where SageMaker syncs the job's TensorBoard event files (a folder per training job; "
+        "for tune, the trials' checkpoint prefix, which holds them)",
+    )
+    group.add_argument(
+        "--mlflow-tracking-uri",
+        metavar="URI",
+        help="an MLflow tracking server the job logs to: http(s)://... or a SageMaker managed "
+        "tracking server's ARN; a server that is down never fails the job",
+    )
+    group.add_argument(
+        "--mlflow-experiment",
+        metavar="NAME",
+        help="the MLflow experiment (default: the tuning job's name, or the base job name)",
+    )
+    group.add_argument(
+        "--mlflow-register-model",
+        metavar="NAME",
+        help="also register the trained model in MLflow's model registry under NAME",
+    )
+
+
 def add_compute(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("compute")
     group.add_argument(

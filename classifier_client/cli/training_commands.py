@@ -85,11 +85,18 @@ def _training_settings(args, ctx, local: bool, hyperparameters: dict[str, str], 
         TrainingSettings,
         parse_assignments,
     )
+    from classifier_client.watching import WatchSettings
 
     instance_type = args.instance_type or (
         LOCAL_INSTANCE_TYPES[0] if local else DEFAULT_INSTANCE_TYPE
     )
     kwargs = {"debugger": debugger} if debugger is not None else {}
+    watching = WatchSettings(
+        tensorboard_s3_uri=args.tensorboard_s3_uri,
+        mlflow_tracking_uri=args.mlflow_tracking_uri,
+        mlflow_experiment=args.mlflow_experiment,
+        mlflow_register_model=args.mlflow_register_model,
+    )
     return TrainingSettings(
         image_uri=image_uri(args, ctx, local),
         channels=_channels(args, ctx, local),
@@ -104,6 +111,7 @@ def _training_settings(args, ctx, local: bool, hyperparameters: dict[str, str], 
         output_s3_uri=args.output_s3_uri,
         environment=parse_assignments(args.env, "--env"),
         base_job_name=args.base_job_name,
+        watching=watching,
         **kwargs,
     )
 
@@ -148,6 +156,7 @@ def _refuse_cloud_only_options(args) -> None:
         "--spot": args.spot,
         "--checkpoint-s3-uri": args.checkpoint_s3_uri,
         "--output-s3-uri": args.output_s3_uri,
+        "--tensorboard-s3-uri": args.tensorboard_s3_uri,
         "--debugger-rules": args.debugger_rules not in (None, "none"),
         "--wait": args.wait,
     }

@@ -15,6 +15,7 @@ from classifier_client.cli.arguments import (
     add_hyperparameters,
     add_image,
     add_local,
+    add_watching,
 )
 from classifier_client.cli.training_commands import cmd_best, cmd_train, cmd_tune
 from classifier_client.local_tuning import DEFAULT_LOCAL_TUNING_JOB
@@ -103,6 +104,7 @@ def add_tune(sub) -> None:
     add_image(p)
     add_channels(p)
     add_hyperparameters(p)
+    add_watching(p)
     _add_tuning_options(p)
     add_compute(p)
     add_aws(p, role=True)
@@ -228,6 +230,7 @@ def add_train(sub) -> None:
     add_image(p)
     add_channels(p)
     add_hyperparameters(p)
+    add_watching(p)
     add_compute(p)
     _add_debugger_options(p)
     _add_local_training_options(p)

@@ -44,6 +44,7 @@ def run_local_tuning(
     from classifier_client.local_tuning.runner import DockerTrialRunner, per_trial_cpus
     from classifier_client.local_tuning.study import LocalTuner, open_study
     from classifier_client.local_tuning.warm_start import warm_start
+    from classifier_client.training import job_environment
 
     # Our progress lines say what Optuna's INFO lines would, per training job; the report says
     # which plots need more trials, instead of Optuna's warnings.
@@ -54,7 +55,7 @@ def run_local_tuning(
             image=settings.training.image_uri,
             channels=settings.training.channels,
             cpus=per_trial_cpus(settings.max_parallel_jobs),
-            environment=settings.training.environment,
+            environment=job_environment(settings.training, tuning_job_name=name),
         )
     study, created = open_study(name, folder, settings, seed)
     if created and settings.warm_start_parents:

@@ -102,7 +102,7 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
     }
     assert request["ResourceConfig"]["InstanceCount"] == 2
     assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
-    assert request["Environment"] == {"SAGEMAKER_PROGRAM_LOG": "1"}
+    assert request["Environment"] == {"SAGEMAKER_PROGRAM_LOG": "1", "CLASSIFIER_IMAGE_URI": IMAGE}
 
     # Spot: managed spot, a wait limit above the run limit, checkpoints synced to S3.
     assert request["EnableManagedSpotTraining"] is True
@@ -485,4 +485,67 @@ def test_a_hyperparameters_file_the_container_would_refuse_fails_before_any_aws_
     )  # fmt: skip
     assert code == 2
     assert "batch_size='0' is invalid: must be an integer in [1, 65536]" in capsys.readouterr().err
+    assert aws.recorded.operations() == []
+
+
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/team"
+
+
+def test_train_sends_the_tensorboard_output_config_and_the_mlflow_environment(aws, data_in_s3, cli):
+    code = cli(
+        "train", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3,
+        "--tensorboard-s3-uri", f"s3://{BUCKET}/tensorboard/", "--mlflow-tracking-uri", ARN,
+        "--mlflow-register-model", "pets", "--base-job-name", "pets-job",
+        "--env", "MLFLOW_EXPERIMENT_NAME=mine",
+    )  # fmt: skip
+    assert code == 0
+    request = aws.recorded.one("CreateTrainingJob")
+    job = request["TrainingJobName"]
+    assert request["TensorBoardOutputConfig"] == {
+        "S3OutputPath": f"s3://{BUCKET}/tensorboard/{job}",
+        "LocalPath": "/opt/ml/output/tensorboard",
+    }
+    assert request["Environment"] == {
+        "CLASSIFIER_IMAGE_URI": IMAGE,
+        "MLFLOW_TRACKING_URI": ARN,
+        "MLFLOW_EXPERIMENT_NAME": "mine",  # --env wins over the default, the base job name
+        "CLASSIFIER_MLFLOW_REGISTER_MODEL": "pets",
+    }
+
+
+def test_tune_tells_each_trial_its_tuning_job_and_syncs_tensorboard_with_the_checkpoints(
+    aws, data_in_s3, cli
+):
+    code = cli(
+        "tune", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3, "--max-jobs", "2",
+        "--tensorboard-s3-uri", f"s3://{BUCKET}/tb", "--mlflow-tracking-uri", "https://mlflow.example.com",
+    )  # fmt: skip
+    assert code == 0
+    request = aws.recorded.one("CreateHyperParameterTuningJob")
+    tuning_job = request["HyperParameterTuningJobName"]
+    definition = request["TrainingJobDefinition"]
+    assert "TensorBoardOutputConfig" not in definition, "HyperParameterTrainingJobDefinition has none"
+    assert definition["CheckpointConfig"] == {
+        "S3Uri": f"s3://{BUCKET}/tb/{tuning_job}",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    assert definition["Environment"] == {
+        "CLASSIFIER_IMAGE_URI": IMAGE,
+        "CLASSIFIER_TUNING_JOB_NAME": tuning_job,
+        "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
+        "MLFLOW_EXPERIMENT_NAME": tuning_job,
+    }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--mlflow-tracking-uri", "mlflow.example.com"], "neither an http(s):// URL nor"),
+        (["--tensorboard-s3-uri", "/tmp/tb"], "is not an s3:// URI"),
+        (["--mlflow-experiment", "x"], "need --mlflow-tracking-uri"),
+    ],
+)
+def test_watching_options_that_cannot_work_fail_before_any_aws_call(aws, capsys, cli, arguments, message):
+    code = cli("train", "--image", IMAGE, "--role", aws.role_arn, "--data", f"s3://{BUCKET}/pets", *arguments)
+    assert code != 0 and message in capsys.readouterr().err
     assert aws.recorded.operations() == []
