@@ -16,9 +16,6 @@ setup: $(STAMP)/venv $(STAMP)/venv-sdk
 RUNTIME_LOCK := container/requirements.lock
 DEV_LOCK := requirements-dev.lock
 SDK_LOCK := classifier_client/requirements.lock
-# The MLflow tracking server the tests start: full mlflow needs gunicorn<27, so a venv of its own.
-VENV_MLFLOW := .venv-mlflow
-MLFLOW_LOCK := tests/mlflow_server/requirements.lock
 # uv installs the locks several times faster than pip (parallel downloads, no resolver run); it
 # lives in a venv of its own. USE_UV=0 (or no uv) installs with pip, from the same locks.
 VENV_TOOLS := .venv-tools
@@ -64,17 +61,6 @@ $(STAMP)/venv-sdk: $(SDK_LOCK) pyproject.toml | $(STAMP)/uv-$(UV_VERSION)
 	$(call install_lock,$(VENV_SDK),$(SDK_LOCK))
 	@touch $@
 
-$(STAMP)/venv-mlflow: $(MLFLOW_LOCK) | $(STAMP)/uv-$(UV_VERSION)
-	@mkdir -p $(STAMP)
-	test -x $(VENV_MLFLOW)/bin/python || $(PYTHON) -m venv $(VENV_MLFLOW)
-	if [ "$(USE_UV)" != 0 ] && [ -x $(UV) ]; then \
-	    $(UV) pip install -q --python $(VENV_MLFLOW)/bin/python --require-hashes \
-	        --index-strategy unsafe-best-match $(uv_sources) -r $(MLFLOW_LOCK); \
-	else \
-	    $(VENV_MLFLOW)/bin/pip install -q --require-hashes -r $(MLFLOW_LOCK); \
-	fi
-	@touch $@
-
 # $(call compile_lock,LOCK,INPUTS...): pins already in LOCK are kept unless an input moves them;
 # `make lock UPGRADE=1` takes the newest releases the inputs allow.
 define compile_lock
@@ -88,13 +74,13 @@ lock: $(STAMP)/uv-$(UV_VERSION)
 	$(call compile_lock,$(RUNTIME_LOCK),container/requirements.txt)
 	$(call compile_lock,$(DEV_LOCK),container/requirements.txt requirements-dev.txt -c $(RUNTIME_LOCK))
 	$(call compile_lock,$(SDK_LOCK),classifier_client/requirements.txt)
-	$(call compile_lock,$(MLFLOW_LOCK),tests/mlflow_server/requirements.txt)
 
 # The unit suite is mostly processes that import torch and wait on each other: pytest-xdist runs
 # it on one worker per core (work stealing evens out the long trainings). PYTEST_WORKERS=0 runs it
 # in this process.
 PYTEST_WORKERS ?= auto
-test-unit: $(STAMP)/venv $(STAMP)/venv-mlflow
+# The watching tests start the MLflow tracking server of .venv-sdk (the SDK pins full mlflow).
+test-unit: $(STAMP)/venv $(STAMP)/venv-sdk
 	$(VENV)/bin/python -m pytest tests/unit -n $(PYTEST_WORKERS) --dist worksteal
 
 # The local-mode tests run the built image; the runtime venv runs a real ./train for the regex test.
@@ -120,7 +106,7 @@ demo: image $(STAMP)/venv
 	local_test/run_demo.sh $(IMAGE_NAME):$(IMAGE_TAG)
 
 # docker-registry (push test) comes with --with-registry; moto comes from .venv-sdk.
-test-container: image $(STAMP)/venv $(STAMP)/venv-sdk $(STAMP)/venv-mlflow
+test-container: image $(STAMP)/venv $(STAMP)/venv-sdk
 	@scripts/docker_host_prerequisites.sh --with-registry >/dev/null
 	CONTAINER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV)/bin/python -m pytest tests/container
 
@@ -150,4 +136,4 @@ bench-rules: $(STAMP)/venv
 	$(VENV)/bin/python benchmarks/rules_matrix.py
 
 clean:
-	rm -rf $(STAMP) $(VENV) $(VENV_SDK) $(VENV_TOOLS) $(VENV_MLFLOW)
+	rm -rf $(STAMP) $(VENV) $(VENV_SDK) $(VENV_TOOLS)

@@ -1,10 +1,20 @@
-"""Helpers every test suite (and the serving benchmark) imports: ports and image data."""
+"""Helpers every test suite (and the serving benchmark) imports: ports, image data, services."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The SageMaker SDK pins the full mlflow package (the tracking server); the image has its client only.
+MLFLOW_SERVER = REPO_ROOT / ".venv-sdk" / "bin" / "mlflow"
+SERVICE_START_S = 120
 
 Colour = tuple[int, int, int]
 GREY: Colour = (128, 128, 128)
@@ -52,3 +62,52 @@ def write_image_folder(
             pixels = base + rng.normal(0, NOISE_STD, size=(*size, 3))
             Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
     return root
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def wait_for_service(url: str, process: subprocess.Popen, log: Path, deadline_s: float = SERVICE_START_S):
+    """Poll ``url`` until it answers 200; fail with the service's log if it exits or never answers."""
+    deadline = time.monotonic() + deadline_s
+    while not answers(url):
+        assert process.poll() is None, f"the service exited:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{url}: no answer in {deadline_s} s:\n{log.read_text()[-2000:]}"
+        time.sleep(0.2)
+
+
+@contextmanager
+def service(command: list[str], url: str, log: Path) -> Iterator[subprocess.Popen]:
+    """A server process, ready when ``url`` answers 200; terminated at the end of the block."""
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_service(url, process, log)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """``mlflow server`` with a SQLite backend and a local artifact root on a free port; yields its URL."""
+    assert MLFLOW_SERVER.exists(), f"{MLFLOW_SERVER} is missing: make setup"
+    port = free_port()
+    command = [
+        str(MLFLOW_SERVER), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with service(command, f"{url}/health", root / "mlflow-server.log"):
+        yield url
+

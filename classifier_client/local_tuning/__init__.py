@@ -40,6 +40,7 @@ def run_local_tuning(
     divided among the parallel trials."""
     import optuna
 
+    from classifier_client.local_tuning import tracking
     from classifier_client.local_tuning.report import REPORT_FILE, SUMMARY_FILE, write_report
     from classifier_client.local_tuning.runner import DockerTrialRunner, per_trial_cpus
     from classifier_client.local_tuning.study import LocalTuner, open_study
@@ -50,14 +51,18 @@ def run_local_tuning(
     # which plots need more trials, instead of Optuna's warnings.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     folder = Path(local_dir).expanduser().resolve() / name
+    study, created = open_study(name, folder, settings, seed)
+    environment = job_environment(settings.training, tuning_job_name=name)
+    parent = tracking.open_parent_run(study, name, settings, environment)
     if runner is None:
+        uri = settings.training.watching.mlflow_tracking_uri
         runner = DockerTrialRunner(
             image=settings.training.image_uri,
             channels=settings.training.channels,
             cpus=per_trial_cpus(settings.max_parallel_jobs),
-            environment=job_environment(settings.training, tuning_job_name=name),
+            environment={**environment, **tracking.trial_environment(parent)},
+            host_network=tracking.trials_need_host_network(uri),
         )
-    study, created = open_study(name, folder, settings, seed)
     if created and settings.warm_start_parents:
         try:
             added = warm_start(study, settings, folder.parent)
@@ -67,14 +72,28 @@ def run_local_tuning(
             raise
         progress(f"warm start: {added} trial(s) of {', '.join(settings.warm_start_parents)}")
     tuner = LocalTuner(name, folder, settings, runner, progress, seed)
-    finished = tuner.run(study)
+    finished = False
     try:
+        finished = tuner.run(study)
         report, summary = write_report(study, folder)
     except KeyboardInterrupt:
         # Every trial is stored: a re-run finds nothing left to train and writes the report.
         progress("interrupted while writing the report: re-run the same command to write it")
         return LocalTuningResult(name, folder, False, folder / REPORT_FILE, folder / SUMMARY_FILE)
+    finally:
+        best = _best_or_none(study, folder) if finished else None
+        tracking.close_parent_run(parent, best, [folder / REPORT_FILE, folder / SUMMARY_FILE], finished)
     return LocalTuningResult(name, folder, finished, report, summary)
+
+
+def _best_or_none(study, folder: Path) -> dict | None:
+    from classifier_client.config import ConfigurationError
+    from classifier_client.local_tuning.report import best_local_training_job
+
+    try:
+        return best_local_training_job(study, folder)
+    except ConfigurationError:  # no completed trial
+        return None
 
 
 def best_local(local_dir: str | Path, name: str) -> dict:

@@ -86,6 +86,8 @@ class DockerTrialRunner:
     channels: Mapping[str, str]
     cpus: int = 1
     environment: Mapping[str, str] = field(default_factory=dict)
+    # On the host's network: a tracking server on this machine's loopback (local_tuning.tracking).
+    host_network: bool = False
     _running: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -133,8 +135,9 @@ class DockerTrialRunner:
         env = {"OMP_NUM_THREADS": str(self.cpus), TRAINING_JOB_NAME_ENV: job.name}
         env.update(self.environment)
         env_args = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+        network = ["--network", "host"] if self.host_network else ["--hostname", HOST]
         return [
-            "docker", "run", "--rm", "--name", job.name, "--hostname", HOST,
+            "docker", "run", "--rm", "--name", job.name, *network,
             "--sig-proxy=false", "--cpus", str(self.cpus), *env_args, *self._mounts(job),
             self.image, "train",
         ]  # fmt: skip

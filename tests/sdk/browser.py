@@ -1,6 +1,6 @@
 """Render a local HTML page in headless Chromium, offline, and read the screenshot's pixels.
 
-Chromium runs with every host name unresolvable, so a page that needed anything from the
+Chromium runs with every host name but 127.0.0.1 unresolvable, so a page that needed anything from the
 network (a CDN script, a web font, a remote image) renders without it and the pixel checks
 of the callers fail: passing proves the page is self-contained.
 """
@@ -26,8 +26,9 @@ def chromium() -> str:
     pytest.skip("needs Debian's chromium package (apt-get install chromium; .ci/run installs it)")
 
 
-def screenshot(page: Path, out: Path, height: int = 3000) -> Path:
-    """A full-width PNG of ``page`` after its scripts ran (virtual time lets plots finish)."""
+def screenshot(page: Path | str, out: Path, height: int = 3000) -> Path:
+    """A full-width PNG of ``page`` (a file, or a URL on 127.0.0.1) after its scripts ran
+    (virtual time lets plots finish)."""
     command = [
         chromium(),
         "--headless",
@@ -35,11 +36,11 @@ def screenshot(page: Path, out: Path, height: int = 3000) -> Path:
         "--no-sandbox",
         "--hide-scrollbars",
         f"--user-data-dir={out.parent / 'chromium-profile'}",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         "--virtual-time-budget=15000",
         f"--window-size={WIDTH},{height}",
         f"--screenshot={out}",
-        page.resolve().as_uri(),
+        page if isinstance(page, str) else page.resolve().as_uri(),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert out.exists(), f"chromium wrote no screenshot:\n{result.stderr[-3000:]}"

@@ -6,64 +6,27 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 from test_train_program import FAST, run_train
 
+from tests import helpers
 from tests.helpers import free_port, write_image_folder
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-MLFLOW_SERVER = REPO / ".venv-mlflow" / "bin" / "mlflow"
+REPO = helpers.REPO_ROOT
 CLASSES = {"cat": 10, "dog": 10, "fox": 10}
 HYPERPARAMETERS = {**FAST, "image_size": 32, "epochs": 2, "log_steps": 1}
 HPARAMS_SESSION = "_hparams_/session_start_info"
-DEADLINE_S = 60
-
-
-def _poll(condition, what: str, deadline_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.2)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    """``mlflow server`` with a SQLite backend and a local artifact root, on a free port."""
-    assert MLFLOW_SERVER.exists(), f"{MLFLOW_SERVER} is missing: make .make/venv-mlflow"
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    command = [
-        str(MLFLOW_SERVER), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-    ]  # fmt: skip
-    with open(root / "server.log", "w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _poll(lambda: server.poll() is not None or _healthy(url), "the MLflow server answers", 120)
-        assert server.poll() is None, (root / "server.log").read_text()[-3000:]
+    with helpers.mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 @pytest.fixture

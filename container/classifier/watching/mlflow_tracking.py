@@ -31,10 +31,12 @@ logger = logging.getLogger(__name__)
 
 # MLflow's own defaults (120 s per request, 7 retries with backoff) would stall a job for
 # minutes on an unreachable server; a job's environment may still set its own.
-REQUEST_BOUNDS = {
+# The run's URL goes to the log (start), not to stdout, where the CLI prints its JSON.
+CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 MODEL_ARTIFACT_PATH = "model"
 
@@ -49,7 +51,7 @@ class MlflowWatcher(JobWatcher):
     name = "MLflow"
 
     def __init__(self, tracking_uri: str, environ: Mapping[str, str], register_as: str | None = None):
-        for name, value in REQUEST_BOUNDS.items():
+        for name, value in CLIENT_DEFAULTS.items():
             os.environ.setdefault(name, environ.get(name, value))
         from mlflow import MlflowClient
 
@@ -99,6 +101,10 @@ class MlflowWatcher(JobWatcher):
         params = [Param(key, str(value)) for key, value in sorted(facts.hyperparameters.items())]
         self._call("the hyperparameters", lambda: self.client.log_batch(self.run_id, params=params))
         logger.info("MLflow run %s in experiment %r at %s", self.run_id, name, self.tracking_uri)
+
+    def attach(self, run_id: str) -> None:
+        """Go on with an existing run (a local tuning job continued), instead of :meth:`start`."""
+        self.run_id = run_id
 
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException

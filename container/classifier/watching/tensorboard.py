@@ -93,7 +93,7 @@ class TensorBoardWatcher(JobWatcher):
         a second run in a subfolder), so each job or trial is one row of the dashboard."""
         from torch.utils.tensorboard.summary import hparams
 
-        values = {k: v if isinstance(v, _HPARAM_TYPES) else str(v) for k, v in facts.hyperparameters.items()}
+        values = {k: _hparam(v) for k, v in facts.hyperparameters.items()}
         final = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         experiment, session_start, session_end = hparams(values, final)
         for summary in (experiment, session_start, session_end):
@@ -104,6 +104,13 @@ class TensorBoardWatcher(JobWatcher):
     def close(self) -> list[str]:
         self.writer.close()
         return []
+
+
+def _hparam(value):
+    """A value the HParams plugin shows as it is: true/false as text (not 1.0/0.0), numbers, text."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, _HPARAM_TYPES) else str(value)
 
 
 def _tag(name: str) -> str:
