@@ -114,9 +114,11 @@ lint: $(STAMP)/venv
 	$(VENV)/bin/ruff check container classifier_client tools tests local_test benchmarks
 
 # The program and a bare loop in fp32 and auto precision, interleaved (ratios; goals: auto/fp32
-# >= 2.5 at 224 px on AMX, program/bare >= 0.9), the loader alone, the channels_last matrix.
+# >= 2.5 at 224 px on AMX, program/bare >= 0.9), the loader alone, the channels_last matrix;
+# then TensorBoard on against off (goal >= 0.98).
 bench-train: $(STAMP)/venv
 	$(VENV)/bin/python benchmarks/training_bench.py
+	$(VENV)/bin/python benchmarks/training_bench.py --watching
 
 # The same jobs in fp32 and auto over 3 seeds on two data sets: test accuracy and its spread.
 bench-precision: $(STAMP)/venv

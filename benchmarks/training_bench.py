@@ -9,7 +9,12 @@ workers and building the kernels). The figures that matter are ratios within one
 It also prints the loader alone against the step (does decoding keep up?) and the
 channels_last matrix behind ``classifier.training.precision``'s layout rule.
 
-Usage: python benchmarks/training_bench.py [--rounds 2] [--epochs 2] [--model resnet18]
+``--watching`` measures instead what watching a job costs: the program with TensorBoard event
+files written (the default, a batch loss every ``log_steps``=20 steps and the end-of-job
+figures) against ``CLASSIFIER_TENSORBOARD=off``, interleaved, in training images/s (goal >= 0.98)
+and in the whole job's wall time.
+
+Usage: python benchmarks/training_bench.py [--rounds 2] [--epochs 2] [--model resnet18] [--watching]
 """
 
 from __future__ import annotations
@@ -108,6 +113,31 @@ def full_program(
     return metrics["history"][-1]["train_images_per_second"], metrics["precision"]["precision"]
 
 
+def watching_overhead(data_dir: Path, args, image_size: int, batch_size: int) -> None:
+    """Program auto with TensorBoard on and off, interleaved; medians and ratios."""
+    hyperparameters = {
+        "model": args.model, "epochs": args.epochs, "batch_size": batch_size, "image_size": image_size,
+        "num_workers": args.num_workers, "augmentation": "standard", "debug": "false",
+        "inference_export": "none",
+    }  # fmt: skip
+    runs: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    for round_index in range(args.rounds):
+        for setting in ("off", "on"):
+            metrics = run_train(
+                data_dir, ("train", "valid"), hyperparameters, {"CLASSIFIER_TENSORBOARD": setting}
+            )
+            runs[setting].append((metrics["history"][-1]["train_images_per_second"], metrics["wall_seconds"]))
+        print(f"  {args_line(image_size, batch_size)} round {round_index + 1}: {runs}", flush=True)
+    rate = {k: statistics.median(r for r, _ in v) for k, v in runs.items()}
+    wall = {k: statistics.median(w for _, w in v) for k, v in runs.items()}
+    print(
+        f"\n{args_line(image_size, batch_size)}: TensorBoard on {rate['on']:.1f} img/s, "
+        f"off {rate['off']:.1f} img/s, "
+        f"on/off {rate['on'] / rate['off']:.3f} (goal >= 0.98); job wall time on {wall['on']:.1f} s, "
+        f"off {wall['off']:.1f} s, off/on {wall['off'] / wall['on']:.3f}"
+    )
+
+
 def loader_alone(data_dir: Path, args, image_size: int, batch_size: int) -> float:
     """Images/s of the program's own train loader with nothing else running."""
     import torch
@@ -199,7 +229,16 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--num-workers", type=int, default=2, help="the program's default")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the train images per class")
+    parser.add_argument("--watching", action="store_true", help="TensorBoard on against off instead")
     args = parser.parse_args()
+    if args.watching:
+        for image_size, batch_size, per_class in CONFIGS:
+            with tempfile.TemporaryDirectory() as tmp:
+                data_dir = Path(tmp) / "photos"
+                write_photos(data_dir / "train", 4, max(1, int(per_class * args.scale)))
+                write_photos(data_dir / "valid", 4, 4, seed=1)
+                watching_overhead(data_dir, args, image_size, batch_size)
+        return
 
     import torch
 

@@ -22,6 +22,8 @@ MLFLOW_REGISTER_MODEL_ENV = "CLASSIFIER_MLFLOW_REGISTER_MODEL"
 TUNING_JOB_NAME_ENV = "CLASSIFIER_TUNING_JOB_NAME"
 IMAGE_URI_ENV = "CLASSIFIER_IMAGE_URI"
 TENSORBOARD_DIR_ENV = "CLASSIFIER_TENSORBOARD_DIR"
+# "off": no TensorBoard event files (they are written by default).
+TENSORBOARD_ENV = "CLASSIFIER_TENSORBOARD"
 TENSORBOARD_CONFIG_FILE = "input/config/tensorboardoutputconfig.json"
 TENSORBOARD_DIR = "output/tensorboard"
 # Written when the job has a CheckpointConfig; its LocalPath replaces CHECKPOINT_DIR.

@@ -1,7 +1,7 @@
 """The training program's side of watching a job (classifier.watching): which watchers, with what.
 
-Global rank 0 only. TensorBoard always writes (SageMaker uploads the folder when the job has a
-TensorBoard output config, and nothing else reads it otherwise); MLflow logs when
+Global rank 0 only. TensorBoard writes unless ``CLASSIFIER_TENSORBOARD=off`` (SageMaker uploads
+the folder when the job has a TensorBoard output config); MLflow logs when
 ``MLFLOW_TRACKING_URI`` is set.
 """
 
@@ -37,12 +37,13 @@ def job_facts(env: TrainingEnvironment, hp: Hyperparameters) -> JobFacts:
 def watchers_for(env: TrainingEnvironment, hp: Hyperparameters) -> Watchers:
     """The job's watchers, started; one that cannot be set up is warned about and left out."""
     watchers: list[JobWatcher] = []
-    try:
-        from classifier.watching.tensorboard import TensorBoardWatcher
+    if env.environ.get(constants.TENSORBOARD_ENV, "").strip().lower() != "off":
+        try:
+            from classifier.watching.tensorboard import TensorBoardWatcher
 
-        watchers.append(TensorBoardWatcher(env.tensorboard_dir))
-    except (ImportError, OSError) as error:
-        logger.warning("no TensorBoard event files: %s: %s", type(error).__name__, error)
+            watchers.append(TensorBoardWatcher(env.tensorboard_dir))
+        except (ImportError, OSError) as error:
+            logger.warning("no TensorBoard event files: %s: %s", type(error).__name__, error)
     uri = env.environ.get(constants.MLFLOW_TRACKING_URI_ENV, "").strip()
     if uri:
         try:

@@ -98,7 +98,7 @@ class MlflowWatcher(JobWatcher):
         if run is None:
             return
         self.run_id = run.info.run_id
-        params = [Param(key, str(value)) for key, value in sorted(facts.hyperparameters.items())]
+        params = [Param(key, _param(value)) for key, value in sorted(facts.hyperparameters.items())]
         self._call("the hyperparameters", lambda: self.client.log_batch(self.run_id, params=params))
         logger.info("MLflow run %s in experiment %r at %s", self.run_id, name, self.tracking_uri)
 
@@ -179,6 +179,11 @@ class MlflowWatcher(JobWatcher):
         if not self.missed:
             return []
         return [f"{', '.join(self.missed)} (to {self.tracking_uri}: {self.failure or 'no run'})"]
+
+
+def _param(value) -> str:
+    """A hyperparameter as SageMaker writes it: true/false for booleans."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def run_tags(facts: JobFacts, environ: Mapping[str, str]) -> dict[str, str]:
