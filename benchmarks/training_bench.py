@@ -232,12 +232,7 @@ def main() -> None:
     parser.add_argument("--watching", action="store_true", help="TensorBoard on against off instead")
     args = parser.parse_args()
     if args.watching:
-        for image_size, batch_size, per_class in CONFIGS:
-            with tempfile.TemporaryDirectory() as tmp:
-                data_dir = Path(tmp) / "photos"
-                write_photos(data_dir / "train", 4, max(1, int(per_class * args.scale)))
-                write_photos(data_dir / "valid", 4, 4, seed=1)
-                watching_overhead(data_dir, args, image_size, batch_size)
+        _each_config(args, watching_overhead)
         return
 
     import torch
@@ -250,12 +245,17 @@ def main() -> None:
     print("channels_last and bf16, step only (random tensors), ratios to fp32 contiguous:")
     for line in layout_matrix(args):
         print(line, flush=True)
+    _each_config(args, _compare)
+
+
+def _each_config(args, measure) -> None:
+    """``measure(data_dir, args, image_size, batch_size)`` on fresh photos of each configuration."""
     for image_size, batch_size, per_class in CONFIGS:
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = Path(tmp) / "photos"
             write_photos(data_dir / "train", 4, max(1, int(per_class * args.scale)))
             write_photos(data_dir / "valid", 4, 4, seed=1)
-            _compare(data_dir, args, image_size, batch_size)
+            measure(data_dir, args, image_size, batch_size)
 
 
 def _compare(data_dir: Path, args, image_size: int, batch_size: int) -> None:

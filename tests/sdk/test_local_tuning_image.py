@@ -55,7 +55,9 @@ def mlflow_server(tmp_path_factory):
         yield url
 
 
-def test_three_one_epoch_trials_through_the_image(local_image, digits_subset, tmp_path, mlflow_server):
+def test_three_one_epoch_trials_through_the_image(
+    local_image, digits_subset, tmp_path, mlflow_server, capsys
+):
     data = digits_subset({"train": 8, "valid": 4})
     runs = tmp_path / "runs"
     hp = [arg for value in STATIC for arg in ("--hp", value)]
@@ -93,7 +95,9 @@ def test_three_one_epoch_trials_through_the_image(local_image, digits_subset, tm
     assert load_hyperparameters_file(best_file)["epochs"] == "1"
     assert (folder / "report.html").exists() and (folder / "summary.json").exists()
     _check_mlflow_runs(mlflow_server, "ci-local", [t.user_attrs["training_job"] for t in study.trials])
-    _check_tensorboard_hparams(folder, tmp_path)
+    png = _check_tensorboard_hparams(folder, tmp_path)
+    with capsys.disabled():
+        print(f"\nTensorBoard HParams screenshot: {png}")
 
 
 def _check_mlflow_runs(url: str, tuning_job: str, trial_jobs: list[str]) -> None:
@@ -115,7 +119,7 @@ def _check_mlflow_runs(url: str, tuning_job: str, trial_jobs: list[str]) -> None
     assert all("valid_accuracy" in run.data.metrics for run in children)
 
 
-def _check_tensorboard_hparams(folder: Path, tmp_path: Path) -> None:
+def _check_tensorboard_hparams(folder: Path, tmp_path: Path) -> Path:
     """``tensorboard --logdir`` over the job: a session per trial in HParams, and a screenshot."""
     port = helpers.free_port()
     url = f"http://127.0.0.1:{port}"
@@ -132,7 +136,7 @@ def _check_tensorboard_hparams(folder: Path, tmp_path: Path) -> None:
     sessions = {session["name"] for group in groups for session in group["sessions"]}
     assert len(sessions) == 3 and all("/jobs/ci-local-00" in f"/{name}" for name in sessions), sessions
     assert all("learning_rate" in group["hparams"] for group in groups)
-    counts, pixels = colour_counts(png)
+    counts, _ = colour_counts(png)
     assert len(counts) > 50, "the dashboard rendered (not a blank page)"
-    print(f"\nTensorBoard HParams screenshot: {png}")
+    return png
 
