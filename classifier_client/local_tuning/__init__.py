@@ -42,7 +42,6 @@ def run_local_tuning(
 
     from classifier_client.local_tuning import tracking
     from classifier_client.local_tuning.report import REPORT_FILE, SUMMARY_FILE, write_report
-    from classifier_client.local_tuning.runner import DockerTrialRunner, per_trial_cpus
     from classifier_client.local_tuning.study import LocalTuner, open_study
     from classifier_client.local_tuning.warm_start import warm_start
     from classifier_client.training import job_environment
@@ -52,17 +51,6 @@ def run_local_tuning(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     folder = Path(local_dir).expanduser().resolve() / name
     study, created = open_study(name, folder, settings, seed)
-    environment = job_environment(settings.training, tuning_job_name=name)
-    parent = tracking.open_parent_run(study, name, settings, environment)
-    if runner is None:
-        uri = settings.training.watching.mlflow_tracking_uri
-        runner = DockerTrialRunner(
-            image=settings.training.image_uri,
-            channels=settings.training.channels,
-            cpus=per_trial_cpus(settings.max_parallel_jobs),
-            environment={**environment, **tracking.trial_environment(parent)},
-            host_network=tracking.trials_need_host_network(uri),
-        )
     if created and settings.warm_start_parents:
         try:
             added = warm_start(study, settings, folder.parent)
@@ -71,10 +59,13 @@ def run_local_tuning(
             optuna.delete_study(study_name=name, storage=study._storage)
             raise
         progress(f"warm start: {added} trial(s) of {', '.join(settings.warm_start_parents)}")
-    tuner = LocalTuner(name, folder, settings, runner, progress, seed)
+    environment = job_environment(settings.training, tuning_job_name=name)
+    parent = tracking.open_parent_run(study, name, settings, environment)
     finished = False
     try:
-        finished = tuner.run(study)
+        if runner is None:
+            runner = _docker_runner(settings, {**environment, **tracking.trial_environment(parent)})
+        finished = LocalTuner(name, folder, settings, runner, progress, seed).run(study)
         report, summary = write_report(study, folder)
     except KeyboardInterrupt:
         # Every trial is stored: a re-run finds nothing left to train and writes the report.
@@ -86,13 +77,29 @@ def run_local_tuning(
     return LocalTuningResult(name, folder, finished, report, summary)
 
 
+def _docker_runner(settings, environment: dict[str, str]):
+    """Docker with the cores divided among the parallel trials, on the host's network when the
+    MLflow tracking server is on this machine's loopback."""
+    from classifier_client.local_tuning import tracking
+    from classifier_client.local_tuning.runner import DockerTrialRunner, per_trial_cpus
+
+    return DockerTrialRunner(
+        image=settings.training.image_uri,
+        channels=settings.training.channels,
+        cpus=per_trial_cpus(settings.max_parallel_jobs),
+        environment=environment,
+        host_network=tracking.trials_need_host_network(settings.training.watching.mlflow_tracking_uri),
+    )
+
+
 def _best_or_none(study, folder: Path) -> dict | None:
-    from classifier_client.config import ConfigurationError
+    """The best trial for the parent run; None if there is none, never an error that would hide
+    the tuning job's own."""
     from classifier_client.local_tuning.report import best_local_training_job
 
     try:
         return best_local_training_job(study, folder)
-    except ConfigurationError:  # no completed trial
+    except Exception:  # noqa: BLE001 - no completed trial, or a study that cannot be read
         return None
 
 

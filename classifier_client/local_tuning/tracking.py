@@ -64,7 +64,8 @@ def trial_environment(parent) -> dict[str, str]:
 
 
 def close_parent_run(parent, best: dict | None, files: list[Path], finished: bool) -> None:
-    """The best trial's objective and the job's report on the parent run; ended if the job finished."""
+    """The best trial's objective and the job's report on the parent run, FINISHED; KILLED if the
+    job was interrupted (a re-run continues the same parent run)."""
     from classifier.watching.base import JobEnd
 
     if parent is None:
@@ -74,4 +75,6 @@ def close_parent_run(parent, best: dict | None, files: list[Path], finished: boo
         metrics[f"best_{best['objective']['name']}"] = best["objective"]["value"]
     if finished:
         parent.finish(JobEnd(metrics=metrics, artifacts=files))
+    else:
+        parent.unfinished_status = "KILLED"  # interrupted: the same command continues it
     parent.close()

@@ -17,8 +17,8 @@ MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 MLFLOW_EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 MLFLOW_PARENT_RUN_ENV = "CLASSIFIER_MLFLOW_PARENT_RUN_ID"
 MLFLOW_REGISTER_MODEL_ENV = "CLASSIFIER_MLFLOW_REGISTER_MODEL"
-# Set by the client: the tuning job of a trial, the image a job runs, and where a trial
-# writes its TensorBoard files (a tuning job takes no TensorBoard output config).
+# Set by the client: the tuning job of a trial and the image a job runs. A job's environment
+# may also name the folder of its TensorBoard files (else see TrainingEnvironment.tensorboard_dir).
 TUNING_JOB_NAME_ENV = "CLASSIFIER_TUNING_JOB_NAME"
 IMAGE_URI_ENV = "CLASSIFIER_IMAGE_URI"
 TENSORBOARD_DIR_ENV = "CLASSIFIER_TENSORBOARD_DIR"

@@ -165,7 +165,7 @@ SCHEMA: dict[str, Field] = {
     "augmentation": _choice(AUGMENTATIONS),
     "max_skipped_fraction": _number(0.0, 1.0),
     "inference_export": _choice(INFERENCE_EXPORTS),
-    # Every this many training steps the batch loss goes to TensorBoard and MLflow.
+    # Every this many training steps the batch loss goes to TensorBoard (MLflow gets epochs).
     "log_steps": _integer(1, 1_000_000),
 }
 

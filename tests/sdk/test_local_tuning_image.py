@@ -132,10 +132,10 @@ def _check_tensorboard_hparams(folder: Path, tmp_path: Path) -> Path:
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             groups = json.loads(response.read())["sessionGroups"]
+        sessions = {session["name"] for group in groups for session in group["sessions"]}
+        assert len(sessions) == 3 and all("/jobs/ci-local-00" in f"/{name}" for name in sessions), sessions
+        assert all("learning_rate" in group["hparams"] for group in groups)
         png = screenshot(f"{url}/#hparams", tmp_path / "hparams.png", height=900)
-    sessions = {session["name"] for group in groups for session in group["sessions"]}
-    assert len(sessions) == 3 and all("/jobs/ci-local-00" in f"/{name}" for name in sessions), sessions
-    assert all("learning_rate" in group["hparams"] for group in groups)
     counts, _ = colour_counts(png)
     assert len(counts) > 50, "the dashboard rendered (not a blank page)"
     return png

@@ -180,3 +180,76 @@ def test_the_tensorboard_folder_is_the_output_configs_local_path(opt_ml, missing
     env = TrainingEnvironment.from_environ({**os.environ, "SAGEMAKER_BASE_DIR": str(opt_ml.root)})
     expected = opt_ml.root / "output/tensorboard" if missing else tmp_path / "tb"
     assert env.tensorboard_dir == expected
+
+
+def test_a_transient_failure_stops_sending_but_the_run_still_ends_finished(mlflow_server, monkeypatch):
+    from mlflow import MlflowClient
+
+    from classifier.watching.base import JobEnd, JobFacts
+    from classifier.watching.mlflow_tracking import MlflowWatcher
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    watcher = MlflowWatcher(mlflow_server, {"MLFLOW_EXPERIMENT_NAME": "transient"})
+    watcher.start(JobFacts("transient-job", None, "local", 1, "img", {"epochs": 2}))
+    log_batch = watcher.client.log_batch
+
+    def fail_once(*args, **kwargs):
+        watcher.client.log_batch = log_batch
+        raise ConnectionError("the network blinked")
+
+    watcher.client.log_batch = fail_once
+    watcher.epoch(1, {"valid_accuracy": 0.5})
+    watcher.epoch(2, {"valid_accuracy": 0.6})
+    watcher.finish(JobEnd(metrics={"best_valid_accuracy": 0.6}))
+    missed = watcher.close()
+    assert missed and "epoch 1 metrics, epoch 2 metrics, the final metrics" in missed[0]
+    run = MlflowClient(mlflow_server).get_run(watcher.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["epochs"] == "2"
+
+
+def test_figures_that_fail_at_the_end_leave_the_job_and_its_metrics(opt_ml, monkeypatch):
+    """The model is saved before the figures: a figure that fails is a warning, and the watchers
+    still get the final metrics."""
+    from types import SimpleNamespace
+
+    from classifier.training import program
+    from classifier.training.environment import TrainingEnvironment
+    from classifier.training.hyperparameters import parse_hyperparameters
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a DataLoader worker was killed")
+
+    monkeypatch.setattr(program, "predict_dataset", broken)
+    ended = []
+    watchers = SimpleNamespace(finish=ended.append)
+    env = TrainingEnvironment.from_environ({**os.environ, "SAGEMAKER_BASE_DIR": str(opt_ml.root)})
+    final = {"history": [{"epoch": 1, "valid_accuracy": 0.7, "valid_loss": 0.9}], "best_epoch": 1,
+             "epochs_run": 1, "test": None, "train_images_per_second": 10.0}  # fmt: skip
+    program._finish_watching(
+        parse_hyperparameters({}), SimpleNamespace(device="cpu"), SimpleNamespace(received=False),
+        SimpleNamespace(valid=[], class_names=["a", "b"]), SimpleNamespace(step=None), None, None,
+        watchers, env, final,
+    )  # fmt: skip
+    (end,) = ended
+    assert end.figures == {} and end.metrics["best_valid_accuracy"] == 0.7 and end.metrics["epochs_run"] == 1
+
+
+def test_a_job_stopped_before_its_end_still_has_its_hparams_session(tmp_path):
+    """A trial the tuner prunes (SIGTERM) never finishes: it is still a row of the HParams table."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from classifier.watching.base import JobFacts
+    from classifier.watching.tensorboard import TensorBoardWatcher
+
+    watcher = TensorBoardWatcher(tmp_path / "tb")
+    hyperparameters = {"learning_rate": 0.01, "pretrained": False}
+    watcher.start(JobFacts("pruned-trial", "hpo", "local", 1, "img", hyperparameters))
+    watcher.epoch(1, {"valid_accuracy": 0.4, "train_loss": 1.2})
+    assert watcher.close() == []
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    content = events.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content[HPARAMS_SESSION]).session_start_info
+    assert session.hparams["learning_rate"].number_value == 0.01
+    assert session.hparams["pretrained"].string_value == "false"
+    assert [e.value for e in events.Scalars("final/valid_accuracy")] == [pytest.approx(0.4)]

@@ -3,6 +3,7 @@ without an export. The only engine module that imports torch."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -82,6 +83,10 @@ class TorchBackend(InferenceBackend):
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         if not pixels.flags.writeable:  # a view of a decoded image; torch warns on read-only memory
             pixels = pixels.copy()
-        batch = torch.from_numpy(pixels).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        batch = batch.float().div_(255).sub_(self._mean).div_(self._std)
-        return logits_of(self.model(batch)).float().cpu().numpy()
+        # A request thread's current CUDA device is cuda:0 (the worker set its own in its main
+        # thread): name the engine's, so no stray context lands on another GPU.
+        on_gpu = torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
+        with on_gpu:
+            batch = torch.from_numpy(pixels).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+            batch = batch.float().div_(255).sub_(self._mean).div_(self._std)
+            return logits_of(self.model(batch)).float().cpu().numpy()

@@ -114,7 +114,13 @@ class MicroBatcher:
         self._stopping = False
         # Held for each forward pass: the engine runs one batch at a time, in whichever thread.
         self._engine = threading.Lock()
-        self._current_threads: int | None = None
+        # Inputs submitted and not yet gathered into a batch (the queue's, and one the batcher
+        # thread took while it waits for the engine): a caller runs its own pass only at 0, so
+        # a queued input is never overtaken.
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        # set_threads per thread: PyTorch's intra-op thread count is the calling thread's own.
+        self._local = threading.local()
 
     def start(self) -> MicroBatcher:
         self._thread.start()
@@ -129,8 +135,13 @@ class MicroBatcher:
         if not self.alive:
             raise RuntimeError("the micro-batcher is not running")
         item = _Item(value)
+        self._count_pending(1)
         self._queue.put(item)
         return item.future
+
+    def _count_pending(self, change: int) -> None:
+        with self._pending_lock:
+            self._pending += change
 
     def run(self, values: Sequence, timeout: float | None = None) -> list:
         """One row per input, in order: computed in this thread if the engine is idle and
@@ -138,8 +149,10 @@ class MicroBatcher:
         ``timeout`` seconds). A forward pass that fails raises its error here."""
         if not self.alive:
             raise RuntimeError("the micro-batcher is not running")
-        if self._queue.empty() and self._engine.acquire(blocking=False):
+        if self._pending == 0 and self._engine.acquire(blocking=False):
             try:
+                if self._stopping:
+                    raise RuntimeError("the micro-batcher is shutting down")
                 rows: list = []
                 for start in range(0, len(values), self.max_batch_size):
                     chunk = list(values[start : start + self.max_batch_size])
@@ -157,16 +170,16 @@ class MicroBatcher:
 
     def _forward_batch(self, values: list, waits: Sequence[float]) -> Sequence:
         """``forward`` on the threads the budget allows now; the caller holds ``_engine``."""
-        threads = self.budget.begin()
-        if threads != self._current_threads:
-            self.set_threads(threads)
-            self._current_threads = threads
         started = time.perf_counter()
-        metrics.observe_batch(len(values), waits)
         try:
+            threads = self.budget.begin()
+            if threads != getattr(self._local, "threads", None):
+                self.set_threads(threads)
+                self._local.threads = threads
+            metrics.observe_batch(len(values), waits)
             rows = self.forward(values)
         finally:
-            if self._queue.empty():
+            if self._pending == 0:
                 self.budget.end()
         logger.debug(
             "batch of %d on %d threads: %.1f ms", len(values), threads, (time.perf_counter() - started) * 1000
@@ -174,10 +187,12 @@ class MicroBatcher:
         return rows
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish what is queued, then end the thread."""
+        """Finish what is queued, then end the thread; a pass running in a caller's thread ends too."""
         self._stopping = True
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._engine.acquire(timeout=-1 if timeout is None else timeout):
+            self._engine.release()
 
     def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
         """The batch that starts with ``first``; True if a stop marker was seen."""
@@ -202,6 +217,7 @@ class MicroBatcher:
                 break
             with self._engine:
                 batch, stop = self._gather(first)
+                self._count_pending(-len(batch))
                 # Cancelled futures (caller timed out) need no compute.
                 batch = [item for item in batch if item.future.set_running_or_notify_cancel()]
                 if batch:
@@ -228,5 +244,7 @@ class MicroBatcher:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
+            if item is not None:
+                self._count_pending(-1)
             if item is not None and item.future.set_running_or_notify_cancel():
                 item.future.set_exception(RuntimeError("the server is shutting down"))

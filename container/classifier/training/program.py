@@ -393,7 +393,7 @@ def _test_and_save(
     logger.info("model saved to %s (best epoch %d)", env.model_dir, best["epoch"])
     rule_results, summary = _finish_reports(env, state.hook, state.history, profiler, test_report, stop)
     if watchers.watchers and not stop.received:
-        _finish_watching(hp, ctx, channels, state, final_model, test_report, watchers, env, final)
+        _finish_watching(hp, ctx, stop, channels, state, final_model, test_report, watchers, env, final)
         watchers.rules(rule_results, summary)
     if stop.received:
         raise TrainingInterrupted(
@@ -496,13 +496,20 @@ def _finish_reports(env, hook, history, profiler, test_report, stop: StopSignal)
     return results, summary
 
 
-def _finish_watching(hp, ctx, channels, state: TrainingState, model, test_report, watchers, env, final):
-    """The end-of-job figures (one more pass over the validation images, on this process) and files."""
+def _finish_watching(hp, ctx, stop, channels, state: TrainingState, model, test_report, watchers, env, final):
+    """The end-of-job figures (one more pass over at most ``watch.FIGURE_IMAGES`` validation images,
+    on this process) and files. The model is saved: a figure that fails is logged, not the job's end."""
     started = time.perf_counter()
-    outcomes = predict_dataset(
-        model, channels.valid, ctx.device, state.step.precision, hp.batch_size, min(hp.num_workers, 2)
-    )
-    figures = watch.end_figures(channels.class_names, channels.valid, outcomes, test_report)
+    figures = {}
+    try:
+        subset = watch.figure_subset(channels.valid)
+        outcomes = predict_dataset(
+            model, subset, ctx.device, state.step.precision, hp.batch_size, min(hp.num_workers, 2),
+            should_stop=lambda: stop.received,
+        )  # fmt: skip
+        figures = watch.end_figures(channels.class_names, subset, outcomes, test_report)
+    except Exception as error:  # noqa: BLE001 - figures are optional; the run's metrics still go
+        logger.warning("no end-of-job figures for the watchers: %s: %s", type(error).__name__, error)
     watchers.finish(watch.job_end(env, final, figures))
     logger.info("watchers given the job's end in %.1f s", time.perf_counter() - started)
 

@@ -209,14 +209,19 @@ class _Indexed(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def predict_dataset(model, dataset, device, precision: Precision, batch_size: int, num_workers: int):
-    """(indices, probabilities) of every readable item of ``dataset``, in this process only."""
+def predict_dataset(
+    model, dataset, device, precision: Precision, batch_size: int, num_workers: int, should_stop=None
+):
+    """(indices, probabilities) of every readable item of ``dataset``, in this process only; what
+    was predicted so far when ``should_stop()`` turns true (SIGTERM)."""
     model.eval()
     loader = torch.utils.data.DataLoader(
         _Indexed(dataset), batch_size=batch_size, num_workers=num_workers, collate_fn=data.collate_skipping
     )
     indices, probabilities = [], []
     for batch in loader:
+        if should_stop is not None and should_stop():
+            break
         if not len(batch):
             continue
         images = batch.images.to(device, non_blocking=True, memory_format=precision.memory_format())

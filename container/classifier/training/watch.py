@@ -42,7 +42,7 @@ def watchers_for(env: TrainingEnvironment, hp: Hyperparameters) -> Watchers:
             from classifier.watching.tensorboard import TensorBoardWatcher
 
             watchers.append(TensorBoardWatcher(env.tensorboard_dir))
-        except (ImportError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - watching never fails the job
             logger.warning("no TensorBoard event files: %s: %s", type(error).__name__, error)
     uri = env.environ.get(constants.MLFLOW_TRACKING_URI_ENV, "").strip()
     if uri:
@@ -51,8 +51,14 @@ def watchers_for(env: TrainingEnvironment, hp: Hyperparameters) -> Watchers:
 
             register_as = env.environ.get(constants.MLFLOW_REGISTER_MODEL_ENV, "").strip() or None
             watchers.append(MlflowWatcher(uri, env.environ, register_as))
-        except ImportError as error:
-            logger.warning("MLFLOW_TRACKING_URI is set but mlflow cannot be imported: %s", error)
+        except Exception as error:  # noqa: BLE001 - an unusable URI or plugin never fails the job
+            logger.warning(
+                "no MLflow run: %s=%s cannot be used (%s: %s)",
+                constants.MLFLOW_TRACKING_URI_ENV,
+                uri,
+                type(error).__name__,
+                error,
+            )
     started = Watchers(watchers, hp.log_steps)
     started.start(job_facts(env, hp))
     return started
@@ -77,6 +83,25 @@ def job_end(env: TrainingEnvironment, final: dict, figures: dict) -> JobEnd:
         env.output_data_dir / REPORT_HTML,
     ]
     return JobEnd(metrics=metrics, figures=figures, artifacts=files, model_dir=env.model_dir)
+
+
+# The end-of-job figures look at this many validation images at most, spread over the split: the
+# pass runs on rank 0 alone while the other ranks wait at the job's last barrier.
+FIGURE_IMAGES = 2048
+
+
+def figure_subset(dataset):
+    """``dataset``, or ``FIGURE_IMAGES`` of its items evenly spread, with ``samples`` and ``targets``."""
+    if len(dataset) <= FIGURE_IMAGES:
+        return dataset
+    import torch
+
+    step = len(dataset) / FIGURE_IMAGES
+    indices = [int(i * step) for i in range(FIGURE_IMAGES)]
+    subset = torch.utils.data.Subset(dataset, indices)
+    subset.samples = [dataset.samples[i] for i in indices]
+    subset.targets = [dataset.targets[i] for i in indices]
+    return subset
 
 
 def end_figures(class_names: list[str], dataset, outcomes, test_report: dict | None) -> dict:

@@ -67,6 +67,9 @@ class MlflowWatcher(JobWatcher):
         self.failure: str | None = None
         self.missed: list[str] = []
         self._finished = False
+        self._job_done = False
+        # The run's status when the job did not finish (a continued local tuning job: KILLED).
+        self.unfinished_status = "FAILED"
 
     def _call(self, what: str, action: Callable[[], object]) -> object | None:
         """``action`` unless the server already failed; a first failure is warned about once."""
@@ -138,6 +141,7 @@ class MlflowWatcher(JobWatcher):
         self._log_metrics("the final metrics", end.metrics, 0)
         if self.run_id is None:
             return
+        self._job_done = True
         for path in end.artifacts:
             if path.is_file():
                 self._call(path.name, lambda path=path: self.client.log_artifact(self.run_id, str(path)))
@@ -147,7 +151,7 @@ class MlflowWatcher(JobWatcher):
         if self.register_as and end.model_dir is not None:
             self._register(end.model_dir)
         self._call("the run's end", lambda: self.client.set_terminated(self.run_id, "FINISHED"))
-        self._finished = True
+        self._finished = self.failure is None  # else close() tries the end once more
 
     def _register(self, model_dir: Path) -> None:
         """The model directory as the run's ``model`` artifacts, then a version of ``register_as``."""
@@ -174,8 +178,14 @@ class MlflowWatcher(JobWatcher):
             logger.info("registered %s version %s in MLflow", self.register_as, version.version)
 
     def close(self) -> list[str]:
-        if self.run_id is not None and not self._finished and self.failure is None:
-            self._call("the run's end", lambda: self.client.set_terminated(self.run_id, "FAILED"))
+        """The run's end status, tried once even after a failure (one bounded request), so a
+        transient failure does not leave it RUNNING; FINISHED if the job finished."""
+        if self.run_id is not None and not self._finished:
+            status = "FINISHED" if self._job_done else self.unfinished_status
+            try:
+                self.client.set_terminated(self.run_id, status)
+            except Exception as error:  # noqa: BLE001 - see the module docstring
+                self.missed.append(f"the run's end ({type(error).__name__})")
         if not self.missed:
             return []
         return [f"{', '.join(self.missed)} (to {self.tracking_uri}: {self.failure or 'no run'})"]

@@ -48,6 +48,8 @@ class TensorBoardWatcher(JobWatcher):
         self.writer = SummaryWriter(str(self.log_dir), flush_secs=flush_secs)
         self._facts: JobFacts | None = None
         self._epoch = 0
+        self._last_epoch: dict[str, float] = {}
+        self._session_written = False
 
     def start(self, facts: JobFacts) -> None:
         self._facts = facts
@@ -60,6 +62,7 @@ class TensorBoardWatcher(JobWatcher):
 
     def epoch(self, epoch: int, values: dict[str, float]) -> None:
         self._epoch = epoch
+        self._last_epoch = dict(values)
         for name, value in values.items():
             self.writer.add_scalar(_tag(name), value, epoch)
 
@@ -85,7 +88,8 @@ class TensorBoardWatcher(JobWatcher):
         for name, figure in end.figures.items():
             self.writer.add_figure(name, figure, self._epoch, close=False)
         if self._facts is not None:
-            self._write_hparams(self._facts, end.metrics)
+            # The last epoch's metrics too: a trial stopped early has only those (see close).
+            self._write_hparams(self._facts, {**self._last_epoch, **end.metrics})
         self.writer.flush()
 
     def _write_hparams(self, facts: JobFacts, metrics: dict[str, float]) -> None:
@@ -98,10 +102,15 @@ class TensorBoardWatcher(JobWatcher):
         experiment, session_start, session_end = hparams(values, final)
         for summary in (experiment, session_start, session_end):
             self.writer.file_writer.add_summary(summary)
+        self._session_written = True
         for tag, value in final.items():
             self.writer.add_scalar(tag, value, self._epoch)
 
     def close(self) -> list[str]:
+        """A job that ends before its finish (stopped, pruned by the tuner, failed) still gets its
+        HParams session, with its last epoch's metrics, so every trial is a row of the dashboard."""
+        if not self._session_written and self._facts is not None and self._last_epoch:
+            self._write_hparams(self._facts, self._last_epoch)
         self.writer.close()
         return []
 

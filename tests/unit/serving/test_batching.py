@@ -7,6 +7,7 @@ import multiprocessing
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 
 import pytest
 import torch
@@ -197,7 +198,7 @@ def test_calls_while_the_engine_is_busy_queue_up_and_run_as_one_batch():
     batcher = MicroBatcher(forward, max_batch_size=8, name="the-batcher").start()
     queued = []
     submit = batcher.submit
-    batcher.submit = lambda value: queued.append(value) or submit(value)
+    batcher.submit = lambda value: (submit(value), queued.append(value))[0]
     with ThreadPoolExecutor(4, thread_name_prefix="caller") as pool:
         try:
             first = pool.submit(batcher.run, [torch.tensor([1.0])])
@@ -230,3 +231,21 @@ def test_a_queued_call_times_out_and_its_input_is_never_computed():
             forward.release.set()
             batcher.stop(DEADLINE_S)
     assert forward.batch_sizes == [1, 1], "the timed-out input was skipped"
+
+
+def test_a_call_in_the_callers_thread_marks_the_worker_idle_again_and_stop_waits_for_it():
+    flags = multiprocessing.RawArray(ctypes.c_uint8, 2)
+    forward = GatedForward()
+    batcher = MicroBatcher(forward, 4, budget=ThreadBudget(2, busy_flags=flags, slot=0)).start()
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(batcher.run, [torch.tensor([1.0])])
+        assert forward.entered.wait(DEADLINE_S)
+        assert flags[0] == 1, "busy while its pass runs"
+        stopping = pool.submit(batcher.stop, DEADLINE_S)
+        _poll(lambda: not batcher.alive, "stop() began")
+        with pytest.raises(FutureTimeoutError):  # stop() waits for the pass in a caller's thread
+            stopping.result(timeout=0.3)
+        forward.release.set()
+        assert float(running.result(DEADLINE_S)[0]) == 2.0
+        stopping.result(DEADLINE_S)
+    assert flags[0] == 0, "idle again once the pass ended"

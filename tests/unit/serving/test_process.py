@@ -372,7 +372,7 @@ def test_an_openvino_server_loads_no_torch_in_any_process(tmp_path):
     model, spec = load_model(model_dir)
     pixels = [np.asarray(photo(32, 32, seed)) for seed in range(8)]
     export_model(model, spec, model_dir, pixels, threads=2)
-    with Server(tmp_path) as server:
+    with Server(tmp_path, SAGEMAKER_MODEL_SERVER_WORKERS=2) as server:
         status, answer = server.request("POST", "/invocations", encode(photo()), JPEG)
         assert status == 200 and len(json.loads(answer)["predictions"]) == 3
         assert "inference backend openvino" in server.log
