@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC
+from classifier.metric_definitions import EPOCH_REGEX, METRIC_DEFINITIONS, OBJECTIVE_METRIC
 
-_EPOCH = re.compile(r"(?:^|\s)epoch=(\d+)(?:\s|$)")
+_EPOCH = re.compile(EPOCH_REGEX)
 
 
 class MetricRegexError(RuntimeError):

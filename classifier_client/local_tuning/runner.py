@@ -37,7 +37,6 @@ from classifier_client.local_tuning.logs import LogMetrics, MetricRegexError
 # SageMaker's StopTrainingJob: "SIGTERM ... waits for 120 seconds ... then SIGKILL".
 STOP_GRACE_SECONDS = 120
 HOST = "algo-1"
-EXIT_SIGTERM = 143
 
 
 @dataclass(frozen=True)

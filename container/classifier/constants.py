@@ -41,6 +41,9 @@ CHECKPOINT_DIR = "checkpoints"
 SAGEMAKER_KEY_PREFIX = "sagemaker_"
 TUNING_OBJECTIVE_KEY = "_tuning_objective_metric"
 SAGEMAKER_KEYS = (TUNING_OBJECTIVE_KEY,)
+# The training program's exit code after SIGTERM (128 + 15, as a shell reports it): SageMaker's
+# StopTrainingJob, a spot interruption, or a pruned local trial.
+EXIT_SIGTERM = 143
 
 
 def is_sagemaker_key(key: str) -> bool:
@@ -80,9 +83,9 @@ SERVING_MAX_IMAGE_PIXELS_ENV = "CLASSIFIER_MAX_IMAGE_PIXELS"  # decompression-bo
 SERVING_MAX_CONCURRENT_DECODES_ENV = "CLASSIFIER_MAX_CONCURRENT_DECODES"  # per worker
 SERVING_DEVICE_ENV = "CLASSIFIER_DEVICE"  # "cpu" or "cuda"; default: cuda when present
 SERVING_LOG_LEVEL_ENV = "CLASSIFIER_LOG_LEVEL"
-# Inference engine: auto (measured fastest installed), torch, openvino or onnxruntime.
+# Inference engine: auto (measured fastest installed), torch or openvino.
 INFERENCE_BACKEND_ENV = "CLASSIFIER_INFERENCE_BACKEND"
-INFERENCE_BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
+INFERENCE_BACKENDS = ("auto", "torch", "openvino")
 # auto (int8, else bf16, where the recorded parity allows it), fp32, bf16 or int8.
 INFERENCE_PRECISION_ENV = "CLASSIFIER_INFERENCE_PRECISION"
 INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8")

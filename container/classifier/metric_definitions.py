@@ -21,6 +21,10 @@ OBJECTIVE_METRIC = "valid_accuracy"
 OBJECTIVE_TYPE = "Maximize"
 
 
+# The epoch a metric line is about (``epoch=3 train_loss=...``).
+EPOCH_REGEX = r"(?:^|\s)epoch=(\d+)(?:\s|$)"
+
+
 def _regex(name: str) -> str:
     # The leading boundary keeps "loss=" from matching inside "train_loss=".
     return rf"(?:^|\s){name}={_NUMBER}"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import REPO_ROOT, free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 LOCAL_TEST = REPO / "local_test"
 CONFIG_DIR = LOCAL_TEST / "test_dir" / "input" / "config"
 IMAGE_ENV = "CONTAINER_TEST_IMAGE"

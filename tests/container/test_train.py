@@ -8,13 +8,14 @@ import time
 
 import pytest
 
+from classifier.constants import EXIT_SIGTERM
+
 from .conftest import make_job_dir, remove_container, run, run_training, unique_name, wait_for
 
 pytestmark = pytest.mark.docker
 
 # SageMaker sends SIGKILL this long after SIGTERM (StopTrainingJob, spot interruption).
 SAGEMAKER_GRACE_S = 120
-EXIT_SIGTERM = 143
 
 
 def test_train_writes_the_model_and_the_reports(trained_job):

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_image_folder
+from tests.helpers import REPO_ROOT, write_image_folder
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 ROLE_NAME = "ClassifierSageMakerExecution"
 TRUST_POLICY = {

@@ -20,11 +20,12 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from classifier.constants import EXIT_SIGTERM
 from classifier.metric_definitions import format_metrics_line
 from classifier_client.config import ConfigurationError
 from classifier_client.local_tuning import best_local, run_local_tuning, search
 from classifier_client.local_tuning.logs import LogMetrics, MetricRegexError
-from classifier_client.local_tuning.runner import EXIT_SIGTERM, TrialOutcome, per_trial_cpus
+from classifier_client.local_tuning.runner import TrialOutcome, per_trial_cpus
 from classifier_client.local_tuning.study import own_trials
 from classifier_client.training import TrainingSettings
 from classifier_client.tuning import Range, TuningSettings, format_best_table

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.preprocessing import IMAGENET_MEAN, IMAGENET_STD, normalize
+from classifier.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
 
@@ -121,48 +121,3 @@ def _with_pixel_input(model, mean: Sequence[float], std: Sequence[float]):
         [255 * s for s in std]
     )
     return ppp.build()
-
-
-class OnnxRuntimeBackend(InferenceBackend):
-    """ONNX Runtime on the CPU, for hosts where OpenVINO is not installed.
-
-    Not in the image: onnxruntime needs protobuf >= 4.25 and smdebug (last release 1.0.34)
-    needs protobuf <= 3.20.3 in the same environment. A serving-only environment can add it.
-    """
-
-    name = "onnxruntime"
-
-    def __init__(
-        self,
-        onnx_path: Path,
-        threads: int = 1,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-    ):
-        import onnxruntime as ort
-
-        self._ort = ort
-        self._path = str(onnx_path)
-        self._mean, self._std = mean, std
-        self._sessions: dict[int, object] = {}
-        self._threads = max(1, threads)
-        self.set_threads(self._threads)
-
-    def _session_for(self, threads: int):
-        if threads not in self._sessions:
-            options = self._ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            self._sessions[threads] = self._ort.InferenceSession(
-                self._path, options, providers=["CPUExecutionProvider"]
-            )
-        return self._sessions[threads]
-
-    def set_threads(self, threads: int) -> None:
-        self._threads = max(1, threads)
-        self._session_for(self._threads)
-
-    def logits(self, pixels: np.ndarray) -> np.ndarray:
-        session = self._session_for(self._threads)
-        inputs = {session.get_inputs()[0].name: normalize(pixels, self._mean, self._std)}
-        return np.asarray(session.run(None, inputs)[0], dtype=np.float32)

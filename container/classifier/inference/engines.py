@@ -6,7 +6,7 @@ from pathlib import Path
 
 from classifier.artifacts import ModelSpec
 from classifier.inference import selection
-from classifier.inference.backends import InferenceBackend, OnnxRuntimeBackend, OpenVinoBackend
+from classifier.inference.backends import InferenceBackend, OpenVinoBackend
 
 
 def load_engine(
@@ -24,8 +24,6 @@ def load_engine(
     normalization = {"mean": spec.mean, "std": spec.std}
     if choice.backend == selection.OPENVINO:
         return OpenVinoBackend(choice.file, choice.precision, threads, **normalization)
-    if choice.backend == selection.ONNXRUNTIME:
-        return OnnxRuntimeBackend(choice.file, threads, **normalization)
     import torch
 
     from classifier.artifacts import load_model

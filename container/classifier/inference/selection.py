@@ -2,7 +2,7 @@
 
 Measured on a 2-core Xeon with AMX, ResNet-18 (see docs/performance.md): OpenVINO f32 runs
 faster than eager PyTorch at batch 1, bf16 about twice as fast again and int8 about twice bf16,
-so on an x86 CPU the order is OpenVINO, then ONNX Runtime, then PyTorch, and the precision is
+so on an x86 CPU the order is OpenVINO, then PyTorch, and the precision is
 the fastest whose measured agreement with fp32 passed (int8, then bf16, then fp32). A GPU runs
 PyTorch.
 ``CLASSIFIER_INFERENCE_BACKEND`` and ``CLASSIFIER_INFERENCE_PRECISION`` override the choice;
@@ -23,7 +23,7 @@ from classifier.inference.backends import BF16, FP32, INT8
 
 logger = logging.getLogger(__name__)
 
-AUTO, TORCH, OPENVINO, ONNXRUNTIME = constants.INFERENCE_BACKENDS
+AUTO, TORCH, OPENVINO = constants.INFERENCE_BACKENDS
 X86_MACHINES = ("x86_64", "amd64", "i686")
 # A reduced precision is served only where its top-1 class agreed with fp32 PyTorch this often
 # on the validation images the export measured (classifier.inference.export).
@@ -132,16 +132,11 @@ def _automatic(model_dir: Path, spec: ModelSpec, device: str) -> tuple[str, Path
     if device != "cpu":
         return TORCH, None, f"{device} runs PyTorch"
     if platform.machine().lower() not in X86_MACHINES:
-        candidates = (ONNXRUNTIME,)
-    else:
-        candidates = (OPENVINO, ONNXRUNTIME)
-    missing = []
-    for backend in candidates:
-        path = _exported_file(model_dir, spec, backend)
-        if installed(backend) and path is not None:
-            return backend, path, f"fastest available on this {platform.machine()} CPU"
-        missing.append(f"{backend}: {'no export in the model' if installed(backend) else 'not installed'}")
-    return TORCH, None, "; ".join(missing)
+        return TORCH, None, f"OpenVINO's int8/bf16 paths are measured on x86 only, not {platform.machine()}"
+    path = _exported_file(model_dir, spec, OPENVINO)
+    if installed(OPENVINO) and path is not None:
+        return OPENVINO, path, f"fastest available on this {platform.machine()} CPU"
+    return TORCH, None, f"{OPENVINO}: {'no export in the model' if installed(OPENVINO) else 'not installed'}"
 
 
 def choose(

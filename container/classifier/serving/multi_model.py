@@ -51,7 +51,7 @@ DEFAULT_PAGE_SIZE = 100
 # A model's weights are read into memory at least once; the forward pass's activations and
 # allocator slack come on top. Only the guess before a load: after it, RSS is measured.
 WEIGHTS_GROWTH_FACTOR = 1.5
-WEIGHTS_SUFFIXES = (".pt", ".onnx", ".bin", ".xml")
+WEIGHTS_SUFFIXES = (".pt", ".bin", ".xml")
 
 
 class ModelLoadRefused(Exception):

@@ -15,11 +15,12 @@ import signal
 import sys
 from collections.abc import Callable
 
+from classifier import constants
 from classifier.training import job_outputs
 from classifier.training.environment import TrainingEnvironment
 from classifier.training.hyperparameters import Hyperparameters
 
-EXIT_SIGTERM = 128 + signal.SIGTERM
+EXIT_SIGTERM = constants.EXIT_SIGTERM
 
 
 class TrainingInterrupted(RuntimeError):

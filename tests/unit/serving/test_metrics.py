@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import re
 import subprocess
@@ -92,13 +93,25 @@ def test_a_batch_observes_its_size_and_each_queue_wait(client):
     )
 
 
-def test_a_failure_to_record_never_reaches_the_caller(monkeypatch):
+def test_a_failure_to_record_never_reaches_the_caller_and_is_logged_once(monkeypatch, caplog):
     def broken():
         raise OSError("no space left on device")
 
     monkeypatch.setattr(metrics, "_get", broken)
-    metrics.observe_batch(1, [0.0])
-    metrics.observe_request("/ping", 200, 0.01)
+    try:
+        with caplog.at_level(logging.ERROR, logger=metrics.__name__):
+            for _ in range(3):
+                assert metrics.observe_batch(1, [0.0]) is None
+                assert metrics.observe_request("/ping", 200, 0.01) is None
+        logged = [r.getMessage() for r in caplog.records if "recording metrics failed" in r.getMessage()]
+        assert logged == [
+            "recording metrics failed in observe_batch (logged once)",
+            "recording metrics failed in observe_request (logged once)",
+        ]
+        assert "no space left on device" in caplog.text
+    finally:
+        metrics.observe_batch.failed.clear()
+        metrics.observe_request.failed.clear()
 
 
 def test_importing_the_server_leaves_prometheus_client_unloaded():

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import REPO_ROOT, free_port
 
 from .conftest import encode, make_model_dir, photo
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = REPO_ROOT
 START_DEADLINE_S = 90
 
 
