@@ -170,7 +170,7 @@ def in_process_ceiling(model_dir: Path, overrides: dict, body: bytes, cpus: int,
     from classifier.inference import selection
     from classifier.inference.backends import softmax
     from classifier.inference.engines import load_engine
-    from classifier.preprocessing import resize_size_for, to_pixels
+    from classifier.preprocessing import to_pixels
     from classifier.serving.predictor import decode_image
 
     spec = load_model_spec(model_dir)
@@ -179,10 +179,10 @@ def in_process_ceiling(model_dir: Path, overrides: dict, body: bytes, cpus: int,
         model_dir, spec, "cpu", backend, overrides.get("CLASSIFIER_INFERENCE_PRECISION", selection.AUTO)
     )
     engine = load_engine(model_dir, spec, "cpu", choice, threads=cpus)
-    resize = resize_size_for(spec.image_size)
+    resize = spec.eval_resize
 
     def prepare():
-        return to_pixels(decode_image(body, min_side=resize), spec.image_size, resize)
+        return to_pixels(decode_image(body, min_side=resize), spec.image_size, resize, spec.interpolation)
 
     one, many = prepare()[None], np.stack([prepare()] * batch)
 

@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from classifier import archives, constants
-from classifier.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from classifier.preprocessing import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, resize_size_for
 
-FORMAT_VERSION = 1
+# 2: the eval preprocessing (resize size and interpolation) is saved with the weights. A format-1
+# config has neither: its model is served as it always was, resized to image_size / 0.875, bilinear.
+FORMAT_VERSION = 2
 
 
 class ModelArtifactError(RuntimeError):
@@ -36,10 +38,18 @@ class ModelSpec:
     extra: dict = field(default_factory=dict)
     # Exported inference forms and their measured parity (classifier.inference.export).
     exports: dict = field(default_factory=dict)
+    # The eval preprocessing the model was validated with: short side to resize_size, then the
+    # centre crop of image_size (None in a format-1 config: derived as it always was).
+    resize_size: int | None = None
+    interpolation: str = "bilinear"
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def eval_resize(self) -> int:
+        return self.resize_size if self.resize_size is not None else resize_size_for(self.image_size)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -60,9 +70,17 @@ class ModelSpec:
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
                 extra=dict(data.get("extra", {})),
                 exports=dict(data.get("exports", {})),
+                resize_size=int(data["resize_size"]) if data.get("resize_size") is not None else None,
+                interpolation=str(data.get("interpolation", "bilinear")),
             )
         except (ValueError, KeyError, TypeError) as error:
             raise ModelArtifactError(f"{source} is not a valid model config: {error!r}") from error
+        if spec.interpolation not in INTERPOLATIONS:
+            raise ModelArtifactError(
+                f"{source}: interpolation {spec.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}"
+            )
+        if spec.eval_resize < 1:
+            raise ModelArtifactError(f"{source}: resize_size must be a positive number of pixels")
         if spec.num_classes < 1 or len(set(spec.class_names)) != spec.num_classes:
             raise ModelArtifactError(f"{source}: class_names must be non-empty and unique")
         return spec

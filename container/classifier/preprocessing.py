@@ -24,6 +24,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision's reference recipe: resize to size / 0.875, then centre-crop to size.
 CROP_RATIO = 0.875
+# The resampling filters a model config may name, as Pillow (and torchvision, for PIL images) apply them.
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 def resize_size_for(image_size: int) -> int:
@@ -56,7 +58,9 @@ def resized_size(size: tuple[int, int], resize_size: int) -> tuple[int, int]:
     return (resize_size, new_long) if width <= height else (new_long, resize_size)
 
 
-def to_pixels(image: Image.Image, image_size: int, resize_size: int | None = None) -> np.ndarray:
+def to_pixels(
+    image: Image.Image, image_size: int, resize_size: int | None = None, interpolation: str = "bilinear"
+) -> np.ndarray:
     """The ``(image_size, image_size, 3)`` uint8 crop of an RGB image (see the module docstring).
 
     The whole image is resized, then cropped: resampling only the cropped region (Pillow's
@@ -67,7 +71,7 @@ def to_pixels(image: Image.Image, image_size: int, resize_size: int | None = Non
     resize_size = resize_size_for(image_size) if resize_size is None else resize_size
     width, height = resized_size(image.size, resize_size)
     if (width, height) != image.size:
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
+        image = image.resize((width, height), Image.Resampling[interpolation.upper()])
     if width < image_size or height < image_size:
         padded = Image.new("RGB", (max(width, image_size), max(height, image_size)))
         padded.paste(image, (max(0, (image_size - width) // 2), max(0, (image_size - height) // 2)))

@@ -54,3 +54,59 @@ def test_normalize_takes_one_image_or_a_batch():
         single[0, :, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225]
     )
     assert resize_size_for(224) == 256
+
+
+def test_the_model_config_keeps_its_preprocessing_and_an_older_one_loads_as_before(tmp_path):
+    import json
+
+    import pytest
+
+    from classifier.artifacts import FORMAT_VERSION, ModelArtifactError, ModelSpec
+
+    saved = ModelSpec("resnet18", ("a", "b"), 224, resize_size=300, interpolation="bicubic")
+    loaded = ModelSpec.from_json(saved.to_json())
+    assert (loaded.eval_resize, loaded.interpolation, loaded.format_version) == (
+        300,
+        "bicubic",
+        FORMAT_VERSION,
+    )
+    # A format-1 config (no preprocessing saved): served as it always was, 224 / 0.875, bilinear.
+    older = json.dumps(
+        {"architecture": "resnet18", "class_names": ["a", "b"], "image_size": 224, "format_version": 1}
+    )
+    assert (ModelSpec.from_json(older).eval_resize, ModelSpec.from_json(older).interpolation) == (
+        256,
+        "bilinear",
+    )
+    with pytest.raises(ModelArtifactError, match="interpolation 'lanczos9'"):
+        ModelSpec.from_json(json.dumps({**json.loads(older), "interpolation": "lanczos9"}))
+
+
+def test_the_saved_resize_and_interpolation_are_what_the_server_applies():
+    import io
+
+    from classifier.artifacts import ModelSpec
+    from classifier.inference.backends import InferenceBackend
+    from classifier.serving.predictor import Predictor
+
+    class Unused(InferenceBackend):
+        name = "unused"
+
+        def logits(self, pixels):
+            raise AssertionError("not called")
+
+        def set_threads(self, threads):
+            pass
+
+    image = Image.fromarray(np.random.default_rng(7).integers(0, 256, (150, 200, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    spec = ModelSpec("resnet18", ("a", "b"), 64, resize_size=90, interpolation="bicubic")
+    predictor = Predictor(Unused(), spec)
+    np.testing.assert_array_equal(predictor.prepare(buffer.getvalue()), to_pixels(image, 64, 90, "bicubic"))
+    expected = eval_transform(64)(image).numpy()
+    np.testing.assert_array_equal(
+        normalize(to_pixels(image, 64, resize_size_for(64), "bilinear"))[0], expected
+    )
+    bicubic = to_pixels(image, 64, 90, "bicubic")
+    assert bicubic.shape == (64, 64, 3) and not np.array_equal(bicubic, to_pixels(image, 64, 90, "bilinear"))

@@ -153,7 +153,9 @@ def export_model(
 
 def pixel_transform(spec: ModelSpec) -> functools.partial:
     """The dataset transform that gives the pixels an engine takes (see classifier.preprocessing)."""
-    return functools.partial(to_pixels, image_size=spec.image_size)
+    return functools.partial(
+        to_pixels, image_size=spec.image_size, resize_size=spec.eval_resize, interpolation=spec.interpolation
+    )
 
 
 def sample_images(dataset, limit: int = PARITY_SAMPLES) -> list[np.ndarray]:

@@ -22,7 +22,7 @@ from classifier.artifacts import ModelSpec, load_model_spec, resolve_model_dir
 from classifier.inference import selection
 from classifier.inference.backends import InferenceBackend, softmax
 from classifier.inference.engines import load_engine
-from classifier.preprocessing import resize_size_for, to_pixels, to_rgb
+from classifier.preprocessing import to_pixels, to_rgb
 from classifier.serving.batching import BatchTimeout, MicroBatcher, ThreadBudget
 from classifier.serving.config import DEFAULT_MAX_CONCURRENT_DECODES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_TOP_K
 
@@ -114,7 +114,7 @@ class Predictor:
             )
         self.spec = spec
         self.device = device
-        self.resize_size = resize_size_for(spec.image_size)
+        self.resize_size = spec.eval_resize
         self.max_image_pixels = max_image_pixels
         self._decodes = threading.BoundedSemaphore(max_concurrent_decodes)
         self.default_top_k = min(default_top_k, spec.num_classes)
@@ -207,7 +207,7 @@ class Predictor:
         with self._decodes:
             image = decode_image(data, self.max_image_pixels, self.resize_size)
             self._check_resized_size(image.size)
-            return to_pixels(image, self.spec.image_size, self.resize_size)
+            return to_pixels(image, self.spec.image_size, self.resize_size, self.spec.interpolation)
 
     def _check_resized_size(self, size: tuple[int, int]) -> None:
         """A 1x60000 strip would be resized to gigapixels before the centre crop; refuse it."""

@@ -50,7 +50,7 @@ from classifier.training.steps import (
     predict_dataset,
     train_one_epoch,
 )
-from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD
+from classifier.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_size_for
 from classifier.watching.base import Watchers
 
 logger = logging.getLogger("classifier.training.program")
@@ -436,7 +436,10 @@ def _test_pass(
 
 
 def _model_spec(hp: Hyperparameters, class_names: list[str]) -> ModelSpec:
-    return ModelSpec(hp.model, tuple(class_names), hp.image_size, IMAGENET_MEAN, IMAGENET_STD)
+    return ModelSpec(
+        hp.model, tuple(class_names), hp.image_size, IMAGENET_MEAN, IMAGENET_STD,
+        resize_size=resize_size_for(hp.image_size), interpolation="bilinear",
+    )  # fmt: skip
 
 
 def _export_for_serving(
