@@ -75,6 +75,11 @@ def test_job_writes_model_reports_and_parsable_metrics(job, repo_root):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(epoch_lines(result.stdout)) == 2
+    # What the job resolved, defaults included, once at its start.
+    output = (result.stdout + result.stderr).splitlines()
+    resolved = [line for line in output if "resolved: hyperparameters" in line]
+    assert len(resolved) == 1 and '"epochs": 2' in resolved[0] and '"seed": 42' in resolved[0]
+    assert "rank 0 of 1" in resolved[0]
     for definition in METRIC_DEFINITIONS:
         assert re.search(definition["Regex"], result.stdout, re.MULTILINE), definition["Name"]
     model, spec = load_model(job.root / "model")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import random
@@ -209,6 +210,8 @@ class TrainingState:
 def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal) -> dict:
     seed_everything(hp.seed, ctx.rank)
     torch.backends.cudnn.benchmark = True
+    if ctx.is_main:
+        _log_resolved(env, hp, ctx)
     channels = data.load_channels(env, hp)
     if ctx.is_main:
         logger.info(
@@ -252,6 +255,17 @@ def _train_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, s
         if ctx.is_main and failure is not None:
             _finish_reports(env, state.hook, state.history, profiler, None, stop)
     return _test_and_save(env, hp, ctx, stop, channels, state, profiler, watchers)
+
+
+def _log_resolved(env: TrainingEnvironment, hp: Hyperparameters, ctx) -> None:
+    """What the job resolved, once at its start, before anything can fail: a failed job's log
+    still says what it ran with (defaults included)."""
+    logger.info(
+        "job %s resolved: hyperparameters %s; hosts %s (this host %s); rank %d of %d; device %s; "
+        "%d intra-op threads",
+        env.job_name, json.dumps(hp.to_dict(), sort_keys=True), env.hosts, env.current_host,
+        ctx.rank, ctx.world_size, ctx.device, torch.get_num_threads(),
+    )  # fmt: skip
 
 
 def _build_state(env: TrainingEnvironment, hp: Hyperparameters, ctx, class_names: list[str]) -> TrainingState:
