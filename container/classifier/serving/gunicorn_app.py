@@ -51,7 +51,7 @@ def gunicorn_options(settings: ServingSettings) -> dict:
     return options
 
 
-def build_worker_app(settings: ServingSettings, slot: int | None, busy_flags, device_index: int):
+def build_single_model_app(settings: ServingSettings, slot: int | None, busy_flags, device_index: int):
     """The Flask app of one worker: load the model on this worker's device, warm up."""
     from classifier.serving.worker import prepare_worker
 
@@ -156,5 +156,7 @@ class ServingApplication(BaseApplication):
             from classifier.serving.model_table import ModelTable
 
             table = ModelTable(self.model_table_dir)
-            return multi_model.build_worker_app(self.settings, slot, self.busy_flags, device_index, table)
-        return build_worker_app(self.settings, slot, self.busy_flags, device_index)
+            return multi_model.build_multi_model_app(
+                self.settings, slot, self.busy_flags, device_index, table
+            )
+        return build_single_model_app(self.settings, slot, self.busy_flags, device_index)

@@ -31,16 +31,16 @@ from flask import Flask, g, request
 
 from classifier import constants
 from classifier.artifacts import ModelArtifactError
-from classifier.serving.app import (
+from classifier.serving.config import ServingSettings
+from classifier.serving.http import (
     ApiError,
-    _answer_errors_as_json,
-    _execution_parameters,
-    _invoke,
-    _log_requests,
+    answer_errors_as_json,
+    execution_parameters,
+    invoke,
     json_response,
+    log_requests,
     route_metrics,
 )
-from classifier.serving.config import ServingSettings
 from classifier.serving.memory import current_rss, is_resource_exhaustion, release_freed_memory
 from classifier.serving.model_table import ModelTable
 
@@ -292,8 +292,8 @@ class ModelRegistry:
 def create_multi_model_app(registry: ModelRegistry, settings: ServingSettings) -> Flask:
     """The multi-model WSGI app: /ping, /execution-parameters, the model API, /metrics."""
     app = Flask("classifier.serving.multi_model")
-    _log_requests(app)
-    _answer_errors_as_json(app)
+    log_requests(app)
+    answer_errors_as_json(app)
 
     @app.errorhandler(ModelLoadRefused)
     def _refused(error: ModelLoadRefused):
@@ -315,8 +315,8 @@ def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings
         return json_response({"status": "healthy", "models": len(registry.names())})
 
     @app.get("/execution-parameters")
-    def execution_parameters():
-        return json_response(_execution_parameters(settings))
+    def get_execution_parameters():
+        return json_response(execution_parameters(settings))
 
     @app.post("/models")
     def load_model():
@@ -348,7 +348,7 @@ def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings
         g.target_model = request.headers.get(TARGET_MODEL_HEADER, "")
         logger.info("invoke %s (target model %s) id=%s", name, g.target_model or "-", g.request_id)
         predictor = registry.get(name).predictor
-        return _invoke(predictor, settings.max_payload_bytes)
+        return invoke(predictor, settings.max_payload_bytes)
 
     @app.post("/invocations")
     def invocations():
@@ -360,7 +360,7 @@ def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings
 # --- the worker --------------------------------------------------------------------------------
 
 
-def build_worker_app(
+def build_multi_model_app(
     settings: ServingSettings, slot: int | None, busy_flags, device_index: int, table: ModelTable
 ) -> Flask:
     """The multi-model app of the one gunicorn worker: no model until SageMaker loads one, or,

@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from classifier.serving.app import create_app, records_per_chunk
+from classifier.serving.app import create_app
+from classifier.serving.content_types import records_per_chunk
 from classifier.serving.predictor import Predictor
 from classifier.transforms import eval_transform, to_rgb
 

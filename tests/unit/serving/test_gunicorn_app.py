@@ -12,7 +12,7 @@ from gunicorn.arbiter import Arbiter
 from classifier.artifacts import load_model_spec
 from classifier.serving import gunicorn_app
 from classifier.serving.config import ServingSettings
-from classifier.serving.gunicorn_app import ServingApplication, build_worker_app
+from classifier.serving.gunicorn_app import ServingApplication, build_single_model_app
 from classifier.serving.predictor import Predictor
 
 from .conftest import CLASS_NAMES, encode, photo, settings_for
@@ -73,7 +73,7 @@ def test_one_gpu_per_worker(monkeypatch, base_dir, slot, device):
     monkeypatch.setattr(gunicorn_app, "create_app", lambda predictor, settings: "app")
     previous = torch.get_num_threads()
     try:
-        assert build_worker_app(settings, slot, None, slot) == "app"
+        assert build_single_model_app(settings, slot, None, slot) == "app"
     finally:
         torch.set_num_threads(previous)
     assert chosen["set"] == chosen["load"] == device
@@ -90,7 +90,7 @@ def test_a_model_that_fails_to_load_halts_the_server(tmp_path, caplog):
     previous = torch.get_num_threads()
     try:
         with pytest.raises(SystemExit) as exit_info:
-            build_worker_app(settings, 0, None, 0)
+            build_single_model_app(settings, 0, None, 0)
     finally:
         torch.set_num_threads(previous)
     assert exit_info.value.code == Arbiter.WORKER_BOOT_ERROR
@@ -104,7 +104,7 @@ def test_a_model_tar_gz_dropped_in_the_model_dir_is_served(tmp_path, base_dir):
             archive.add(path, arcname=path.name)
     previous = torch.get_num_threads()
     try:
-        app = build_worker_app(settings_for(tmp_path), None, None, 0)
+        app = build_single_model_app(settings_for(tmp_path), None, None, 0)
     finally:
         torch.set_num_threads(previous)
     client = app.test_client()
