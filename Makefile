@@ -110,8 +110,12 @@ test-container: image $(STAMP)/venv $(STAMP)/venv-sdk
 	@scripts/docker_host_prerequisites.sh --with-registry >/dev/null
 	CONTAINER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV)/bin/python -m pytest tests/container
 
-lint: $(STAMP)/venv
+# ruff everywhere; mypy (configured in pyproject.toml) over the runtime in its venv and over
+# the client in the SDK's venv, where each one's libraries are installed.
+lint: $(STAMP)/venv $(STAMP)/venv-sdk
 	$(VENV)/bin/ruff check container classifier_client tools tests local_test benchmarks
+	$(VENV)/bin/mypy -p classifier
+	$(VENV)/bin/mypy --python-executable $(VENV_SDK)/bin/python -p classifier_client
 
 # The program and a bare loop in fp32 and auto precision, interleaved (ratios; goals: auto/fp32
 # >= 2.5 at 224 px on AMX, program/bare >= 0.9), the loader alone, the channels_last matrix;

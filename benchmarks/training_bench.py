@@ -142,6 +142,7 @@ def loader_alone(data_dir: Path, args, image_size: int, batch_size: int) -> floa
     """Images/s of the program's own train loader with nothing else running."""
     import torch
 
+    from classifier import image_folders
     from classifier.training import data, distributed
     from classifier.training.hyperparameters import parse_hyperparameters
     from classifier.transforms import train_transform
@@ -150,7 +151,8 @@ def loader_alone(data_dir: Path, args, image_size: int, batch_size: int) -> floa
         {"batch_size": batch_size, "num_workers": args.num_workers, "image_size": image_size}
     )
     classes = sorted(p.name for p in (data_dir / "train").iterdir())
-    dataset = data.ImageFolderDataset(data_dir / "train", classes, train_transform(image_size), "train")
+    transform = train_transform(image_size)
+    dataset = image_folders.ImageFolderDataset(data_dir / "train", classes, transform, "train")
     loader = data.make_loader(dataset, hp, distributed.DistributedContext(), train=True)
     torch.manual_seed(0)
     rates = []

@@ -144,6 +144,15 @@ class HostingOptions:
                 "--autoscale needs --target-invocations N (invocations per instance per minute)"
             )
 
+    def scaling(self) -> tuple[int, int, float]:
+        """MIN, MAX and the target: queued requests per instance for an asynchronous endpoint
+        that scales in to zero, else invocations per instance per minute."""
+        target = self.target_backlog if self.scales_to_zero else self.target_invocations
+        if self.autoscale is None or target is None:
+            raise ConfigurationError("autoscaling needs --autoscale MIN:MAX and its target")
+        low, high = self.autoscale
+        return low, high, float(target)
+
     def server_environment(self) -> dict[str, str]:
         """What the container needs for this kind of endpoint (explicit --env/--workers win)."""
         if self.serverless:
@@ -220,7 +229,7 @@ def enable_autoscaling(
     asynchronous endpoint that scales in to zero, its queue (:func:`_scale_on_backlog`)."""
     scaling = ctx.client("application-autoscaling")
     resource_id = variant_resource_id(endpoint_name, variant_name)
-    low, high = options.autoscale
+    low, high, target = options.scaling()
     scaling.register_scalable_target(
         ServiceNamespace=SCALING_NAMESPACE,
         ResourceId=resource_id,
@@ -229,13 +238,13 @@ def enable_autoscaling(
         MaxCapacity=high,
     )
     if options.scales_to_zero:
-        policies = _scale_on_backlog(ctx, endpoint_name, resource_id, options.target_backlog)
+        policies = _scale_on_backlog(ctx, endpoint_name, resource_id, target)
         return {"scalable_target": resource_id, **policies}
     policy = _track(
         scaling,
         policy_name(endpoint_name),
         resource_id,
-        float(options.target_invocations),
+        target,
         {"PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_METRIC}},
     )
     return {"scalable_target": resource_id, "policy": policy}

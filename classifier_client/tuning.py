@@ -48,6 +48,13 @@ class Range:
     values: tuple[str, ...] = ()
     scaling: str = "Auto"
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """A continuous or integer range's (low, high)."""
+        if self.low is None or self.high is None:
+            raise ConfigurationError(f"a {self.kind} range needs a low and a high bound")
+        return self.low, self.high
+
     def to_sdk(self):
         from sagemaker.core.parameter import (
             CategoricalParameter,
@@ -56,18 +63,19 @@ class Range:
         )
 
         if self.kind == "continuous":
-            return ContinuousParameter(self.low, self.high, scaling_type=self.scaling)
+            return ContinuousParameter(*self.bounds, scaling_type=self.scaling)
         if self.kind == "integer":
-            return IntegerParameter(int(self.low), int(self.high), scaling_type=self.scaling)
+            low, high = self.bounds
+            return IntegerParameter(int(low), int(high), scaling_type=self.scaling)
         return CategoricalParameter(list(self.values))
 
     def describe(self) -> str:
         if self.kind == "categorical":
             return f"categorical:{','.join(self.values)}"
         suffix = ":log" if self.scaling == "Logarithmic" else ""
-        low, high = (
-            (int(self.low), int(self.high)) if self.kind == "integer" else (self.low, self.high)
-        )
+        low, high = self.bounds
+        if self.kind == "integer":
+            return f"{self.kind}:{int(low)}:{int(high)}{suffix}"
         return f"{self.kind}:{low}:{high}{suffix}"
 
 
@@ -136,9 +144,9 @@ def check_ranges(ranges: dict[str, Range]) -> None:
         if spec.kind == "categorical":
             values = spec.values
         elif spec.kind == "integer":
-            values = (str(int(spec.low)), str(int(spec.high)))
+            values = tuple(str(int(bound)) for bound in spec.bounds)
         else:
-            values = (repr(spec.low), repr(spec.high))
+            values = tuple(repr(bound) for bound in spec.bounds)
         problems += check_range(name, spec.kind, values)
     if problems:
         raise ConfigurationError("; ".join(problems) + " (the training jobs would refuse it; none started)")
@@ -146,11 +154,12 @@ def check_ranges(ranges: dict[str, Range]) -> None:
 
 @dataclass
 class TuningSettings:
-    """``ranges``, ``early_stopping`` and ``max_jobs`` left as None take the strategy's
-    defaults (Grid: one job per combination); ``max_parallel_jobs`` None is at most 3."""
+    """``early_stopping`` and ``max_jobs`` left as None take the strategy's defaults (Grid: one
+    job per combination); ``max_parallel_jobs`` None is at most 3. :func:`default_ranges` gives
+    a strategy's ranges."""
 
     training: TrainingSettings
-    ranges: dict[str, Range] | None = None
+    ranges: dict[str, Range]
     max_jobs: int | None = None
     max_parallel_jobs: int | None = None
     strategy: str = DEFAULT_STRATEGY
@@ -160,8 +169,6 @@ class TuningSettings:
     base_name: str = "img-clf-hpo"
 
     def __post_init__(self):
-        if self.ranges is None:
-            self.ranges = default_ranges(self.strategy)
         if self.early_stopping is None:
             self.early_stopping = default_early_stopping(self.strategy)
         if not self.ranges:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any, Protocol
 
 from classifier_client import training
 from classifier_client.cli.common import CHANNEL_HELP, LOCAL_IMAGE_DEFAULT
 from classifier_client.config import IMAGE_ENV, ROLE_ENV
 
 LOCAL_RUNS_DIR = "local-runs"
+
+
+class TakesArguments(Protocol):
+    """A parser or one of its argument groups."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action: ...
 
 
 def add_aws(parser: argparse.ArgumentParser, role: bool = False) -> None:
@@ -24,7 +31,7 @@ def add_aws(parser: argparse.ArgumentParser, role: bool = False) -> None:
         )
 
 
-def add_local(parser: argparse.ArgumentParser, what: str) -> None:
+def add_local(parser: TakesArguments, what: str) -> None:
     parser.add_argument(
         "--local", action="store_true", help=f"{what} on this machine with Docker; no AWS needed"
     )

@@ -72,7 +72,7 @@ def cmd_invoke(args) -> int:
     ctx = None if args.local else aws_context_for(args)
     results = {}
     for image in args.images:
-        if args.local:
+        if ctx is None:
             result = endpoints.invoke_local(args.endpoint_name, Path(image), args.top_k)
         elif args.async_input:
             result = _invoke_async(ctx, args, Path(image))

@@ -42,7 +42,7 @@ def run_local_tuning(
 
     from classifier_client.local_tuning import tracking
     from classifier_client.local_tuning.report import REPORT_FILE, SUMMARY_FILE, write_report
-    from classifier_client.local_tuning.study import LocalTuner, open_study
+    from classifier_client.local_tuning.study import LocalTuner, open_study, storage_url
     from classifier_client.local_tuning.warm_start import warm_start
     from classifier_client.training import job_environment
 
@@ -56,7 +56,7 @@ def run_local_tuning(
             added = warm_start(study, settings, folder.parent)
         except BaseException:
             # A refused warm start leaves no study behind, so fixing the command just works.
-            optuna.delete_study(study_name=name, storage=study._storage)
+            optuna.delete_study(study_name=name, storage=storage_url(folder))
             raise
         progress(f"warm start: {added} trial(s) of {', '.join(settings.warm_start_parents)}")
     environment = job_environment(settings.training, tuning_job_name=name)

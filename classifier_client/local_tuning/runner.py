@@ -158,6 +158,7 @@ class DockerTrialRunner:
             bufsize=1,
             start_new_session=True,
         )
+        assert process.stdout is not None, "stdout=PIPE"
         with self._lock:
             self._running[job.name] = process
         try:

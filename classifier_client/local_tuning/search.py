@@ -32,18 +32,21 @@ HYPERBAND_REDUCTION_FACTOR = 3
 def distributions(ranges: Mapping) -> dict:
     """``classifier_client.tuning.Range`` objects -> Optuna distributions, name by name."""
     from optuna.distributions import (
+        BaseDistribution,
         CategoricalDistribution,
         FloatDistribution,
         IntDistribution,
     )
 
-    result = {}
+    result: dict[str, BaseDistribution] = {}
     for name, spec in sorted(ranges.items()):
         log = spec.scaling == "Logarithmic"
         if spec.kind == "continuous":
-            result[name] = FloatDistribution(float(spec.low), float(spec.high), log=log)
+            low, high = spec.bounds
+            result[name] = FloatDistribution(low, high, log=log)
         elif spec.kind == "integer":
-            result[name] = IntDistribution(int(spec.low), int(spec.high), log=log)
+            low, high = spec.bounds
+            result[name] = IntDistribution(int(low), int(high), log=log)
         else:
             result[name] = CategoricalDistribution(list(spec.values))
     return result

@@ -5,6 +5,7 @@ Standard library only: the client environment (no torch) imports it too.
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 import zipfile
 from pathlib import Path
@@ -15,6 +16,15 @@ IGNORED_PREFIXES = (".", "__MACOSX")
 
 class ArchiveError(RuntimeError):
     """An archive cannot be read or extracted; the message names it."""
+
+
+def scratch_folder(archive: Path, scratch_root: Path) -> Path:
+    """Where ``archive`` is extracted under ``scratch_root``: a name from its path, size and
+    modification time, so every process of a host finds the same extraction and a changed
+    archive a new one."""
+    stat = archive.stat()
+    key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return scratch_root / key[:16]
 
 
 def is_archive(path: Path) -> bool:

@@ -6,7 +6,6 @@ names in index order, image size, normalisation). The server needs nothing else.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -143,9 +142,7 @@ def resolve_model_dir(model_dir: str | os.PathLike) -> Path:
 
 
 def _scratch_dir_for(archive: Path) -> Path:
-    stat = archive.stat()
-    key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-    return Path(tempfile.gettempdir()) / "classifier-models" / key[:16]
+    return archives.scratch_folder(archive, Path(tempfile.gettempdir()) / "classifier-models")
 
 
 def load_model_spec(model_dir: str | os.PathLike) -> ModelSpec:

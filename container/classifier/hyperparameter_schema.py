@@ -73,6 +73,13 @@ class Field:
         """The value of SageMaker's string ``text``; ValueError says what is allowed."""
         return _PARSERS[self.kind](self, text)
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """A number field's (low, high); every number field is made with both."""
+        if self.low is None or self.high is None:
+            raise TypeError(f"a {self.kind} field has no bounds")
+        return self.low, self.high
+
 
 def _parse_boolean(spec: Field, text: str) -> bool:
     lowered = text.strip().lower()
@@ -90,8 +97,9 @@ def _parse_integer(spec: Field, text: str) -> int:
     if not number.is_integer():
         raise ValueError("must be an integer")
     value = int(number)
-    if value < spec.low or (spec.high is not None and value > spec.high):
-        raise ValueError(f"must be an integer in [{int(spec.low)}, {int(spec.high)}]")
+    low, high = spec.bounds
+    if not low <= value <= high:
+        raise ValueError(f"must be an integer in [{int(low)}, {int(high)}]")
     return value
 
 
@@ -100,10 +108,11 @@ def _parse_number(spec: Field, text: str) -> float:
         value = float(text)
     except ValueError:
         raise ValueError("must be a number") from None
-    too_low = value <= spec.low if spec.low_open else value < spec.low
-    if math.isnan(value) or too_low or value > spec.high:
+    low, high = spec.bounds
+    too_low = value <= low if spec.low_open else value < low
+    if math.isnan(value) or too_low or value > high:
         bracket = "(" if spec.low_open else "["
-        raise ValueError(f"must be a number in {bracket}{spec.low}, {spec.high}]")
+        raise ValueError(f"must be a number in {bracket}{low}, {high}]")
     return value
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from classifier import image_folders
 from classifier.training import data
 from classifier.transforms import eval_transform, to_rgb
 
@@ -20,19 +21,20 @@ def _zip_tree(source: Path, archive: Path, prefix: str = "") -> Path:
 
 
 def test_plain_folder_channel(small_folder):
-    root = data.resolve_channel(small_folder)
-    assert data.find_class_names(root) == ["cat", "dog", "fox"]
+    root = image_folders.resolve_channel(small_folder)
+    assert image_folders.find_class_names(root) == ["cat", "dog", "fox"]
 
 
 def test_zip_channel_with_wrapper_folder(tmp_path, small_folder):
     channel = tmp_path / "channel"
     channel.mkdir()
     _zip_tree(small_folder, channel / "train.zip", prefix="dogImages/train/")
-    root = data.resolve_channel(channel, scratch_root=tmp_path / "scratch")
-    assert data.find_class_names(root) == ["cat", "dog", "fox"]
-    assert len(data.ImageFolderDataset(root, ["cat", "dog", "fox"], eval_transform(16), "train")) == 18
+    root = image_folders.resolve_channel(channel, scratch_root=tmp_path / "scratch")
+    assert image_folders.find_class_names(root) == ["cat", "dog", "fox"]
+    dataset = image_folders.ImageFolderDataset(root, ["cat", "dog", "fox"], eval_transform(16), "train")
+    assert len(dataset) == 18
     # A second resolve (another process on the host) reuses the extraction.
-    assert data.resolve_channel(channel, scratch_root=tmp_path / "scratch") == root
+    assert image_folders.resolve_channel(channel, scratch_root=tmp_path / "scratch") == root
 
 
 @pytest.mark.parametrize("suffix,mode", [(".tar.gz", "w:gz"), (".tar", "w")])
@@ -42,24 +44,24 @@ def test_tar_channel(tmp_path, small_folder, suffix, mode):
     with tarfile.open(channel / f"data{suffix}", mode) as tar:
         for path in sorted(small_folder.iterdir()):
             tar.add(path, arcname=path.name)
-    root = data.resolve_channel(channel, scratch_root=tmp_path / "scratch")
-    assert data.find_class_names(root) == ["cat", "dog", "fox"]
+    root = image_folders.resolve_channel(channel, scratch_root=tmp_path / "scratch")
+    assert image_folders.find_class_names(root) == ["cat", "dog", "fox"]
 
 
 def test_corrupt_archive_is_a_clear_error(tmp_path):
     channel = tmp_path / "channel"
     channel.mkdir()
     (channel / "train.zip").write_bytes(b"PK not really a zip")
-    with pytest.raises(data.DataError, match="channel cannot extract archive .*train.zip"):
-        data.resolve_channel(channel, scratch_root=tmp_path / "scratch")
+    with pytest.raises(image_folders.DataError, match="channel cannot extract archive .*train.zip"):
+        image_folders.resolve_channel(channel, scratch_root=tmp_path / "scratch")
 
 
 def test_empty_channel_says_what_it_found(tmp_path):
     channel = tmp_path / "channel"
     channel.mkdir()
     (channel / "notes.txt").write_text("x")
-    with pytest.raises(data.DataError, match=r"neither class folders nor a single archive .*notes.txt"):
-        data.resolve_channel(channel)
+    with pytest.raises(image_folders.DataError, match=r"neither class folders nor a single archive .*notes"):
+        image_folders.resolve_channel(channel)
 
 
 def test_class_missing_from_valid_is_named(tmp_path, small_folder):
@@ -67,8 +69,8 @@ def test_class_missing_from_valid_is_named(tmp_path, small_folder):
     shutil.copytree(small_folder, valid)
     shutil.rmtree(valid / "dog")
     (valid / "wolf").mkdir()
-    with pytest.raises(data.DataError) as error:
-        data.check_same_classes(["cat", "dog", "fox"], valid, "valid")
+    with pytest.raises(image_folders.DataError) as error:
+        image_folders.check_same_classes(["cat", "dog", "fox"], valid, "valid")
     assert "classes missing from valid: dog" in str(error.value)
     assert "classes in valid but not in train: wolf" in str(error.value)
 
@@ -86,7 +88,8 @@ def _write_bad_files(folder: Path) -> dict[str, str]:
 
 def test_unreadable_files_are_skipped_not_fatal(small_folder):
     bad = _write_bad_files(small_folder / "cat")
-    dataset = data.ImageFolderDataset(small_folder, ["cat", "dog", "fox"], eval_transform(16), "train")
+    classes = ["cat", "dog", "fox"]
+    dataset = image_folders.ImageFolderDataset(small_folder, classes, eval_transform(16), "train")
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, collate_fn=data.collate_skipping)
     batches = list(loader)
     skipped = [s for b in batches for s in b.skipped]
@@ -98,9 +101,9 @@ def test_unreadable_files_are_skipped_not_fatal(small_folder):
 
 def test_skipped_share_over_limit_fails_with_the_list(small_folder):
     _write_bad_files(small_folder / "cat")
-    skipped = [data.SkippedFile(str(small_folder / "cat/text.png"), "UnidentifiedImageError")]
+    skipped = [image_folders.SkippedFile(str(small_folder / "cat/text.png"), "UnidentifiedImageError")]
     data.check_skipped_share("train", skipped, 100, 0.05)
-    with pytest.raises(data.DataError, match=r"1 of 10 files in channel train .*text.png"):
+    with pytest.raises(image_folders.DataError, match=r"1 of 10 files in channel train .*text.png"):
         data.check_skipped_share("train", skipped, 10, 0.05)
 
 

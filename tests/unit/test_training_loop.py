@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from classifier import image_folders
 from classifier.models import create_model
-from classifier.training import data, distributed
+from classifier.training import distributed
 from classifier.training.data import make_loader
 from classifier.training.hyperparameters import parse_hyperparameters
 from classifier.training.precision import choose_precision
@@ -29,7 +30,8 @@ CTX = distributed.DistributedContext()
 def setup(small_folder):
     # 32 px: at 16 px ResNet-18 hits the CPU bf16 fault classifier.training.precision avoids.
     hp = parse_hyperparameters({"batch_size": "6", "num_workers": "0", "image_size": "32"})
-    dataset = data.ImageFolderDataset(small_folder, ["cat", "dog", "fox"], eval_transform(32), "train")
+    classes = ["cat", "dog", "fox"]
+    dataset = image_folders.ImageFolderDataset(small_folder, classes, eval_transform(32), "train")
     torch.manual_seed(0)
     model = create_model("resnet18", 3).to(memory_format=torch.channels_last)
     return hp, dataset, model

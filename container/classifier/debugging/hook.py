@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ class DebuggerConfigError(RuntimeError):
     """debughookconfig.json exists but smdebug cannot build a hook from it."""
 
 
-def _import_smdebug():
+def _import_smdebug() -> Any:
     # smdebug logs about profiler config on import; keep that out of module import.
     import smdebug.pytorch as smd
 
@@ -38,10 +39,10 @@ def _fp32_hook_class():
     """
     import torch
 
-    smd = _import_smdebug()
+    hook_class: Any = _import_smdebug().Hook
     low_precision = (torch.bfloat16, torch.float16)
 
-    class Fp32Hook(smd.Hook):
+    class Fp32Hook(hook_class):
         def _save_for_tensor(self, tensor_name, tensor_value, check_before_write=True):
             if isinstance(tensor_value, torch.Tensor) and tensor_value.dtype in low_precision:
                 tensor_value = tensor_value.float()

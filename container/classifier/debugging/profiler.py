@@ -205,7 +205,8 @@ class TrainingProfiler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._started = self._ended = None
+        self._started: float | None = None
+        self._ended: float | None = None
         self._time, self._cpu, self._memory = _Series(), _Series(), _Series()
         self._cores: list[_Series] = []
         self._gpu_util: list[_Series] = []

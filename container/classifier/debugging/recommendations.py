@@ -44,6 +44,7 @@ def _advice(rule: str, triggered: bool, message: str, **evidence) -> dict:
 def low_gpu_utilization(facts: ProfileFacts, index: int) -> dict:
     util = facts.gpu_util[index]
     p95, p5 = percentile(util, 95), percentile(util, 5)
+    assert p95 is not None, "recommend() judges only a GPU with samples"
     low = p95 < LOW_GPU_P95
     fluctuating = not low and p5 is not None and p5 < LOW_GPU_P5
     if low:
@@ -63,6 +64,7 @@ def low_gpu_utilization(facts: ProfileFacts, index: int) -> dict:
 
 def batch_size(facts: ProfileFacts, index: int) -> dict:
     p95 = percentile(facts.gpu_util[index], 95)
+    assert p95 is not None, "recommend() judges only a GPU with samples"
     mem_p95 = percentile(facts.gpu_memory[index], 95)
     cpu_p95 = percentile(facts.cpu, 95)
     small = p95 < BATCH_SIZE_P95 and (mem_p95 or 0) < BATCH_SIZE_P95 and (cpu_p95 or 0) < BATCH_SIZE_P95
@@ -162,7 +164,7 @@ JOB_CHECKS = (cpu_bottleneck, no_gpu, dataloader)
 
 def recommend(facts: ProfileFacts) -> list[dict]:
     """Each GPU's checks in GPU order, then the job-wide ones; checks that do not apply are left out."""
-    found = []
+    found: list[dict] = []
     for index, util in enumerate(facts.gpu_util):
         if percentile(util, 95) is not None:  # a GPU with no samples has nothing to judge
             found.extend(check(facts, index) for check in PER_GPU_CHECKS)

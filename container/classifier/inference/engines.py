@@ -21,9 +21,9 @@ def load_engine(
     torch is imported only when PyTorch runs the model.
     """
     choice = choice or selection.choose(model_dir, spec, device)
-    normalization = {"mean": spec.mean, "std": spec.std}
     if choice.backend == selection.OPENVINO:
-        return OpenVinoBackend(choice.file, choice.precision, threads, **normalization)
+        assert choice.file is not None, "selection names the file of an OpenVINO choice"
+        return OpenVinoBackend(choice.file, choice.precision, threads, spec.mean, spec.std)
     import torch
 
     from classifier.artifacts import load_model
@@ -31,4 +31,4 @@ def load_engine(
 
     torch.set_num_threads(threads)
     model = load_model(model_dir, device)[0]
-    return TorchBackend.for_serving(model, spec.image_size, device, **normalization)
+    return TorchBackend.for_serving(model, spec.image_size, device, mean=spec.mean, std=spec.std)

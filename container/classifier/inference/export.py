@@ -129,10 +129,9 @@ def export_model(
             logger.warning("no int8 model (%s: %s); fp32 and bf16 are exported", type(error).__name__, error)
     elif calibration and images:
         logger.info("nncf is not installed: no int8 model")
-    normalization = {"mean": spec.mean, "std": spec.std}
-    reference = TorchBackend(model, **normalization)
+    reference = TorchBackend(model, mean=spec.mean, std=spec.std)
     measured = {
-        precision: parity(reference, OpenVinoBackend(file, precision, threads, **normalization), images)
+        precision: parity(reference, OpenVinoBackend(file, precision, threads, spec.mean, spec.std), images)
         if images
         else None
         for precision, file in files.items()
@@ -167,7 +166,7 @@ def sample_images(dataset, limit: int = PARITY_SAMPLES) -> list[np.ndarray]:
 
 
 def _prepared_images(folder: Path, spec: ModelSpec, limit: int) -> list[np.ndarray]:
-    from classifier.training.data import ImageFolderDataset, find_class_names, resolve_channel
+    from classifier.image_folders import ImageFolderDataset, find_class_names, resolve_channel
 
     root = resolve_channel(folder)
     dataset = ImageFolderDataset(root, find_class_names(root), pixel_transform(spec), folder.name)
@@ -198,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("openvino is not installed in this environment", file=sys.stderr)
         return 2
     from classifier.artifacts import ModelArtifactError
-    from classifier.training.data import DataError
+    from classifier.image_folders import DataError
 
     try:
         model, spec = load_model(args.model_dir)

@@ -68,13 +68,19 @@ class TorchBackend(InferenceBackend):
 
     @classmethod
     def for_serving(
-        cls, model: nn.Module, image_size: int, device: str = "cpu", fuse: bool = True, **normalization
+        cls,
+        model: nn.Module,
+        image_size: int,
+        device: str = "cpu",
+        fuse: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
     ) -> TorchBackend:
         """Channels-last, batch norm folded where that is verified to change nothing."""
-        module = model.eval().to(device=device, memory_format=torch.channels_last)
+        module = model.eval().to(device).to(memory_format=torch.channels_last)
         if fuse:
             module = fuse_for_inference(module, image_size)
-        return cls(module, device, **normalization)
+        return cls(module, device, mean, std)
 
     def set_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)

@@ -55,16 +55,17 @@ class ThreadBudget:
         """Mark this worker busy; the threads to use now."""
         if self.fixed_threads is not None:
             return self.fixed_threads
-        if not self.shared:
+        flags, slot = self.busy_flags, self.slot
+        if flags is None or slot is None:
             # No slot (more workers than slots, e.g. after TTIN): assume all are busy.
-            return self._fallback if self.busy_flags else self.cpu_count
-        self.busy_flags[self.slot] = 1
-        busy = sum(self.busy_flags)
+            return self._fallback if flags else self.cpu_count
+        flags[slot] = 1
+        busy = sum(flags)
         return max(1, self.cpu_count // max(1, busy))
 
     def end(self) -> None:
         """Mark this worker idle, so the others may use its cores."""
-        if self.shared and self.fixed_threads is None:
+        if self.busy_flags is not None and self.slot is not None and self.fixed_threads is None:
             self.busy_flags[self.slot] = 0
 
 
@@ -95,7 +96,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        forward: Callable[[list], Sequence],
+        forward: Callable[[list], Any],  # a sequence or an array: one result per input
         max_batch_size: int,
         max_delay_s: float = 0.0,
         budget: ThreadBudget | None = None,

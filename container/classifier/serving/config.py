@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from classifier import constants
 
@@ -91,6 +92,10 @@ def _read(env: Mapping[str, str], name: str, parse, default, check=None, expecte
     return value
 
 
+@overload
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int: ...
+@overload
+def _positive_int(env: Mapping[str, str], name: str, default: None) -> int | None: ...
 def _positive_int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
     return _read(env, name, int, default, lambda v: v > 0, "a positive integer")
 

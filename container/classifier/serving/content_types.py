@@ -78,7 +78,7 @@ def _answer_lines(predictor: Predictor, body: bytes, top_k: int) -> str:
     if not lines:
         raise InvalidInput("the body holds no records (one base64 image per line)")
     chunk = records_per_chunk(predictor)
-    answered = []
+    answered: list = []
     for start in range(0, len(lines), chunk):
         answers: list[dict | None] = []
         images, slots = [], []

@@ -155,6 +155,7 @@ class ServingApplication(BaseApplication):
             from classifier.serving import multi_model
             from classifier.serving.model_table import ModelTable
 
+            assert self.model_table_dir is not None, "the master makes the table's folder before fork"
             table = ModelTable(self.model_table_dir)
             return multi_model.build_multi_model_app(
                 self.settings, slot, self.busy_flags, device_index, table

@@ -104,7 +104,7 @@ def _never_raise(function: Callable) -> Callable:
                 failed.set()
                 logger.exception("recording metrics failed in %s (logged once)", function.__name__)
 
-    wrapper.failed = failed  # the once-flag, for tests to read and clear
+    wrapper.failed = failed  # type: ignore[attr-defined]  # the once-flag, for tests to read and clear
     return wrapper
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Flask, g, request
 
@@ -43,6 +44,9 @@ from classifier.serving.http import (
 )
 from classifier.serving.memory import current_rss, is_resource_exhaustion, release_freed_memory
 from classifier.serving.model_table import ModelTable
+
+if TYPE_CHECKING:
+    from classifier.serving.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +77,7 @@ def weights_bytes(model_dir: Path) -> int:
 class LoadedModel:
     name: str
     url: str
-    predictor: object
+    predictor: Predictor
     rss_bytes: int
     load_seconds: float
 
@@ -101,7 +105,7 @@ class ModelRegistry:
 
     def __init__(
         self,
-        load: Callable[[Path], object],
+        load: Callable[[Path], Predictor],
         budget_bytes: int,
         rss: Callable[[], int] = current_rss,
         page_size: int = DEFAULT_PAGE_SIZE,
@@ -122,6 +126,10 @@ class ModelRegistry:
         self._restored.set()
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
+
+    def _forget(self, name: str) -> None:
+        if self._table is not None:
+            self._table.remove(name)
 
     @property
     def restoring(self) -> bool:
@@ -204,10 +212,10 @@ class ModelRegistry:
                 self._load_within_budget(name, url)
         except (ApiError, ModelLoadRefused) as error:
             logger.error("model %s could not be loaded again from %s: %s", name, url, error)
-            self._table.remove(name)
+            self._forget(name)
         except Exception:  # noqa: BLE001 - the other models are still restored
             logger.exception("model %s could not be loaded again from %s", name, url)
-            self._table.remove(name)
+            self._forget(name)
         finally:
             with self._lock:
                 self._pending.pop(name, None)
@@ -273,11 +281,9 @@ class ModelRegistry:
             model = self._models.pop(name, None)
         if model is None:
             raise ApiError(404, f"model {name!r} is not loaded")
-        if self._table is not None:
-            self._table.remove(name)
+        self._forget(name)
         before = self._rss()
         model.predictor.close()
-        model.predictor = None
         del model
         release_freed_memory()
         freed = max(0, before - self._rss())
@@ -329,7 +335,7 @@ def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings
     @app.get("/models")
     def list_models():
         shown, token = registry.page(request.args.get("next_page_token") or None)
-        answer = {"models": [{"modelName": name, "modelUrl": url} for name, url in shown]}
+        answer: dict[str, object] = {"models": [{"modelName": name, "modelUrl": url} for name, url in shown]}
         if token is not None:
             answer["nextPageToken"] = token
         return json_response(answer)

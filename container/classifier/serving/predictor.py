@@ -14,6 +14,7 @@ import struct
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -25,6 +26,9 @@ from classifier.inference.engines import load_engine
 from classifier.preprocessing import to_pixels, to_rgb
 from classifier.serving.batching import BatchTimeout, MicroBatcher, ThreadBudget
 from classifier.serving.config import DEFAULT_MAX_CONCURRENT_DECODES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_TOP_K
+
+if TYPE_CHECKING:
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +93,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: InferenceBackend | object,
+        model: InferenceBackend | nn.Module,
         spec: ModelSpec,
         device: str = "cpu",
         *,

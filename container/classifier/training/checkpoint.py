@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from classifier.training.errors import JobInputError
+from classifier.errors import JobInputError
 
 logger = logging.getLogger(__name__)
 

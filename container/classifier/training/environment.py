@@ -4,7 +4,7 @@ Why not ``sagemaker_training.environment.Environment``: it binds every path to
 ``SAGEMAKER_BASE_DIR`` at import time, writes to ``os.environ`` and probes subprocesses on
 construction. We read the same files under the same names, at construction time, so a
 test can point ``SAGEMAKER_BASE_DIR`` at a fresh tree. Hardware counts come from
-sagemaker-training, and so does the error convention (``classifier.training.errors``). Its
+sagemaker-training, and so does the error convention (``classifier.errors``). Its
 intermediate-output upload is not started: ``intermediate_output.start_sync`` needs the
 ``sagemaker_s3_output`` hyperparameter that only the SDK's framework estimators add, and this
 job writes nothing to ``output/intermediate``.
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier import constants
-from classifier.training.errors import JobInputError
+from classifier.errors import JobInputError
 
 
 class ContractError(JobInputError):

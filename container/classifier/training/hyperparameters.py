@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from classifier.errors import JobInputError
 from classifier.hyperparameter_schema import HyperparameterValueError, parse_values
-from classifier.training.errors import JobInputError
 
 # Weights, optimizer state and checkpoints stay fp32 whatever the precision: a checkpoint
 # written under one resumes under another.

@@ -45,7 +45,7 @@ def write_test_report(output_data_dir: Path, report: dict) -> None:
 def write_failure(failure_file: Path, error: BaseException) -> None:
     """Reason first: SageMaker shows the first 1024 characters as FailureReason.
 
-    A user error (see ``classifier.training.errors``) is its message alone; anything else
+    A user error (see ``classifier.errors``) is its message alone; anything else
     adds the traceback below it.
     """
     failure_file.parent.mkdir(parents=True, exist_ok=True)

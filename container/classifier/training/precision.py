@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from classifier.training.errors import JobInputError
+from classifier.errors import JobInputError
 
 logger = logging.getLogger(__name__)
 

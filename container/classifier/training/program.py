@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
+from classifier import image_folders
 from classifier.artifacts import ModelSpec, save_model
 from classifier.debugging import hook as debugger
 from classifier.metric_definitions import format_metrics_line
@@ -81,18 +82,20 @@ FUSED_DEVICE_TYPES = ("cpu", "cuda")
 
 def build_optimizer(hp: Hyperparameters, parameters) -> torch.optim.Optimizer:
     parameters = [p for p in parameters if p.requires_grad]
-    common = {"lr": hp.learning_rate, "weight_decay": hp.weight_decay}
+    lr, decay = hp.learning_rate, hp.weight_decay
     if hp.optimizer == "sgd":
-        return torch.optim.SGD(parameters, momentum=hp.momentum, **common)
+        return torch.optim.SGD(parameters, lr=lr, momentum=hp.momentum, weight_decay=decay)
     fused = bool(parameters) and all(p.device.type in FUSED_DEVICE_TYPES for p in parameters)
     if hp.optimizer == "adam":
-        return torch.optim.Adam(parameters, eps=hp.eps, fused=fused, **common)
+        return torch.optim.Adam(parameters, lr=lr, eps=hp.eps, weight_decay=decay, fused=fused)
     if hp.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, eps=hp.eps, fused=fused, **common)
-    return torch.optim.RMSprop(parameters, momentum=hp.momentum, eps=hp.eps, **common)
+        return torch.optim.AdamW(parameters, lr=lr, eps=hp.eps, weight_decay=decay, fused=fused)
+    return torch.optim.RMSprop(parameters, lr=lr, momentum=hp.momentum, eps=hp.eps, weight_decay=decay)
 
 
-def build_scheduler(hp: Hyperparameters, optimizer):
+def build_scheduler(
+    hp: Hyperparameters, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     if hp.lr_scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, hp.epochs // 3), gamma=0.1)
     if hp.lr_scheduler == "cosine":
@@ -113,7 +116,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def _dedupe(files: list[data.SkippedFile]) -> list[data.SkippedFile]:
+def _dedupe(files: list[image_folders.SkippedFile]) -> list[image_folders.SkippedFile]:
     return list({f.path: f for f in files}.values())
 
 
@@ -152,7 +155,7 @@ class TrainingState:
     model: nn.Module
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
     scaler: torch.amp.GradScaler
     hook: object
     identity: dict
@@ -167,7 +170,9 @@ class TrainingState:
             "state_dict": None,
         }
     )
-    skipped: dict[str, list[data.SkippedFile]] = field(default_factory=lambda: {"train": [], "valid": []})
+    skipped: dict[str, list[image_folders.SkippedFile]] = field(
+        default_factory=lambda: {"train": [], "valid": []}
+    )
 
     def restore(self, saved: dict) -> None:
         _unwrap(self.model).load_state_dict(saved["model"])
@@ -179,7 +184,7 @@ class TrainingState:
         if self.scaler.is_enabled() and saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
         self.start_epoch, self.history, self.best = saved["epoch"] + 1, saved["history"], saved["best"]
-        self.skipped = {k: [data.SkippedFile(**f) for f in v] for k, v in saved["skipped"].items()}
+        self.skipped = {k: [image_folders.SkippedFile(**f) for f in v] for k, v in saved["skipped"].items()}
 
     def checkpoint(self, completed_epoch: int, hp: Hyperparameters) -> dict:
         return {
@@ -236,7 +241,7 @@ def _train_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, s
     try:
         with profiler if profiler is not None else contextlib.nullcontext():
             _train_epochs(env, hp, ctx, stop, channels, state, profiler, watchers)
-    except (TrainingDiverged, data.DataError) as error:
+    except (TrainingDiverged, image_folders.DataError) as error:
         failure = error
         raise
     except StopRequested as stopped:
@@ -470,11 +475,11 @@ def _export_for_serving(
     started = time.perf_counter()
     try:
         cpu_copy = copy.deepcopy(model).cpu().eval()
-        pixels = pixel_transform(spec)
-        valid = data.ImageFolderDataset(channels.valid.root, channels.class_names, pixels, "valid")
+        pixels, classes = pixel_transform(spec), channels.class_names
+        valid = image_folders.ImageFolderDataset(channels.valid.root, classes, pixels, "valid")
         calibration = []
         if int8:
-            train = data.ImageFolderDataset(channels.train.root, channels.class_names, pixels, "train")
+            train = image_folders.ImageFolderDataset(channels.train.root, classes, pixels, "train")
             calibration = sample_images(train, CALIBRATION_SAMPLES)
         export_model(
             cpu_copy, spec, env.model_dir, sample_images(valid), torch.get_num_threads(), calibration
@@ -499,7 +504,7 @@ def _overall_throughput(history: list[dict]) -> float | None:
     return images / seconds if seconds else None
 
 
-def distributed_skipped(ctx, files: list[data.SkippedFile]) -> list[data.SkippedFile]:
+def distributed_skipped(ctx, files: list[image_folders.SkippedFile]) -> list[image_folders.SkippedFile]:
     return [f for rank_files in distributed.all_gather(ctx, files) for f in rank_files]
 
 

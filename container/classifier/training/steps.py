@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from classifier import image_folders
 from classifier.debugging import hook as debugger
 from classifier.models import logits_of
 from classifier.training import data, distributed
@@ -47,7 +48,7 @@ class EpochResult:
     loss: float
     accuracy: float
     samples: int
-    skipped: list[data.SkippedFile] = field(default_factory=list)
+    skipped: list[image_folders.SkippedFile] = field(default_factory=list)
     interrupted: bool = False
 
 
@@ -85,7 +86,8 @@ def train_one_epoch(
     """One pass over ``loader``; ``on_step(loss)``, if given, gets each step's batch loss."""
     model.train()
     debugger.set_mode(hook, train=True)
-    loss_sum, correct, samples, skipped = 0.0, 0, 0, []
+    loss_sum, correct, samples = 0.0, 0, 0
+    skipped: list[image_folders.SkippedFile] = []
     diverged: float | None = None
     waited_since = time.perf_counter()
     for index, batch in enumerate(loader):
@@ -137,7 +139,7 @@ class Evaluation:
     loss: float
     accuracy: float
     samples: int
-    skipped: list[data.SkippedFile]
+    skipped: list[image_folders.SkippedFile]
     targets: list[int]
     predictions: list[int]
 

@@ -70,7 +70,7 @@ def epoch_values(metrics: dict[str, float], learning_rate: float, images_per_sec
 
 def job_end(env: TrainingEnvironment, final: dict, figures: dict) -> JobEnd:
     """Final metrics (the best epoch's validation, the test split's, throughput) and the files."""
-    best = next((h for h in final["history"] if h["epoch"] == final["best_epoch"]), {})
+    best: dict = next((h for h in final["history"] if h["epoch"] == final["best_epoch"]), {})
     metrics = {f"best_{k}": best[k] for k in ("valid_accuracy", "valid_loss") if k in best}
     if final.get("test"):
         metrics.update(test_accuracy=final["test"]["accuracy"], test_loss=final["test"]["loss"])
@@ -98,7 +98,12 @@ def figure_subset(dataset):
 
     step = len(dataset) / FIGURE_IMAGES
     indices = [int(i * step) for i in range(FIGURE_IMAGES)]
-    subset = torch.utils.data.Subset(dataset, indices)
+
+    class Spread(torch.utils.data.Subset):
+        samples: list
+        targets: list
+
+    subset = Spread(dataset, indices)
     subset.samples = [dataset.samples[i] for i in indices]
     subset.targets = [dataset.targets[i] for i in indices]
     return subset

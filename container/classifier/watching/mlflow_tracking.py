@@ -18,14 +18,18 @@ sent, and the job's log says at the end what was not logged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from classifier import constants
 from classifier.watching.base import JobEnd, JobFacts, JobWatcher
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ class MlflowWatcher(JobWatcher):
         # The run's status when the job did not finish (a continued local tuning job: KILLED).
         self.unfinished_status = "FAILED"
 
-    def _call(self, what: str, action: Callable[[], object]) -> object | None:
+    def _call(self, what: str, action: Callable[[], T]) -> T | None:
         """``action`` unless the server already failed; a first failure is warned about once."""
         if self.failure is not None:
             self.missed.append(what)
@@ -100,9 +104,9 @@ class MlflowWatcher(JobWatcher):
         )
         if run is None:
             return
-        self.run_id = run.info.run_id
+        run_id = self.run_id = run.info.run_id
         params = [Param(key, _param(value)) for key, value in sorted(facts.hyperparameters.items())]
-        self._call("the hyperparameters", lambda: self.client.log_batch(self.run_id, params=params))
+        self._call("the hyperparameters", lambda: self.client.log_batch(run_id, params=params))
         logger.info("MLflow run %s in experiment %r at %s", self.run_id, name, self.tracking_uri)
 
     def attach(self, run_id: str) -> None:
@@ -130,52 +134,54 @@ class MlflowWatcher(JobWatcher):
     def _log_metrics(self, what: str, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
-        if self.run_id is None:
+        run_id = self.run_id
+        if run_id is None:
             self.missed.append(what)
             return
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items() if isinstance(v, (int, float))]
-        self._call(what, lambda: self.client.log_batch(self.run_id, metrics=metrics))
+        self._call(what, lambda: self.client.log_batch(run_id, metrics=metrics))
 
     def finish(self, end: JobEnd) -> None:
         self._log_metrics("the final metrics", end.metrics, 0)
-        if self.run_id is None:
+        run_id = self.run_id
+        if run_id is None:
             return
         self._job_done = True
         for path in end.artifacts:
             if path.is_file():
-                self._call(path.name, lambda path=path: self.client.log_artifact(self.run_id, str(path)))
+                self._call(path.name, functools.partial(self.client.log_artifact, run_id, str(path)))
         for name, figure in end.figures.items():
             file = f"{name.replace('/', '_')}.png"
-            self._call(file, lambda f=figure, n=file: self.client.log_figure(self.run_id, f, n))
+            self._call(file, functools.partial(self.client.log_figure, run_id, figure, file))
         if self.register_as and end.model_dir is not None:
-            self._register(end.model_dir)
-        self._call("the run's end", lambda: self.client.set_terminated(self.run_id, "FINISHED"))
+            self._register(end.model_dir, run_id, self.register_as)
+        self._call("the run's end", lambda: self.client.set_terminated(run_id, "FINISHED"))
         self._finished = self.failure is None  # else close() tries the end once more
 
-    def _register(self, model_dir: Path) -> None:
+    def _register(self, model_dir: Path, run_id: str, register_as: str) -> None:
         """The model directory as the run's ``model`` artifacts, then a version of ``register_as``."""
         from mlflow.exceptions import MlflowException
 
-        uploaded = self._call(
-            "the model files",
-            lambda: self.client.log_artifacts(self.run_id, str(model_dir), MODEL_ARTIFACT_PATH) or True,
-        )
-        if uploaded is None:
+        def upload() -> bool:
+            self.client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
+            return True
+
+        if self._call("the model files", upload) is None:
             return
 
         def register():
             try:
-                self.client.create_registered_model(self.register_as)
+                self.client.create_registered_model(register_as)
             except MlflowException as error:
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-            source = f"runs:/{self.run_id}/{MODEL_ARTIFACT_PATH}"
-            return self.client.create_model_version(self.register_as, source, run_id=self.run_id)
+            source = f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}"
+            return self.client.create_model_version(register_as, source, run_id=run_id)
 
-        version = self._call(f"registering model {self.register_as}", register)
+        version = self._call(f"registering model {register_as}", register)
         if version is not None:
-            logger.info("registered %s version %s in MLflow", self.register_as, version.version)
+            logger.info("registered %s version %s in MLflow", register_as, version.version)
 
     def close(self) -> list[str]:
         """The run's end status, tried once even after a failure (one bounded request), so a

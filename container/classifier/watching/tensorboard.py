@@ -100,8 +100,10 @@ class TensorBoardWatcher(JobWatcher):
         values = {k: _hparam(v) for k, v in facts.hyperparameters.items()}
         final = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         experiment, session_start, session_end = hparams(values, final)
+        file_writer = self.writer.file_writer
+        assert file_writer is not None, "SummaryWriter opens its file writer when it is made"
         for summary in (experiment, session_start, session_end):
-            self.writer.file_writer.add_summary(summary)
+            file_writer.add_summary(summary)
         self._session_written = True
         for tag, value in final.items():
             self.writer.add_scalar(tag, value, self._epoch)

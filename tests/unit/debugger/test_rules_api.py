@@ -120,3 +120,13 @@ def test_command_exit_codes_for_bad_input(tmp_path, capsys):
     assert "no smdebug collections" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main([str(tmp_path), "--param", "nonsense"])
+
+
+def test_the_late_step_wait_run_rules_turns_off_is_the_one_smdebug_sleeps_on():
+    """run_rules sets the private ``Trial._training_end_delay_refresh`` to 0; this fails when
+    smdebug renames it or its refresh loop stops sleeping on it."""
+    from smdebug.trials.trial import Trial
+
+    source = inspect.getsource(Trial)
+    assert "self._training_end_delay_refresh = int(" in source
+    assert "time.sleep(self._training_end_delay_refresh)" in source

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     for rule, name, value in args.param:
         params.setdefault(rule, {})[name] = value
     try:
-        results = run_rules(args.tensors_path, args.rule, **params)
+        results = run_rules(args.tensors_path, args.rule, None, **params)
     except (FileNotFoundError, TypeError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

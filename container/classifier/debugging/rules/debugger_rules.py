@@ -98,30 +98,35 @@ def _stats(trial, name: str, step: int) -> dict | None:
     try:
         raw = np.asarray(tensor.value(step), dtype=np.float64)
     except TensorUnavailableForStep as error:
-        if not error.has_reductions:
-            return None
-        raw = None
-    if raw is not None:
-        flat = raw.reshape(-1)
-        finite = bool(np.isfinite(flat).all())
-        stats = {
-            "size": int(flat.size),
-            "ndim": int(raw.ndim),
-            "mean": float(flat.mean()) if flat.size else 0.0,
-            "std": float(flat.std()) if flat.size else 0.0,
-            "min": float(flat.min()) if flat.size else 0.0,
-            "max": float(flat.max()) if flat.size else 0.0,
-            "abs_mean": float(np.abs(flat).mean()) if flat.size else 0.0,
-            "finite": finite,
-        }
-        if flat.size and finite:
-            low, high = np.percentile(flat, [5, 95])
-            stats["p5_p95_range"] = float(high - low)
-        return stats
+        return _reduction_stats(tensor, step) if error.has_reductions else None
+    return _raw_stats(raw)
 
-    def reduction(name_, abs_=False):
+
+def _raw_stats(raw: np.ndarray) -> dict:
+    flat = raw.reshape(-1)
+    finite = bool(np.isfinite(flat).all())
+    stats: dict = {
+        "size": int(flat.size),
+        "ndim": int(raw.ndim),
+        "mean": float(flat.mean()) if flat.size else 0.0,
+        "std": float(flat.std()) if flat.size else 0.0,
+        "min": float(flat.min()) if flat.size else 0.0,
+        "max": float(flat.max()) if flat.size else 0.0,
+        "abs_mean": float(np.abs(flat).mean()) if flat.size else 0.0,
+        "finite": finite,
+    }
+    if flat.size and finite:
+        low, high = np.percentile(flat, [5, 95])
+        stats["p5_p95_range"] = float(high - low)
+    return stats
+
+
+def _reduction_stats(tensor, step: int) -> dict:
+    """The same statistics from the reductions a hook saved; None where one was not saved."""
+
+    def reduction(name: str, abs_: bool = False) -> float | None:
         try:
-            return float(tensor.reduction_value(step, name_, abs=abs_))
+            return float(tensor.reduction_value(step, name, abs=abs_))
         except (TensorUnavailableForStep, KeyError, ValueError):
             return None
 
@@ -129,7 +134,7 @@ def _stats(trial, name: str, step: int) -> dict | None:
         shape = tensor.shape(step)  # saved when the reduction config has save_shape=True
     except ShapeUnavailableForStep:
         shape = None
-    stats = {
+    stats: dict = {
         "size": int(np.prod(shape)) if shape is not None else None,
         "ndim": len(shape) if shape is not None else None,
         "mean": reduction("mean"),
@@ -385,11 +390,9 @@ class _EvalPassRule(_LossRule):
         self._train_window: list[float] = []
 
     def _loss_at(self, step: int) -> float | None:
-        values = [
-            _scalar(self.base_trial, name, step)
-            for name in self._loss_names(None, self.tensor_regex, True)
-        ]
-        values = [v for v in values if v is not None]
+        names = self._loss_names(None, self.tensor_regex, True)
+        scalars = (_scalar(self.base_trial, name, step) for name in names)
+        values = [v for v in scalars if v is not None]
         return float(np.mean(values)) if values else None
 
     def _collect(self, step: int):
@@ -573,7 +576,7 @@ class VanishingGradient(ReportingRule):
                 vanished[name] = stats["abs_mean"]
         if not vanished:
             return False
-        worst = min(vanished, key=vanished.get)
+        worst = min(vanished, key=vanished.__getitem__)
         return self._fire(
             step,
             f"{len(vanished)} gradient tensor(s) have mean |gradient| below {self.threshold:g}, "
@@ -686,8 +689,8 @@ class PoorWeightInitialization(ReportingRule):
         if len(variances) < 1:
             return None
         self._seen()
-        low_name = min(variances, key=variances.get)
-        high_name = max(variances, key=variances.get)
+        low_name = min(variances, key=variances.__getitem__)
+        high_name = max(variances, key=variances.__getitem__)
         low, high = variances[low_name], variances[high_name]
         if low <= 1e-12:
             return self._fire(
@@ -761,11 +764,9 @@ class PoorWeightInitialization(ReportingRule):
     def _check_loss(self, step):
         """The loss is stuck: the means of the first and the latest ``patience`` train losses
         of the first ``steps`` differ by less than STUCK_LOSS_PERCENT percent."""
-        losses = [
-            _scalar(self.base_trial, name, step)
-            for name in _tensor_names(self.base_trial, ["losses"], [], step)
-        ]
-        losses = [v for v in losses if v is not None and math.isfinite(v)]
+        names = _tensor_names(self.base_trial, ["losses"], [], step)
+        scalars = (_scalar(self.base_trial, name, step) for name in names)
+        losses = [v for v in scalars if v is not None and math.isfinite(v)]
         if not losses:
             return None
         self._losses.append(float(np.mean(losses)))
@@ -879,8 +880,8 @@ class ClassImbalance(ReportingRule):
         total = sum(self._counts.values())
         if total < self.samples:
             return False
-        largest = max(self._counts, key=self._counts.get)
-        smallest = min(self._counts, key=self._counts.get)
+        largest = max(self._counts, key=self._counts.__getitem__)
+        smallest = min(self._counts, key=self._counts.__getitem__)
         ratio = self._counts[largest] / self._counts[smallest]
         if ratio > self.threshold_imbalance:
             return self._fire(
@@ -896,7 +897,7 @@ class ClassImbalance(ReportingRule):
             for label, prediction in self._recent:
                 wrong.setdefault(label, []).append(int(label != prediction))
             rates = {label: float(np.mean(v)) for label, v in wrong.items()}
-            worst = max(rates, key=rates.get)
+            worst = max(rates, key=rates.__getitem__)
             overall = float(np.mean([label != prediction for label, prediction in self._recent]))
             if rates[worst] > self.threshold_misprediction and overall < 1 - self.threshold_misprediction:
                 return self._fire(

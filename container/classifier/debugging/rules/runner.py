@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -88,7 +89,10 @@ def _split_params(rules: list[str], params: dict) -> dict[str, dict]:
 
 
 def run_rules(
-    tensors_path: str, rules: list[str] | None = None, should_stop=None, **params
+    tensors_path: str,
+    rules: list[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **params,
 ) -> list[RuleResult]:
     """Evaluate ``rules`` (default: all) over every saved step with smdebug's invoke_rule.
 
@@ -97,8 +101,6 @@ def run_rules(
     steps that will never come. ``should_stop()`` is asked before each rule; once it says
     yes, the remaining rules are reported as NotRun.
     """
-    from smdebug.exceptions import NoMoreData, SMDebugError
-    from smdebug.rules.rule_invoker import invoke_rule
     from smdebug.trials import create_trial
 
     from classifier.debugging.rules.debugger_rules import RULES, rule_class
@@ -109,52 +111,58 @@ def run_rules(
         _check_local_tensors(tensors_path)
     trial = create_trial(tensors_path)
     # The job is over (the hook was closed), so smdebug's extra wait for late steps after
-    # the training-end marker (a 1 s sleep by default) only delays the verdicts.
+    # the training-end marker (a 1 s sleep by default) only delays the verdicts. Private:
+    # smdebug 1.0.34 reads it from the environment only when the trial is made;
+    # tests/unit/debugger/test_rules_api.py pins the attribute its refresh loop sleeps on.
     trial._training_end_delay_refresh = 0
     steps = trial.steps()
     end_step = steps[-1] + 1 if steps else 0
     results = []
     for name in names:
-        cls = rule_class(name)
         if should_stop is not None and should_stop():
             logger.warning("stop requested: rule %s and the ones after it were not run", name)
-            results.append(RuleResult(name, cls.__name__, NOT_RUN, message="the job was stopped first"))
-            continue
-        try:
-            rule = cls(trial, **per_rule[name])
-        except (TypeError, ValueError) as error:
             results.append(
-                RuleResult(name, cls.__name__, ERROR, message=f"bad parameters: {error}")
+                RuleResult(name, rule_class(name).__name__, NOT_RUN, message="the job was stopped first")
             )
             continue
-        try:
-            invoke_rule(rule, start_step=0, end_step=end_step, raise_eval_cond=False)
-        except NoMoreData:
-            logger.debug("rule %s reached the end of the data", name)
-        except (SMDebugError, ValueError, KeyError, OSError) as error:
-            logger.exception("rule %s failed", name)
-            results.append(
-                RuleResult(name, cls.__name__, ERROR, message=f"{type(error).__name__}: {error}")
-            )
-            continue
-        if rule.first_fired_step is not None:
-            status = ISSUES_FOUND
-        else:
-            status = NO_ISSUES_FOUND if rule.datapoints else NO_DATA
-        results.append(
-            RuleResult(
-                rule=name,
-                class_name=cls.__name__,
-                status=status,
-                fired_at_step=rule.first_fired_step,
-                violations=rule.violations,
-                datapoints=rule.datapoints,
-                message=rule.message,
-                evidence=rule.evidence,
-                parameters={k: str(v) for k, v in rule.parameters.items() if v is not None},
-            )
-        )
+        results.append(_run_rule(trial, name, per_rule[name], end_step))
     return results
+
+
+def _run_rule(trial, name: str, params: dict, end_step: int) -> RuleResult:
+    """One rule's verdict over steps [0, ``end_step``): a rule that cannot run is an Error."""
+    from smdebug.exceptions import NoMoreData, SMDebugError
+    from smdebug.rules.rule_invoker import invoke_rule
+
+    from classifier.debugging.rules.debugger_rules import rule_class
+
+    cls = rule_class(name)
+    try:
+        rule = cls(trial, **params)
+    except (TypeError, ValueError) as error:
+        return RuleResult(name, cls.__name__, ERROR, message=f"bad parameters: {error}")
+    try:
+        invoke_rule(rule, start_step=0, end_step=end_step, raise_eval_cond=False)
+    except NoMoreData:
+        logger.debug("rule %s reached the end of the data", name)
+    except (SMDebugError, ValueError, KeyError, OSError) as error:
+        logger.exception("rule %s failed", name)
+        return RuleResult(name, cls.__name__, ERROR, message=f"{type(error).__name__}: {error}")
+    if rule.first_fired_step is not None:
+        status = ISSUES_FOUND
+    else:
+        status = NO_ISSUES_FOUND if rule.datapoints else NO_DATA
+    return RuleResult(
+        rule=name,
+        class_name=cls.__name__,
+        status=status,
+        fired_at_step=rule.first_fired_step,
+        violations=rule.violations,
+        datapoints=rule.datapoints,
+        message=rule.message,
+        evidence=rule.evidence,
+        parameters={k: str(v) for k, v in rule.parameters.items() if v is not None},
+    )
 
 
 def custom_rule_source_path() -> str:
