@@ -30,6 +30,42 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 _SKIPPED_NAMES = {".DS_Store", "Thumbs.db"}
 
 
+def discover_channels(root: str, ctx: AwsContext | None, local: bool) -> dict[str, str]:
+    """train/valid(ation)/test under a local folder or an S3 prefix (one ListObjects call)."""
+    if root.startswith("s3://"):
+        if local:
+            raise ConfigurationError("--local trains on local folders; pass a local --data path")
+        if ctx is None:
+            raise ValueError(f"listing {root} needs an AWS context")
+        found = _s3_splits(root, ctx)
+    else:
+        found = _local_splits(root)
+    if not found:
+        raise ConfigurationError(f"--data {root} holds none of train/, valid/, test/")
+    return found
+
+
+def _s3_splits(root: str, ctx: AwsContext) -> dict[str, str]:
+    bucket, prefix = parse_s3_uri(root.rstrip("/") + "/")
+    response = ctx.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    present = {p["Prefix"][len(prefix) :].rstrip("/") for p in response.get("CommonPrefixes", [])}
+    return {
+        SPLIT_CHANNELS[s]: f"s3://{bucket}/{prefix}{s}/"
+        for s in sorted(present & set(SPLIT_CHANNELS))
+    }
+
+
+def _local_splits(root: str) -> dict[str, str]:
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise ConfigurationError(f"--data {root} is not a folder")
+    return {
+        SPLIT_CHANNELS[p.name]: str(p.resolve())
+        for p in sorted(path.iterdir())
+        if p.name in SPLIT_CHANNELS and p.is_dir()
+    }
+
+
 @dataclass
 class UploadResult:
     """What was uploaded, what was skipped, and the S3 URI of each training channel."""

@@ -12,10 +12,10 @@ custom-rule evaluator image runs ``rule_to_invoke`` from our rule file (``source
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass, field
 
+from classifier.constants import HOOK_LOCAL_PATH
 from classifier.debugging.hook import (
     INITIAL_STEPS,
     TENSOR_SAVE_INTERVAL,
@@ -23,8 +23,6 @@ from classifier.debugging.hook import (
 )
 from classifier.debugging.rules import RULE_NAMES
 
-# Where smdebug writes inside the training container; SageMaker syncs it to S3.
-HOOK_LOCAL_PATH = "/opt/ml/output/tensors"
 RULE_INSTANCE_TYPE = "ml.t3.medium"
 # Developer guide, "Use the Debugger APIs to run your own custom rules": custom rules run in
 # AWS's rule-evaluator image ("image_uri ... the image of the container that has the logic of
@@ -42,14 +40,6 @@ DEFAULT_PROFILING_INTERVAL_MS = 500
 def rule_class_name(rule: str) -> str:
     """``loss_not_decreasing`` -> ``LossNotDecreasing`` (the class SageMaker invokes)."""
     return "".join(part.capitalize() for part in rule.split("_"))
-
-
-def rule_source_path() -> str:
-    """The rules' source file, found without importing it (it imports smdebug)."""
-    spec = importlib.util.find_spec("classifier.debugging.rules.debugger_rules")
-    if spec is None or spec.origin is None:  # pragma: no cover - a broken install
-        raise RuntimeError("classifier.debugging.rules.debugger_rules is not installed")
-    return spec.origin
 
 
 def parse_rule_names(text: str | None) -> list[str]:

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.constants import IMAGE_URI_ENV, MODEL_CONFIG_FILE
-from classifier.hyperparameter_schema import HyperparameterValueError, parse_values
+from classifier.constants import CHECKPOINT_LOCAL_PATH, IMAGE_URI_ENV, MODEL_CONFIG_FILE
+from classifier.debugging.rules import custom_rule_source_path
+from classifier.hyperparameter_schema import HyperparameterValueError, as_text, parse_values
 from classifier.metric_definitions import METRIC_DEFINITIONS
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
 from classifier_client.debugger import (
@@ -33,7 +34,6 @@ from classifier_client.debugger import (
     debug_rule_configurations,
     profiler_config,
     rule_evaluator_image,
-    rule_source_path,
 )
 from classifier_client.watching import WatchSettings
 
@@ -43,7 +43,6 @@ DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_BASE_JOB_NAME = "image-classifier"
 DEFAULT_MAX_RUN_SECONDS = 24 * 3600
 DEFAULT_VOLUME_SIZE_GB = 30
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 LOCAL_INSTANCE_TYPES = ("local_cpu", "local_gpu")
 
 
@@ -51,12 +50,9 @@ def hyperparameter_strings(values: Mapping[str, Any]) -> dict[str, str]:
     """SageMaker hyperparameters are strings; booleans as the lower-case words we parse."""
     result = {}
     for key, value in values.items():
-        if isinstance(value, bool):
-            result[key] = "true" if value else "false"
-        elif isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list)):
             raise ConfigurationError(f"hyperparameter {key!r} must be a scalar, got {value!r}")
-        else:
-            result[key] = str(value)
+        result[key] = as_text(value)
     return result
 
 
@@ -327,7 +323,7 @@ def _explain_create_error(error, debugger: DebuggerSettings) -> Exception:
 
 def upload_rule_source(ctx: AwsContext, s3_prefix: str) -> str:
     """Upload the rules' source file; SageMaker hands it to the rule evaluator image."""
-    source = rule_source_path()
+    source = custom_rule_source_path()
     bucket, key_prefix = parse_s3_uri(s3_prefix.rstrip("/") + "/")
     key = key_prefix + Path(source).name
     ctx.client("s3").upload_file(source, bucket, key)

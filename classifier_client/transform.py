@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.constants import BATCH_STRATEGY_ENV, MAX_PAYLOAD_IN_MB_ENV, MODEL_SERVER_WORKERS_ENV
+from classifier.constants import (
+    BATCH_STRATEGY_ENV,
+    DEFAULT_MAX_PAYLOAD_MB,
+    MAX_PAYLOAD_IN_MB_ENV,
+    MODEL_SERVER_WORKERS_ENV,
+)
 from classifier.serving.config import MAX_DEFAULT_CPU_WORKERS
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
 
@@ -32,7 +37,6 @@ BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")
 # If you specify the MaxConcurrentTransforms parameter, the value of (MaxConcurrentTransforms *
 # MaxPayloadInMB) also cannot exceed 100 MB."
 MAX_PAYLOAD_LIMIT_MB = 100
-DEFAULT_MAX_PAYLOAD_MB = 6
 # The most MaxConcurrentTransforms the image's /execution-parameters can answer unasked: its
 # worker count, one per GPU (SageMaker's largest instances have 8) or up to
 # MAX_DEFAULT_CPU_WORKERS on CPUs (classifier.serving.config).

@@ -194,15 +194,15 @@ class TuningSettings:
             )
 
 
-def check_local_tuning_options(args) -> None:
+def check_local_tuning(training: TrainingSettings, tuning_job_name: str, wait: bool = False) -> None:
     """What ``tune --local`` cannot do, refused before anything runs."""
     cloud_only = {
-        "--wait": args.wait,
-        "--spot": args.spot,
-        "--checkpoint-s3-uri": args.checkpoint_s3_uri,
-        "--output-s3-uri": args.output_s3_uri,
-        "--tensorboard-s3-uri": args.tensorboard_s3_uri,
-        "--instance-count > 1": args.instance_count > 1,
+        "--wait": wait,
+        "--spot": training.spot,
+        "--checkpoint-s3-uri": training.checkpoint_s3_uri,
+        "--output-s3-uri": training.output_s3_uri,
+        "--tensorboard-s3-uri": training.watching.tensorboard_s3_uri,
+        "--instance-count > 1": training.instance_count > 1,
     }
     given = [flag for flag, value in cloud_only.items() if value]
     if given:
@@ -210,9 +210,9 @@ def check_local_tuning_options(args) -> None:
             f"{', '.join(given)}: for SageMaker tuning jobs only, not with --local "
             "(a local tuning job always waits; its trials run one container each)"
         )
-    if not LOCAL_TUNING_JOB_NAME.match(args.tuning_job_name):
+    if not LOCAL_TUNING_JOB_NAME.match(tuning_job_name):
         raise ConfigurationError(
-            f"--tuning-job-name {args.tuning_job_name!r}: 1 to 32 letters, digits and hyphens "
+            f"--tuning-job-name {tuning_job_name!r}: 1 to 32 letters, digits and hyphens "
             "(SageMaker's rule for tuning job names), starting with a letter or digit"
         )
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from classifier_client.cli.common import CHANNEL_HELP, aws_context_for, image_uri, print_json
 from classifier_client.config import ConfigurationError
-from classifier_client.data import SPLIT_CHANNELS
+from classifier_client.data import discover_channels
 
 
 def _channels(args, ctx, local: bool) -> dict[str, str]:
     channels: dict[str, str] = {}
     if args.data:
-        channels.update(_discover_channels(args.data, ctx, local))
+        channels.update(discover_channels(args.data, ctx, local))
     for channel in CHANNEL_HELP:
         if getattr(args, channel):
             channels[channel] = getattr(args, channel)
@@ -27,42 +27,6 @@ def _channels(args, ctx, local: bool) -> dict[str, str]:
             "objective is valid_accuracy"
         )
     return channels
-
-
-def _discover_channels(root: str, ctx, local: bool) -> dict[str, str]:
-    """train/valid(ation)/test under a local folder or an S3 prefix (one ListObjects call)."""
-    if root.startswith("s3://"):
-        if local:
-            raise ConfigurationError("--local trains on local folders; pass a local --data path")
-        found = _s3_splits(root, ctx)
-    else:
-        found = _local_splits(root)
-    if not found:
-        raise ConfigurationError(f"--data {root} holds none of train/, valid/, test/")
-    return found
-
-
-def _s3_splits(root: str, ctx) -> dict[str, str]:
-    from classifier_client.config import parse_s3_uri
-
-    bucket, prefix = parse_s3_uri(root.rstrip("/") + "/")
-    response = ctx.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
-    present = {p["Prefix"][len(prefix) :].rstrip("/") for p in response.get("CommonPrefixes", [])}
-    return {
-        SPLIT_CHANNELS[s]: f"s3://{bucket}/{prefix}{s}/"
-        for s in sorted(present & set(SPLIT_CHANNELS))
-    }
-
-
-def _local_splits(root: str) -> dict[str, str]:
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise ConfigurationError(f"--data {root} is not a folder")
-    return {
-        SPLIT_CHANNELS[p.name]: str(p.resolve())
-        for p in sorted(path.iterdir())
-        if p.name in SPLIT_CHANNELS and p.is_dir()
-    }
 
 
 def _hyperparameters(args) -> dict[str, str]:
@@ -239,11 +203,11 @@ def _tuning_settings(args, ctx, local: bool, search: tuple):
 
 def _tune_locally(args, search: tuple) -> int:
     from classifier_client.local_tuning import run_local_tuning
-    from classifier_client.tuning import check_local_tuning_options
+    from classifier_client.tuning import check_local_tuning
 
-    check_local_tuning_options(args)
     # Local channels and the local image: nothing here talks to AWS, so no context.
     settings = _tuning_settings(args, None, True, search)
+    check_local_tuning(settings.training, args.tuning_job_name, wait=args.wait)
     result = run_local_tuning(
         settings,
         args.tuning_job_name,

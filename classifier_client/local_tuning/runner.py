@@ -10,7 +10,6 @@ then SIGKILL after a grace period; the program checkpoints and exits 143.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,21 +21,18 @@ from pathlib import Path
 
 from classifier.constants import (
     FAILURE_FILE,
-    HYPERPARAMETERS_FILE,
-    INPUT_DATA_CONFIG_FILE,
     INPUT_DATA_DIR,
     MODEL_DIR,
     OUTPUT_DIR,
-    RESOURCE_CONFIG_FILE,
     TRAINING_JOB_NAME_ENV,
     TUNING_OBJECTIVE_KEY,
 )
 from classifier.metric_definitions import OBJECTIVE_METRIC
+from classifier.opt_ml import HOST, write_job_config
 from classifier_client.local_tuning.logs import LogMetrics, MetricRegexError
 
 # SageMaker's StopTrainingJob: "SIGTERM ... waits for 120 seconds ... then SIGKILL".
 STOP_GRACE_SECONDS = 120
-HOST = "algo-1"
 
 
 @dataclass(frozen=True)
@@ -96,27 +92,8 @@ class DockerTrialRunner:
         for sub in (MODEL_DIR, OUTPUT_DIR):
             shutil.rmtree(job.job_dir / sub, ignore_errors=True)
             (job.job_dir / sub).mkdir(parents=True)
-        config = {
-            HYPERPARAMETERS_FILE: {**job.hyperparameters, TUNING_OBJECTIVE_KEY: OBJECTIVE_METRIC},
-            INPUT_DATA_CONFIG_FILE: {
-                channel: {
-                    "ContentType": "application/x-image",
-                    "TrainingInputMode": "File",
-                    "S3DistributionType": "FullyReplicated",
-                    "RecordWrapperType": "None",
-                }
-                for channel in sorted(self.channels)
-            },
-            RESOURCE_CONFIG_FILE: {
-                "current_host": HOST,
-                "hosts": [HOST],
-                "network_interface_name": "eth0",
-            },
-        }
-        for relative, content in config.items():
-            path = job.job_dir / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(content, indent=2) + "\n")
+        hyperparameters = {**job.hyperparameters, TUNING_OBJECTIVE_KEY: OBJECTIVE_METRIC}
+        write_job_config(job.job_dir, hyperparameters, self.channels)
         for channel in self.channels:
             (job.job_dir / INPUT_DATA_DIR / channel).mkdir(parents=True, exist_ok=True)
 

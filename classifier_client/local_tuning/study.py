@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from classifier.hyperparameter_schema import as_text
 from classifier.metric_definitions import OBJECTIVE_METRIC
 from classifier_client.config import ConfigurationError
 from classifier_client.local_tuning import search
@@ -66,11 +67,6 @@ def own_trials(study, states=None) -> list:
     """The trials this job ran (not the ones a warm start copied in)."""
     trials = study.get_trials(deepcopy=False, states=states)
     return [t for t in trials if WARM_START_ATTR not in t.user_attrs]
-
-
-def hyperparameter_string(value) -> str:
-    # SageMaker sends every value as a string; floats in full so the job gets what was sampled.
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def open_study(name: str, folder: Path, settings, seed: int | None = None):
@@ -165,7 +161,7 @@ class LocalTuner:
 
     def _job(self, trial) -> TrialJob:
         name = f"{self.name}-{trial.number + 1:03d}"
-        params = {k: hyperparameter_string(v) for k, v in sorted(trial.params.items())}
+        params = {k: as_text(v) for k, v in sorted(trial.params.items())}
         hyperparameters = {**static_hyperparameters(self.settings), **params}
         return TrialJob(name, self.folder / JOBS_DIR / name, hyperparameters)
 

@@ -34,6 +34,11 @@ OUTPUT_DIR = "output"
 OUTPUT_DATA_DIR = "output/data"
 FAILURE_FILE = "output/failure"
 CHECKPOINT_DIR = "checkpoints"
+TENSORS_DIR = "output/tensors"
+# The same folders inside the training container, where the client's requests point SageMaker:
+# the Debugger hook's LocalPath (synced to S3) and CheckpointConfig's LocalPath.
+HOOK_LOCAL_PATH = f"{DEFAULT_BASE_DIR}/{TENSORS_DIR}"
+CHECKPOINT_LOCAL_PATH = f"{DEFAULT_BASE_DIR}/{CHECKPOINT_DIR}"
 
 # Hyperparameter keys SageMaker itself adds to hyperparameters.json: the SDK's own settings
 # (``sagemaker_program``, ``sagemaker_region``...) and, in every training job a tuning job
@@ -69,6 +74,8 @@ DEFAULT_PORT = 8080
 MODEL_SERVER_WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
 MODEL_SERVER_TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
 MAX_PAYLOAD_IN_MB_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+# CreateTransformJob, MaxPayloadInMB: "The default value is 6 MB"; InvokeEndpoint's limit too.
+DEFAULT_MAX_PAYLOAD_MB = 6
 BATCH_STRATEGY_ENV = "SAGEMAKER_BATCH_STRATEGY"
 # "true" on a multi-model endpoint (Mode=MultiModel): models come and go through POST /models.
 MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"

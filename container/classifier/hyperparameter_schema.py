@@ -183,10 +183,9 @@ def _unknown(key: str) -> str:
     return f"unknown hyperparameter {key!r}; allowed: {', '.join(sorted(SCHEMA))}"
 
 
-def _as_text(raw_value: Any) -> str:
+def _received_text(raw_value: Any) -> str:
     # SageMaker sends strings; JSON-encoded values (local runs, older SDKs) may not be.
-    text = str(raw_value).lower() if isinstance(raw_value, bool) else str(raw_value)
-    return text.strip().strip('"')
+    return as_text(raw_value).strip().strip('"')
 
 
 def parse_values(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,7 +201,7 @@ def parse_values(raw: Mapping[str, Any]) -> dict[str, Any]:
             problems.append(_unknown(key))
             continue
         try:
-            values[key] = SCHEMA[key].parse(_as_text(raw_value))
+            values[key] = SCHEMA[key].parse(_received_text(raw_value))
         except ValueError as error:
             problems.append(f"hyperparameter {key}={raw_value!r} is invalid: {error}")
     if values.get("freeze_backbone") and not values.get("pretrained"):
@@ -227,8 +226,16 @@ def check_range(key: str, kind: str, values: tuple[str, ...]) -> list[str]:
     problems = []
     for value in values:
         try:
-            spec.parse(_as_text(value))
+            spec.parse(_received_text(value))
         except ValueError as error:
             what = "value" if kind == "categorical" else "bound"
             problems.append(f"--range {key}: {what} {value!r} is invalid: {error}")
     return problems
+
+
+def as_text(value: Any) -> str:
+    """A hyperparameter as SageMaker passes it, a string: booleans as the lower-case words
+    :func:`parse_values` reads, numbers in full (``str`` of a float is its shortest exact form)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from classifier.opt_ml import write_job_config
 from tests.helpers import REPO_ROOT, free_port
 
 REPO = REPO_ROOT
@@ -72,13 +73,9 @@ def make_job_dir(
 
     ``per_class`` keeps only that many images of each class in every channel (fast epochs).
     """
-    config = root / "input" / "config"
-    config.mkdir(parents=True)
-    for name in ("inputdataconfig.json", "resourceconfig.json"):
-        shutil.copy(CONFIG_DIR / name, config / name)
     params = json.loads((CONFIG_DIR / "hyperparameters.json").read_text())
-    params.update(hyperparameters)
-    (config / "hyperparameters.json").write_text(json.dumps(params))
+    channels = sorted(p.name for p in data.iterdir() if p.is_dir())
+    write_job_config(root, {**params, **hyperparameters}, channels)
     # A copy, not a symlink: the container sees only what is under the mount.
     for image in sorted(data.glob("*/*/*")):
         channel, label = image.parent.parent.name, image.parent.name

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from classifier.opt_ml import write_job_config
 from tests.helpers import REPO_ROOT, write_image_folder
 
 RUNTIME_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
@@ -241,16 +242,10 @@ def train_on_host(
     runtime_python: Path, repo_root: Path, base: Path, hyperparameters: dict, data: Path, timeout: float
 ) -> subprocess.CompletedProcess:
     """The checkout's ``./train`` on an /opt/ml tree at ``base`` with every channel under ``data``."""
-    config = base / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    resources = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
-    (config / "resourceconfig.json").write_text(json.dumps(resources))
-    channels = {}
-    for channel in sorted(p.name for p in data.iterdir() if p.is_dir()):
+    channels = sorted(p.name for p in data.iterdir() if p.is_dir())
+    write_job_config(base, hyperparameters, channels)
+    for channel in channels:
         shutil.copytree(data / channel, base / "input" / "data" / channel)
-        channels[channel] = {"TrainingInputMode": "File"}
-    (config / "inputdataconfig.json").write_text(json.dumps(channels))
     return subprocess.run(
         [str(runtime_python), str(repo_root / "train")],
         env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)},

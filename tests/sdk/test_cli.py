@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from classifier.debugging.rules import RULE_NAMES
+from classifier.debugging.rules import RULE_NAMES, custom_rule_source_path
 from classifier.metric_definitions import METRIC_DEFINITIONS, format_metrics_line, parse_metrics
 from classifier_client.cli import build_parser
-from classifier_client.debugger import rule_class_name, rule_source_path
+from classifier_client.debugger import rule_class_name
 from classifier_client.image import PushOptions, push_image
 
 
@@ -139,8 +139,26 @@ def test_tune_local_needs_local_data(cli, capsys):
     assert "no training data" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "options, refused",
+    [
+        (["--spot"], "--spot: for SageMaker tuning jobs only"),
+        (["--wait", "--instance-count", "2"], "--wait, --instance-count > 1: for SageMaker"),
+        (["--output-s3-uri", "s3://b/out"], "--output-s3-uri: for SageMaker tuning jobs only"),
+        (["--tensorboard-s3-uri", "s3://b/tb"], "--tensorboard-s3-uri: for SageMaker"),
+        (["--tuning-job-name", "no_underscores"], "--tuning-job-name 'no_underscores': 1 to 32"),
+    ],
+)
+def test_tune_local_refuses_what_only_sagemaker_tuning_does(
+    cli, capsys, tiny_image_folder, tmp_path, options, refused
+):
+    data = tiny_image_folder(tmp_path / "data")
+    assert cli("tune", "--local", "--data", data, "--local-dir", tmp_path / "runs", *options) == 2
+    assert refused in capsys.readouterr().err
+
+
 def test_our_rule_names_map_to_the_classes_in_the_custom_rule_source():
-    tree = ast.parse(open(rule_source_path()).read())
+    tree = ast.parse(open(custom_rule_source_path()).read())
     classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
     assert {rule_class_name(name) for name in RULE_NAMES} <= classes
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from classifier.opt_ml import write_hyperparameters, write_input_data_config, write_resource_config
 from tests.helpers import write_image_folder
 from tools.demo_data import write_digits
 
@@ -30,23 +30,18 @@ class OptMl:
 
     def __init__(self, root: Path):
         self.root = root
+        self.channels: list[str] = []
         (root / "input" / "config").mkdir(parents=True)
         (root / "input" / "data").mkdir(parents=True)
         self.resource_config(["algo-1"], "algo-1")
         self.hyperparameters({})
 
-    def _write(self, name: str, payload) -> None:
-        (self.root / "input" / "config" / name).write_text(json.dumps(payload))
-
     def hyperparameters(self, values: dict) -> OptMl:
-        self._write("hyperparameters.json", {k: str(v) for k, v in values.items()})
+        write_hyperparameters(self.root, values)
         return self
 
     def resource_config(self, hosts: list[str], current: str) -> OptMl:
-        self._write(
-            "resourceconfig.json",
-            {"current_host": current, "hosts": hosts, "network_interface_name": "eth0"},
-        )
+        write_resource_config(self.root, hosts, current)
         return self
 
     def channel(self, name: str, source: Path) -> Path:
@@ -56,10 +51,8 @@ class OptMl:
         else:
             target.mkdir(parents=True)
             shutil.copy(source, target / source.name)
-        config_path = self.root / "input" / "config" / "inputdataconfig.json"
-        config = json.loads(config_path.read_text()) if config_path.exists() else {}
-        config[name] = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
-        config_path.write_text(json.dumps(config))
+        self.channels.append(name)
+        write_input_data_config(self.root, self.channels)
         return target
 
     @property

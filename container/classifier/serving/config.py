@@ -23,7 +23,6 @@ from classifier import constants
 MIN_TIMEOUT_S = 60
 # SageMaker sends SIGKILL 30 s after SIGTERM; drain in-flight requests well before.
 GRACEFUL_TIMEOUT_S = 25
-DEFAULT_MAX_PAYLOAD_MB = 6.0
 DEFAULT_TOP_K = 5
 # Each CPU worker holds a copy of the model; beyond a few workers, intra-op threads
 # use the extra cores better than more copies do.
@@ -265,7 +264,7 @@ def _batching(env: Mapping[str, str], device: str) -> dict:
 def _request_limits(env: Mapping[str, str]) -> dict:
     return {
         "max_payload_mb": _read(
-            env, constants.MAX_PAYLOAD_IN_MB_ENV, float, DEFAULT_MAX_PAYLOAD_MB,
+            env, constants.MAX_PAYLOAD_IN_MB_ENV, float, float(constants.DEFAULT_MAX_PAYLOAD_MB),
             lambda v: 0 < v <= 1024, "megabytes between 0 and 1024",
         ),  # fmt: skip
         "batch_strategy": _choice(env, constants.BATCH_STRATEGY_ENV, BATCH_STRATEGIES, BATCH_STRATEGIES[0]),

@@ -167,7 +167,7 @@ class TrainingEnvironment:
 
     @property
     def tensors_dir(self) -> Path:
-        return self.output_dir / "tensors"
+        return self.base_dir / constants.TENSORS_DIR
 
     @property
     def debughook_config_file(self) -> Path:

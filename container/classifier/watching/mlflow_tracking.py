@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from classifier import constants
+from classifier.hyperparameter_schema import as_text
 from classifier.watching.base import JobEnd, JobFacts, JobWatcher
 
 T = TypeVar("T")
@@ -105,7 +106,7 @@ class MlflowWatcher(JobWatcher):
         if run is None:
             return
         run_id = self.run_id = run.info.run_id
-        params = [Param(key, _param(value)) for key, value in sorted(facts.hyperparameters.items())]
+        params = [Param(key, as_text(value)) for key, value in sorted(facts.hyperparameters.items())]
         self._call("the hyperparameters", lambda: self.client.log_batch(run_id, params=params))
         logger.info("MLflow run %s in experiment %r at %s", self.run_id, name, self.tracking_uri)
 
@@ -195,11 +196,6 @@ class MlflowWatcher(JobWatcher):
         if not self.missed:
             return []
         return [f"{', '.join(self.missed)} (to {self.tracking_uri}: {self.failure or 'no run'})"]
-
-
-def _param(value) -> str:
-    """A hyperparameter as SageMaker writes it: true/false for booleans."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def run_tags(facts: JobFacts, environ: Mapping[str, str]) -> dict[str, str]:

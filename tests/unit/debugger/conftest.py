@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from classifier.opt_ml import write_hyperparameters
 from tests.helpers import write_image_folder
 
 # Four visually distinct classes: a base colour each, plus per-image noise.
@@ -82,11 +83,7 @@ def train_job(tmp_path, monkeypatch):
         from classifier.training import program as training
 
         base = tmp_path / "opt_ml"
-        config = base / "input" / "config"
-        config.mkdir(parents=True)
-        (config / "hyperparameters.json").write_text(
-            json.dumps({**HEALTHY, **(hyperparameters or {})})
-        )
+        write_hyperparameters(base, {**HEALTHY, **(hyperparameters or {})})
         data = base / "input" / "data"
         if data_from is not None:
             data.mkdir(parents=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
@@ -166,7 +167,9 @@ def _run_rule(trial, name: str, params: dict, end_step: int) -> RuleResult:
 
 
 def custom_rule_source_path() -> str:
-    """The file to pass as ``source`` to SageMaker custom rules (self-contained rule classes)."""
-    from classifier.debugging.rules import debugger_rules
-
-    return os.path.abspath(debugger_rules.__file__)
+    """The file to pass as ``source`` to SageMaker custom rules (self-contained rule classes),
+    found without importing it (it imports smdebug, which the client's environment lacks)."""
+    spec = importlib.util.find_spec("classifier.debugging.rules.debugger_rules")
+    if spec is None or spec.origin is None:  # pragma: no cover - a broken install
+        raise RuntimeError("classifier.debugging.rules.debugger_rules is not installed")
+    return os.path.abspath(spec.origin)
