@@ -48,6 +48,12 @@ def format_metrics_line(prefix: dict[str, int] | None = None, **metrics: float) 
     return " ".join(parts)
 
 
+def format_resumed_line(completed_epoch: int, epochs: int) -> str:
+    """The line a job resumed from a checkpoint prints before its first epoch; its epoch
+    numbers go on from ``completed_epoch`` (no metric regex matches it)."""
+    return f"resumed from checkpoint: epoch={completed_epoch} of {epochs}"
+
+
 def parse_metrics(line: str) -> dict[str, float]:
     """The metrics a SageMaker-style regex scan would extract from ``line``."""
     found = {}

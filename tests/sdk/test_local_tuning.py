@@ -2,8 +2,8 @@
 
 The stub writes what the training program writes (``format_metrics_line``) and goes through
 the same regexes; it stops, like the image, with exit code 143 when asked to. Covered: the
-early-stopping rule against hand-computed medians, the strategy mapping, resume after a
-Ctrl-C, warm start, and the objective parsed from a real training log.
+tuners' shared refusals, grid, pruning, the report, resume after a Ctrl-C and warm start. The
+rules they apply are in test_tuning_rules.py.
 """
 
 from __future__ import annotations
@@ -13,24 +13,20 @@ import json
 import signal
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from classifier.constants import EXIT_SIGTERM
 from classifier.metric_definitions import format_metrics_line
 from classifier_client.config import ConfigurationError
-from classifier_client.local_tuning import best_local, run_local_tuning, search
-from classifier_client.local_tuning.logs import LogMetrics, MetricRegexError
+from classifier_client.local_tuning import best_local, run_local_tuning
+from classifier_client.local_tuning.logs import LogMetrics
 from classifier_client.local_tuning.runner import TrialOutcome, per_trial_cpus
 from classifier_client.local_tuning.study import own_trials
 from classifier_client.training import TrainingSettings
 from classifier_client.tuning import Range, TuningSettings, format_best_table
-
-REAL_LOG = Path(__file__).parent / "data" / "training_log_digits.txt"
 
 
 def settings_for(tmp_path, **overrides) -> TuningSettings:
@@ -111,94 +107,6 @@ def run(tmp_path, settings, runner, name="job", seed=0, lines=None):
 def load(tmp_path, name="job"):
     folder = tmp_path / "runs" / name
     return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}")
-
-
-# --- the early-stopping rule -------------------------------------------------------------------
-
-
-def test_running_average_is_the_mean_up_to_the_epoch_and_none_before_it():
-    values = {1: 0.2, 2: 0.6, 3: 0.7}
-    assert search.running_average(values, 2) == pytest.approx(0.4)
-    assert search.running_average(values, 3) == pytest.approx(0.5)
-    assert search.running_average({1: 0.9}, 2) is None
-
-
-@pytest.mark.parametrize(
-    ("value", "averages", "stop"),
-    [
-        (0.45, [0.4, 0.6], True),  # median 0.5
-        (0.55, [0.4, 0.6], False),
-        (0.5, [0.2, 0.5, 0.9], False),  # median 0.5: not worse
-        (0.49, [0.2, 0.5, 0.9], True),
-        (0.1, [None, None], False),  # no earlier job reached this epoch
-        (float("nan"), [0.3], True),  # diverged
-        (0.45, [0.2, float("nan"), 0.4, 0.6], False),  # median of 0.2, 0.4, 0.6 = 0.4
-    ],
-)
-def test_should_stop_against_hand_computed_medians(value, averages, stop):
-    assert search.should_stop(value, averages) is stop
-
-
-def test_should_stop_when_minimising_stops_higher_values():
-    assert search.should_stop(0.7, [0.4, 0.6], maximize=False)
-    assert not search.should_stop(0.45, [0.4, 0.6], maximize=False)
-
-
-def test_the_pruner_compares_with_the_running_averages_of_earlier_trials():
-    study = optuna.create_study(direction="maximize", pruner=search.SageMakerMedianPruner())
-    distributions = {"x": FloatDistribution(0, 1)}
-    for curve in ({1: 0.2, 2: 0.6, 3: 0.7}, {1: 0.5, 2: 0.7}, {1: 0.9}):
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=TrialState.PRUNED,
-                params={"x": 0.5},
-                distributions=distributions,
-                intermediate_values=curve,
-            )
-        )
-    trial = study.ask(distributions)
-    trial.report(0.5, 1)  # epoch 1: averages 0.2, 0.5, 0.9 -> median 0.5; 0.5 is not worse
-    assert not trial.should_prune()
-    trial.report(0.45, 2)  # epoch 2: averages 0.4 and 0.6 (the third job stopped at 1) -> 0.5
-    assert trial.should_prune()
-    later = study.ask(distributions)
-    later.report(0.55, 2)
-    assert not later.should_prune()
-
-
-# --- strategies --------------------------------------------------------------------------------
-
-
-def test_each_strategy_maps_to_its_sampler_and_pruner(tmp_path):
-    ranges = {"optimizer": Range("categorical", values=("sgd", "adam"))}
-    static = {"epochs": "7"}
-    cases = {
-        ("Bayesian", True): (optuna.samplers.TPESampler, search.SageMakerMedianPruner),
-        ("Random", True): (optuna.samplers.RandomSampler, search.SageMakerMedianPruner),
-        ("Random", False): (optuna.samplers.RandomSampler, optuna.pruners.NopPruner),
-        ("Grid", False): (optuna.samplers.GridSampler, optuna.pruners.NopPruner),
-        ("Hyperband", False): (optuna.samplers.RandomSampler, optuna.pruners.HyperbandPruner),
-    }
-    for (strategy, early), (sampler, pruner) in cases.items():
-        assert isinstance(search.make_sampler(strategy, ranges, 6), sampler)
-        assert isinstance(search.make_pruner(strategy, early, static), pruner)
-    assert search.make_pruner("Hyperband", False, static)._max_resource == 7
-
-
-def test_ranges_become_distributions_with_their_scaling():
-    found = search.distributions(
-        {
-            "learning_rate": Range("continuous", 1e-4, 1e-1, scaling="Logarithmic"),
-            "epochs": Range("integer", 2, 10),
-            "optimizer": Range("categorical", values=("sgd", "adam")),
-        }
-    )
-    assert found["learning_rate"].log and (found["learning_rate"].low, found["learning_rate"].high) == (
-        1e-4,
-        1e-1,
-    )
-    assert (found["epochs"].low, found["epochs"].high, found["epochs"].log) == (2, 10, False)
-    assert found["optimizer"].choices == ("sgd", "adam")
 
 
 @pytest.mark.parametrize(
@@ -475,26 +383,3 @@ def test_warm_start_refuses_another_set_of_hyperparameters(tmp_path, warm_start_
     with pytest.raises(ConfigurationError, match="momentum not in parent; optimizer of parent missing"):
         run(tmp_path, child, StubRunner(), name="child")
     assert not (tmp_path / "runs" / "child" / "jobs").exists()
-
-
-# --- the objective from real log lines ---------------------------------------------------------
-
-
-def test_the_objective_is_parsed_from_a_real_training_log():
-    metrics = LogMetrics()
-    found = [parsed for line in REAL_LOG.read_text().splitlines() if (parsed := metrics.feed(line))]
-    assert found == [(1, 0.71), (2, 0.8401), (3, 0.881)]
-    assert metrics.final("valid_accuracy") == 0.881
-    assert metrics.final("test_accuracy") == 0.803
-    assert metrics.final("train_loss") == 0.9466
-
-
-def test_a_resumed_job_counts_epochs_from_its_checkpoint():
-    metrics = LogMetrics()
-    metrics.feed("resumed from checkpoint: epoch=2 of 4")
-    assert metrics.feed("epoch=3 train_loss=0.4 valid_accuracy=0.9000") == (3, 0.9)
-
-
-def test_an_objective_line_the_regex_misses_is_an_error():
-    with pytest.raises(MetricRegexError, match="does not match"):
-        LogMetrics().feed("epoch=1 valid_accuracy=ninety")

@@ -29,7 +29,7 @@ from torch.utils.data import DistributedSampler
 from classifier import image_folders
 from classifier.artifacts import ModelSpec, save_model
 from classifier.debugging import hook as debugger
-from classifier.metric_definitions import format_metrics_line
+from classifier.metric_definitions import format_metrics_line, format_resumed_line
 from classifier.models import create_model, freeze_all_but, load_pretrained
 from classifier.training import data, distributed, job_outputs, watch
 from classifier.training.checkpoint import load_checkpoint, save_checkpoint
@@ -309,7 +309,7 @@ def _resume(env: TrainingEnvironment, hp: Hyperparameters, ctx, state: TrainingS
         return
     state.restore(saved)
     if ctx.is_main:
-        print(f"resumed from checkpoint: epoch={saved['epoch']} of {hp.epochs}", flush=True)
+        print(format_resumed_line(saved["epoch"], hp.epochs), flush=True)
 
 
 def _train_epochs(
