@@ -135,6 +135,28 @@ def aws(moto_endpoint, monkeypatch) -> Iterator[FakeAws]:
 
 
 @pytest.fixture
+def ctx(monkeypatch):
+    """One fixed AWS context, which every command run through ``cli`` gets, so a test can put a
+    Stubber on its clients. Where AWS_ENDPOINT_URL points when it is made (moto, or nowhere),
+    its clients go."""
+    from classifier_client import config
+
+    context = config.aws_context(role_arn="arn:aws:iam::123456789012:role/Exec")
+    monkeypatch.setattr(config, "aws_context", lambda *a, **k: context)
+    return context
+
+
+@pytest.fixture
+def on_moto(moto_endpoint, monkeypatch) -> str:
+    """A fresh moto account; AWS clients made afterwards go to it."""
+    import requests
+
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    return moto_endpoint
+
+
+@pytest.fixture
 def cli():
     """Run ``sm-classifier ARGS...`` in-process; returns the exit code."""
     from classifier_client.cli import main

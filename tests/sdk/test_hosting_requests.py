@@ -220,26 +220,12 @@ def test_multi_model_deploy_sends_mode_and_the_prefix(aws, cli, capsys):
     assert container["ModelDataUrl"] == f"s3://{BUCKET}/models/"
 
 
-@pytest.fixture
-def ctx(moto_endpoint, monkeypatch):
-    """One fixed context on moto (S3), whose sagemaker-runtime client a Stubber can answer."""
-    import requests
-
-    from classifier_client import config
-
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    context = config.aws_context(role_arn="arn:aws:iam::123456789012:role/Exec")
-    monkeypatch.setattr(config, "aws_context", lambda *a, **k: context)
-    return context
-
-
 def _body(data: dict) -> StreamingBody:
     raw = json.dumps(data).encode()
     return StreamingBody(io.BytesIO(raw), len(raw))
 
 
-def test_invoke_target_model_names_the_archive(ctx, cli, tmp_path, capsys):
+def test_invoke_target_model_names_the_archive(on_moto, ctx, cli, tmp_path, capsys):
     image = tmp_path / "seven.png"
     image.write_bytes(b"\x89PNG fake")
     with Stubber(ctx.client("sagemaker-runtime")) as stub:
@@ -260,7 +246,7 @@ def test_invoke_target_model_names_the_archive(ctx, cli, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"{image}: 7 (0.970)"
 
 
-def test_invoke_async_uploads_invokes_and_reads_the_output(ctx, cli, tmp_path, capsys):
+def test_invoke_async_uploads_invokes_and_reads_the_output(on_moto, ctx, cli, tmp_path, capsys):
     s3 = ctx.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     output = f"s3://{BUCKET}/async-out/result-1.out"
@@ -307,7 +293,9 @@ def _access_denied(stub, location: str) -> None:
     )  # fmt: skip
 
 
-def test_invoke_async_without_list_bucket_waits_through_403s_for_the_output(ctx, cli, tmp_path, capsys):
+def test_invoke_async_without_list_bucket_waits_through_403s_for_the_output(
+    on_moto, ctx, cli, tmp_path, capsys
+):
     output, failure = f"s3://{BUCKET}/async-out/r.out", f"s3://{BUCKET}/async-failed/r.out"
     image = tmp_path / "seven.png"
     image.write_bytes(b"\x89PNG fake")
@@ -330,7 +318,7 @@ def test_invoke_async_without_list_bucket_waits_through_403s_for_the_output(ctx,
     assert capsys.readouterr().out.strip() == f"{image}: 7 (0.970)"
 
 
-def test_async_polling_that_times_out_on_403s_names_the_missing_permission(ctx):
+def test_async_polling_that_times_out_on_403s_names_the_missing_permission(on_moto, ctx):
     from classifier_client.config import ConfigurationError
     from classifier_client.hosting import _poll_result
 

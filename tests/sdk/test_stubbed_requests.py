@@ -9,7 +9,6 @@ import datetime as dt
 import io
 import json
 
-import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
@@ -19,15 +18,6 @@ NOW = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
 TUNING_JOB = "img-clf-hpo-20261121-120000-001"
 BEST_JOB = "img-clf-hpo-20261121-120000-001-007-abcd1234"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012"
-
-
-@pytest.fixture
-def ctx(monkeypatch):
-    from classifier_client import config
-
-    context = config.aws_context(role_arn="arn:aws:iam::123456789012:role/Exec")
-    monkeypatch.setattr(config, "aws_context", lambda *a, **k: context)
-    return context
 
 
 def _sdk_client(ctx, service: str):

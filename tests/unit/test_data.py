@@ -133,16 +133,6 @@ def test_sixteen_bit_white_stays_white_and_transparent_becomes_white():
     assert to_rgb(Image.new("RGBA", (4, 4), (255, 0, 0, 0))).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_exif_orientation_is_applied(tmp_path):
-    image = Image.new("RGB", (20, 10))
-    exif = image.getexif()
-    exif[0x0112] = 6  # rotate 90° clockwise on display
-    path = tmp_path / "rotated.jpg"
-    image.save(path, exif=exif)
-    with Image.open(path) as opened:
-        assert to_rgb(opened).size == (10, 20)
-
-
 def test_shard_sampler_covers_every_index_once():
     shards = [list(data.ShardSampler(10, rank, 3)) for rank in range(3)]
     assert sorted(i for shard in shards for i in shard) == list(range(10))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.preprocessing import normalize, resize_size_for, to_pixels
+from classifier.preprocessing import normalize, resize_size_for, to_pixels, to_rgb
 from classifier.transforms import eval_transform
 
 SIZES = (16, 32, 64, 224, 299)
@@ -110,3 +110,19 @@ def test_the_saved_resize_and_interpolation_are_what_the_server_applies():
     )
     bicubic = to_pixels(image, 64, 90, "bicubic")
     assert bicubic.shape == (64, 64, 3) and not np.array_equal(bicubic, to_pixels(image, 64, 90, "bilinear"))
+
+
+def test_the_exif_orientation_is_applied_for_training_and_serving_alike(tmp_path):
+    """A photo stored sideways with orientation 6 ("rotate 90° clockwise to display") is seen
+    upright: its left half, red, becomes the top."""
+    stored = Image.new("RGB", (20, 10), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 10, 10))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "sideways.png"
+    stored.save(path, exif=exif)
+    with Image.open(path) as opened:
+        upright = to_rgb(opened)
+    assert upright.size == (10, 20)
+    assert upright.getpixel((5, 2)) == (255, 0, 0) and upright.getpixel((5, 17)) == (0, 0, 255)
+

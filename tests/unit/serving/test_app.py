@@ -124,18 +124,6 @@ class TestImageContentTypes:
         assert response.status_code == 200, response.json
         assert_top_k(response.json["predictions"], 3)
 
-    def test_exif_orientation_is_applied(self, client):
-        upright = photo(40, 24, seed=4)
-        # Stored rotated, with the EXIF tag (6 = rotate 90° CW) that turns it back upright.
-        exif = Image.Exif()
-        exif[0x0112] = 6
-        stored = encode(upright.transpose(Image.Transpose.ROTATE_90), "PNG", exif=exif)
-        answers = [
-            client.post("/invocations", data=body, headers={"Content-Type": "image/png"}).json
-            for body in (stored, encode(upright, "PNG"))
-        ]
-        assert answers[0] == answers[1]
-
 
 class TestTopK:
     @pytest.mark.parametrize(
