@@ -28,6 +28,38 @@ def _deploy(cli, aws, *extra) -> int:
     )  # fmt: skip
 
 
+def _backlog_tracking(endpoint: str, target: float) -> dict:
+    """"Autoscale an asynchronous endpoint": the queue per instance, tracked."""
+    return {
+        "TargetValue": target,
+        "CustomizedMetricSpecification": {
+            "MetricName": "ApproximateBacklogSizePerInstance",
+            "Namespace": "AWS/SageMaker",
+            "Dimensions": [{"Name": "EndpointName", "Value": endpoint}],
+            "Statistic": "Average",
+        },
+        "ScaleInCooldown": 300,
+        "ScaleOutCooldown": 60,
+    }
+
+
+def _backlog_alarm(endpoint: str, action: str) -> dict:
+    """The guide's alarm for requests waiting at zero instances, which runs ``action``."""
+    return {
+        "MetricName": "HasBacklogWithoutCapacity",
+        "Namespace": "AWS/SageMaker",
+        "Statistic": "Average",
+        "Dimensions": [{"Name": "EndpointName", "Value": endpoint}],
+        "Period": 60,
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 2,
+        "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "missing",
+        "AlarmActions": [action],
+    }
+
+
 def test_async_deploy_scaling_in_to_zero_scales_on_the_queue_then_delete_removes_it(aws, cli, capsys):
     code = _deploy(
         cli, aws, "--async-output", f"s3://{BUCKET}/async-out/", "--async-failure",
@@ -62,17 +94,7 @@ def test_async_deploy_scaling_in_to_zero_scales_on_the_queue_then_delete_removes
     # "Autoscale an asynchronous endpoint": track the queue per instance...
     tracking = policies["TargetTrackingScaling"]
     assert tracking["ResourceId"] == resource_id
-    assert tracking["TargetTrackingScalingPolicyConfiguration"] == {
-        "TargetValue": 5.0,
-        "CustomizedMetricSpecification": {
-            "MetricName": "ApproximateBacklogSizePerInstance",
-            "Namespace": "AWS/SageMaker",
-            "Dimensions": [{"Name": "EndpointName", "Value": "digits"}],
-            "Statistic": "Average",
-        },
-        "ScaleInCooldown": 300,
-        "ScaleOutCooldown": 60,
-    }
+    assert tracking["TargetTrackingScalingPolicyConfiguration"] == _backlog_tracking("digits", 5.0)
     # ...and add one instance when requests wait at zero instances, on the guide's alarm.
     step = policies["StepScaling"]
     assert {k: step[k] for k in target} == target
@@ -83,19 +105,9 @@ def test_async_deploy_scaling_in_to_zero_scales_on_the_queue_then_delete_removes
         "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
     }
     alarm = aws.recorded.one("PutMetricAlarm")
-    assert {k: v for k, v in alarm.items() if k not in ("AlarmName", "AlarmDescription")} == {
-        "MetricName": "HasBacklogWithoutCapacity",
-        "Namespace": "AWS/SageMaker",
-        "Statistic": "Average",
-        "Dimensions": [{"Name": "EndpointName", "Value": "digits"}],
-        "Period": 60,
-        "EvaluationPeriods": 2,
-        "DatapointsToAlarm": 2,
-        "Threshold": 1,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "TreatMissingData": "missing",
-        "AlarmActions": [deployed["autoscaling"]["scale_out_from_zero"]],
-    }
+    assert {k: v for k, v in alarm.items() if k not in ("AlarmName", "AlarmDescription")} == _backlog_alarm(
+        "digits", deployed["autoscaling"]["scale_out_from_zero"]
+    )
     scaling = aws.boto3("application-autoscaling")
     stored = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
     assert {p["PolicyARN"] for p in stored} == {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from classifier.debugging.rules import RULE_NAMES, custom_rule_source_path, run_rules
@@ -130,3 +131,64 @@ def test_the_late_step_wait_run_rules_turns_off_is_the_one_smdebug_sleeps_on():
     source = inspect.getsource(Trial)
     assert "self._training_end_delay_refresh = int(" in source
     assert "time.sleep(self._training_end_delay_refresh)" in source
+
+
+class _SavedTrial(_Trial):
+    """A trial holding TRAIN ``labels`` and ``predictions`` tensors, one batch per step."""
+
+    def __init__(self, batches: list[tuple[list[int], list[list[float]]]]) -> None:
+        super().__init__()
+        self._saved = {
+            "labels": {step: np.array(labels) for step, (labels, _) in enumerate(batches)},
+            "predictions": {step: np.array(scores) for step, (_, scores) in enumerate(batches)},
+        }
+
+    def collections(self):
+        return {"labels": None, "predictions": None}
+
+    def tensor_names(self, collection=None, regex=None, step=None):
+        return [collection] if collection in self._saved else []
+
+    def tensor(self, name):
+        saved = self._saved[name]
+
+        class _Tensor:
+            def value(self, step):
+                return saved[step]
+
+        return _Tensor()
+
+    def mode(self, step):
+        from smdebug.core.modes import ModeKeys
+
+        return ModeKeys.TRAIN
+
+
+def _scores(predicted: list[int], classes: int = 4) -> list[list[float]]:
+    return [[1.0 if c == p else 0.0 for c in range(classes)] for p in predicted]
+
+
+def _fired_at(rule) -> list[int]:
+    return [step for step in range(len(rule.base_trial._saved["labels"])) if rule.invoke_at_step(step)]
+
+
+def test_class_imbalance_fires_on_label_counts_once_enough_samples_were_seen():
+    labels = [0] * 11 + [1]  # 11 to 1 after the first step, over the 10x threshold
+    rule = ClassImbalance(_SavedTrial([(labels, _scores(labels))] * 2), samples=12)
+    assert _fired_at(rule) == [0, 1]
+    # The evidence is the first firing's.
+    assert rule.evidence["check"] == "imbalance" and rule.evidence["counts"] == {"0": 11, "1": 1}
+    waiting = ClassImbalance(_SavedTrial([(labels, _scores(labels))]), samples=13)
+    assert _fired_at(waiting) == [] and waiting.datapoints == 1
+
+
+def test_class_imbalance_fires_on_one_mostly_mispredicted_class_of_a_model_that_is_right_otherwise():
+    labels = [0, 1, 2, 3] * 3
+    one_wrong = [0, 1, 2, 0] * 3  # class 3 always called 0; overall 1 in 4 wrong, under 1 - 0.7
+    rule = ClassImbalance(_SavedTrial([(labels, _scores(one_wrong))]), samples=12)
+    assert _fired_at(rule) == [0]
+    assert rule.evidence["check"] == "misprediction"
+    assert rule.evidence["misprediction_rates"] == {"0": 0.0, "1": 0.0, "2": 0.0, "3": 1.0}
+    # Every class mostly wrong (a model trained from scratch): no single class to blame.
+    all_wrong = [1, 2, 3, 0] * 3
+    assert _fired_at(ClassImbalance(_SavedTrial([(labels, _scores(all_wrong))]), samples=12)) == []

@@ -861,54 +861,62 @@ class ClassImbalance(ReportingRule):
         if labels is None:
             return False
         self._seen()
-        labels = labels.reshape(len(labels), -1)
-        labels = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0]
-        labels = labels.astype(np.int64)
+        self._accumulate(step, _class_indices(labels, True))
+        if sum(self._counts.values()) < self.samples:
+            return False
+        return self._check_imbalance(step) or self._check_misprediction(step)
+
+    def _accumulate(self, step: int, labels: np.ndarray) -> None:
+        """Count the step's labels; keep the last ``samples`` (label, prediction) pairs."""
         for label in labels.tolist():
             self._counts[label] = self._counts.get(label, 0) + 1
         predictions = self._values(self.predictions_regex, "predictions", step)
         if predictions is not None:
-            predictions = predictions.reshape(len(predictions), -1)
-            if self.argmax and predictions.shape[1] > 1:
-                predictions = predictions.argmax(axis=1)
-            else:
-                predictions = predictions[:, 0]
-            self._recent.extend(
-                zip(labels.tolist(), predictions.astype(np.int64).tolist(), strict=True)
-            )
+            predicted = _class_indices(predictions, self.argmax)
+            self._recent.extend(zip(labels.tolist(), predicted.tolist(), strict=True))
             self._recent = self._recent[-self.samples :]
-        total = sum(self._counts.values())
-        if total < self.samples:
-            return False
+
+    def _check_imbalance(self, step: int) -> bool:
         largest = max(self._counts, key=self._counts.__getitem__)
         smallest = min(self._counts, key=self._counts.__getitem__)
         ratio = self._counts[largest] / self._counts[smallest]
-        if ratio > self.threshold_imbalance:
-            return self._fire(
-                step,
-                f"class {largest} has {self._counts[largest]} training samples, class {smallest} "
-                f"only {self._counts[smallest]} ({ratio:.1f}x > {self.threshold_imbalance:g}x)",
-                check="imbalance",
-                counts=dict(sorted(self._counts.items())),
-                ratio=ratio,
-            )
-        if len(self._recent) >= self.samples:
-            wrong: dict[int, list[int]] = {}
-            for label, prediction in self._recent:
-                wrong.setdefault(label, []).append(int(label != prediction))
-            rates = {label: float(np.mean(v)) for label, v in wrong.items()}
-            worst = max(rates, key=rates.__getitem__)
-            overall = float(np.mean([label != prediction for label, prediction in self._recent]))
-            if rates[worst] > self.threshold_misprediction and overall < 1 - self.threshold_misprediction:
-                return self._fire(
-                    step,
-                    f"class {worst} was mispredicted {rates[worst]:.0%} of the time over the last "
-                    f"{len(self._recent)} samples (threshold {self.threshold_misprediction:.0%})",
-                    check="misprediction",
-                    overall_misprediction=overall,
-                    misprediction_rates=dict(sorted(rates.items())),
-                )
-        return False
+        if ratio <= self.threshold_imbalance:
+            return False
+        return self._fire(
+            step,
+            f"class {largest} has {self._counts[largest]} training samples, class {smallest} "
+            f"only {self._counts[smallest]} ({ratio:.1f}x > {self.threshold_imbalance:g}x)",
+            check="imbalance",
+            counts=dict(sorted(self._counts.items())),
+            ratio=ratio,
+        )
+
+    def _check_misprediction(self, step: int) -> bool:
+        if len(self._recent) < self.samples:
+            return False
+        wrong: dict[int, list[int]] = {}
+        for label, prediction in self._recent:
+            wrong.setdefault(label, []).append(int(label != prediction))
+        rates = {label: float(np.mean(v)) for label, v in wrong.items()}
+        worst = max(rates, key=rates.__getitem__)
+        overall = float(np.mean([label != prediction for label, prediction in self._recent]))
+        if rates[worst] <= self.threshold_misprediction or overall >= 1 - self.threshold_misprediction:
+            return False
+        return self._fire(
+            step,
+            f"class {worst} was mispredicted {rates[worst]:.0%} of the time over the last "
+            f"{len(self._recent)} samples (threshold {self.threshold_misprediction:.0%})",
+            check="misprediction",
+            overall_misprediction=overall,
+            misprediction_rates=dict(sorted(rates.items())),
+        )
+
+
+def _class_indices(values: np.ndarray, argmax: bool) -> np.ndarray:
+    """Class indices from labels or predictions saved as indices, one-hot rows or scores."""
+    rows = values.reshape(len(values), -1)
+    indices = rows.argmax(axis=1) if argmax and rows.shape[1] > 1 else rows[:, 0]
+    return indices.astype(np.int64)
 
 
 #: snake_case name (as in SageMaker's rule_configs) -> class
