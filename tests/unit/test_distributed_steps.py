@@ -101,3 +101,15 @@ def test_a_nan_loss_on_one_rank_fails_every_rank_at_once(tmp_path):
     outcomes = _run("nan", tmp_path)
     assert "training loss became nan" in outcomes[1]["diverged"]
     assert "on another rank" in outcomes[0]["diverged"]
+
+
+@pytest.mark.parametrize(
+    ("processes", "host_threads", "environ", "expected"),
+    [(2, 2, {}, 1), (2, 16, {}, 8), (4, 2, {}, 1), (3, 8, {}, 2), (2, 8, {"OMP_NUM_THREADS": "3"}, None)],
+)
+def test_local_processes_share_the_hosts_threads_unless_the_caller_set_them(
+    processes, host_threads, environ, expected
+):
+    from classifier.training.launcher import threads_per_process
+
+    assert threads_per_process(processes, host_threads, environ) == expected

@@ -266,15 +266,19 @@ def test_a_finished_tuning_trial_removes_its_checkpoints_and_a_training_job_keep
     assert (job.root / "checkpoints" / "checkpoint.pt").is_file()
 
 
-def test_two_processes_on_one_host_train_one_ddp_job(job, repo_root):
+def test_two_processes_on_one_host_train_one_ddp_job(job, repo_root, monkeypatch):
     # bf16 autocast and gradient clipping on every rank: emulated where the CPU has no bf16.
     job.hyperparameters({**FAST, "epochs": 2, "precision": "bf16", "clip_grad_norm": "1.0", "image_size": 32})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     env = {"SM_PROCESSES_PER_HOST": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     result = run_train(job.root, repo_root, env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "joining gloo process group: rank 0 of 2" in output
     assert "joining gloo process group: rank 1 of 2" in output
+    # The host's cores shared out: rank 0 (which logs what it resolved) has its share only.
+    threads = re.findall(r"rank 0 of 2; device cpu; (\d+) intra-op threads", output)
+    assert len(threads) == 1 and int(threads[0]) <= max(1, len(os.sched_getaffinity(0)) // 2), output
     assert len(epoch_lines(result.stdout)) == 2
     metrics = json.loads((job.root / "output/data/metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["precision"]["precision"] == "bf16"

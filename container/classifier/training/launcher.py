@@ -11,6 +11,7 @@ agent would still give us, spawning and SIGTERM forwarding, is the dozen lines b
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -31,10 +32,32 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def threads_per_process(processes_per_host: int, host_threads: int, environ: dict[str, str]) -> int | None:
+    """The host's CPU threads shared out among its local processes; None where the caller set
+    OMP_NUM_THREADS (it then applies to each process, as under torchrun).
+
+    torch sizes each process's OpenMP pool to every core: two processes on a 2-core host put four
+    threads that spin at their barriers on two cores. torchrun sets 1 per process; an equal share
+    keeps the host's cores busy with fewer processes than cores.
+    """
+    if "OMP_NUM_THREADS" in environ:
+        return None
+    return max(1, host_threads // processes_per_host)
+
+
 def _spawned(
-    local_rank: int, target: Callable, env: TrainingEnvironment, hp: Hyperparameters, processes_per_host: int
+    local_rank: int,
+    target: Callable,
+    env: TrainingEnvironment,
+    hp: Hyperparameters,
+    processes_per_host: int,
+    threads: int | None,
 ) -> None:
     configure_logging()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         target(env, hp, local_rank, processes_per_host)
     except TrainingInterrupted as error:
@@ -54,11 +77,13 @@ def run_processes(
     if processes_per_host == 1:
         target(env, hp, 0, 1)
         return
+    import torch
     import torch.multiprocessing as mp
 
+    threads = threads_per_process(processes_per_host, torch.get_num_threads(), dict(os.environ))
     context = mp.start_processes(
         _spawned,
-        args=(target, env, hp, processes_per_host),
+        args=(target, env, hp, processes_per_host, threads),
         nprocs=processes_per_host,
         join=False,
         start_method="spawn",
