@@ -39,10 +39,13 @@ $(STAMP)/uv-$(UV_VERSION):
 
 # $(call install_lock,VENV,LOCK): both paths check every hash; sagemaker-training is built from
 # its hashed sdist. `uv pip install` (not sync) keeps the venv's own pip for the editable install.
+# --compile-bytecode does what pip does by default: uv otherwise leaves compiling to the first
+# import, which never persists under PYTHONDONTWRITEBYTECODE=1, so every process that imports
+# torch compiled it again (7.8 s of CPU for the training program's imports against 3.9 s).
 define install_lock
 	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
 	if [ "$(USE_UV)" != 0 ] && [ -x $(UV) ]; then \
-	    $(UV) pip install -q --python $(1)/bin/python --require-hashes \
+	    $(UV) pip install -q --compile-bytecode --python $(1)/bin/python --require-hashes \
 	        --index-strategy unsafe-best-match $(uv_sources) -r $(2); \
 	else \
 	    $(1)/bin/pip install -q --require-hashes -r $(2); \
