@@ -8,7 +8,6 @@ rules they apply are in test_tuning_rules.py.
 
 from __future__ import annotations
 
-import _thread
 import json
 import signal
 import threading
@@ -66,6 +65,7 @@ class StubRunner:
     jobs: list[str] = field(default_factory=list)
     stopped: threading.Event = field(default_factory=threading.Event)
     lines: list[str] | None = None
+    stopped_by_the_tuner: bool = False
 
     def run(self, job, on_objective) -> TrialOutcome:
         self.jobs.append(job.name)
@@ -79,8 +79,11 @@ class StubRunner:
             for line in lines:  # every epoch done, then the Ctrl-C during the test pass
                 if (parsed := metrics.feed(line)) is not None:
                     on_objective(*parsed)
-            _thread.interrupt_main()  # the Ctrl-C reaches the tuner while this job runs
-            assert self.stopped.wait(10), "the tuner did not stop the running job"
+            # A terminal's Ctrl-C while this job runs: SIGINT wakes the main thread, which waits
+            # on the trials (_thread.interrupt_main would only flag it, so the tuner heard of it
+            # after this wait had timed out).
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            self.stopped_by_the_tuner = self.stopped.wait(10)
             return TrialOutcome(EXIT_SIGTERM, True, metrics, 0.1, "TrainingInterrupted: SIGTERM")
         for line in lines:
             parsed = metrics.feed(line)
@@ -221,8 +224,8 @@ def test_a_cli_bests_table_and_json_work_on_a_local_job(tmp_path, cli, capsys, m
 
 @pytest.fixture
 def ctrl_c_reaches_python():
-    """``interrupt_main`` does nothing while SIGINT is ignored, as it is for a test run started
-    in the background (``cmd &`` without job control): give SIGINT Python's own handler."""
+    """SIGINT is ignored in a test run started in the background (``cmd &`` without job
+    control): give it Python's own handler, as an interactive tuner has."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
@@ -233,7 +236,7 @@ def test_ctrl_c_then_rerun_continues_with_no_trial_lost_or_repeated(tmp_path):
     settings = settings_for(tmp_path, max_jobs=5, early_stopping=False)
     first = StubRunner(interrupt_on_job="job-003")
     result = run(tmp_path, settings, first)
-    assert not result.finished
+    assert not result.finished and first.stopped_by_the_tuner
     study = load(tmp_path)
     left = [t.user_attrs["training_job"] for t in own_trials(study, (TrialState.RUNNING,))]
     assert "job-003" in left
@@ -253,7 +256,8 @@ def test_ctrl_c_then_rerun_continues_with_no_trial_lost_or_repeated(tmp_path):
 @pytest.mark.usefixtures("ctrl_c_reaches_python")
 def test_a_trial_interrupted_after_its_last_epoch_keeps_its_objective(tmp_path):
     settings = settings_for(tmp_path, max_jobs=1, max_parallel_jobs=1, early_stopping=False)
-    assert not run(tmp_path, settings, StubRunner(interrupt_on_job="job-001")).finished
+    interrupted = StubRunner(interrupt_on_job="job-001")
+    assert not run(tmp_path, settings, interrupted).finished and interrupted.stopped_by_the_tuner
     reported = load(tmp_path).trials[0].intermediate_values
     # The resumed job has no epoch left: it prints no objective line and ends well.
     resumed = StubRunner(lines=["resumed from checkpoint: epoch=3 of 3\n"])
