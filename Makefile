@@ -87,21 +87,31 @@ test-unit: $(STAMP)/venv $(STAMP)/venv-sdk
 	$(VENV)/bin/python -m pytest tests/unit -n $(PYTEST_WORKERS) --dist worksteal
 
 # The local-mode tests run the built image; the runtime venv runs a real ./train for the regex test.
+# SDK_TESTS: more pytest arguments, e.g. SDK_TESTS='-m "not docker"' (the tests needing no image).
+SDK_TESTS ?=
 test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
-	CLASSIFIER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV_SDK)/bin/python -m pytest tests/sdk
+	CLASSIFIER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV_SDK)/bin/python -m pytest tests/sdk $(SDK_TESTS)
 
-# Fast feedback first: lint and the unit suite run while the image builds beside them (the
-# build mostly waits on the network and the disk: 106 s of CPU in 322 s on a fresh machine);
-# then the container and SDK suites, one after the other (both run containers that use every
-# core: side by side they took 474 s against 351 s in turn).
-IMAGE_BUILD_LOG := $(STAMP)/image-build.log
-test: $(STAMP)/venv $(STAMP)/venv-sdk
-	@echo "building the image in the background (log: $(IMAGE_BUILD_LOG))"; \
-	$(MAKE) --no-print-directory image >$(IMAGE_BUILD_LOG) 2>&1 & build=$$!; \
-	$(MAKE) --no-print-directory lint test-unit; status=$$?; \
-	if ! wait $$build; then echo "image build failed:" >&2; tail -n 40 $(IMAGE_BUILD_LOG) >&2; exit 1; fi; \
-	tail -n 1 $(IMAGE_BUILD_LOG); exit $$status
-	$(MAKE) --no-print-directory test-container test-sdk
+# `make test` keeps both cores of a small machine busy (docs/performance.md has the figures):
+# - the image builds in the background from the start (it mostly waits on the network and the
+#   disk), beside the venvs, lint and the unit suite;
+# - the container suite then runs beside the SDK tests that need no image (one core of Python
+#   each: the CLI, moto requests, the tuner's rules);
+# - the SDK's local-mode tests come last and alone: their trainings take every core, and two
+#   trainings side by side spin their thread pools against each other.
+TEST_LOGS := $(STAMP)/test-logs
+test: | $(STAMP)/uv-$(UV_VERSION)
+	@mkdir -p $(TEST_LOGS); echo "building the image in the background (log: $(TEST_LOGS)/image.log)"; \
+	$(MAKE) --no-print-directory image >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
+	$(MAKE) --no-print-directory setup lint test-unit; status=$$?; \
+	if ! wait $$build; then echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; exit 1; fi; \
+	tail -n 1 $(TEST_LOGS)/image.log; exit $$status
+	@echo "the container suite runs beside the SDK tests that need no image (log: $(TEST_LOGS)/container.log)"; \
+	$(MAKE) --no-print-directory -o image test-container >$(TEST_LOGS)/container.log 2>&1 & container=$$!; \
+	$(MAKE) --no-print-directory -o image test-sdk SDK_TESTS='-m "not docker"'; status=$$?; \
+	wait $$container; container_status=$$?; cat $(TEST_LOGS)/container.log; \
+	[ $$status = 0 ] && [ $$container_status = 0 ]
+	$(MAKE) --no-print-directory -o image test-sdk SDK_TESTS='-m docker'
 
 # --- Docker (see docs/image.md) -------------------------------------------------------------
 IMAGE_NAME ?= sagemaker-image-classifier

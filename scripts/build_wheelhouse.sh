@@ -28,7 +28,7 @@ so build on Debian 12 or older glibc).
   -h, --help   show this help
 
 Environment:
-  PYTHON           interpreter that runs pip (default: python3, else .venv/bin/python);
+  PYTHON           interpreter that runs pip (default: python3, else .venv-tools or .venv);
                    must be CPython 3.11
   TORCH_INDEX_URL  extra index for another torch variant, e.g. https://download.pytorch.org/whl/cpu;
                    its hashes differ, so it needs a lock compiled against that index (-r)
@@ -51,11 +51,16 @@ while (($#)); do
 done
 [[ -r "$requirements" ]] || die "lock file not found: $requirements (make lock writes it)"
 
-# Any CPython 3.11 with pip will do: the repository's .venv when python3 has no pip module.
+# Any CPython 3.11 with pip will do: when python3 has no pip module, one of the repository's
+# venvs (.venv-tools comes first in `make test`, before the image build starts).
 python="${PYTHON:-python3}"
-if [[ -z "${PYTHON:-}" ]] && ! python3 -m pip --version >/dev/null 2>&1 \
-    && [[ -x "$repo_root/.venv/bin/python" ]]; then
-    python="$repo_root/.venv/bin/python"
+if [[ -z "${PYTHON:-}" ]] && ! python3 -m pip --version >/dev/null 2>&1; then
+    for venv in .venv-tools .venv; do
+        if "$repo_root/$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+            python="$repo_root/$venv/bin/python"
+            break
+        fi
+    done
 fi
 "$python" -m pip --version >/dev/null 2>&1 \
     || die "$python has no pip: apt-get install python3-pip, or set PYTHON to one that has"
