@@ -354,10 +354,20 @@ def test_a_mini_batch_at_the_payload_limit_keeps_memory_bounded(tmp_path):
     assert growth < BATCH_RSS_GROWTH_BOUND, f"server RSS grew by {growth / 2**20:.0f} MiB"
 
 
-def _process_tree(pid: int) -> list[int]:
+def _process_tree(pid: int, expected: int) -> list[int]:
+    """The server's processes once there are ``expected`` of them.
+
+    Polled: a worker may still be forking, or may briefly run a child of its own (ctypes'
+    find_library runs ``ldconfig -p``) on a loaded machine.
+    """
     import psutil
 
-    return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    deadline = time.monotonic() + START_DEADLINE_S
+    while True:
+        tree = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+        if len(tree) == expected or time.monotonic() > deadline:
+            return tree
+        time.sleep(0.2)
 
 
 def test_an_openvino_server_loads_no_torch_in_any_process(tmp_path):
@@ -376,8 +386,8 @@ def test_an_openvino_server_loads_no_torch_in_any_process(tmp_path):
         status, answer = server.request("POST", "/invocations", encode(photo()), JPEG)
         assert status == 200 and len(json.loads(answer)["predictions"]) == 3
         assert "inference backend openvino" in server.log
-        processes = _process_tree(server.process.pid)
-        assert len(processes) == 3, "the master and its two workers"
+        processes = _process_tree(server.process.pid, expected=3)
+        assert len(processes) == 3, f"the master and its two workers: {processes}"
         for pid in processes:
             mapped = Path(f"/proc/{pid}/maps").read_text()
             assert "libtorch" not in mapped and "/torchvision/" not in mapped, f"process {pid} loaded torch"
