@@ -94,28 +94,33 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 
 # `make test` keeps both cores of a small machine busy (docs/performance.md has the figures):
 # - the image builds in the background from the start (it mostly waits on the network and the
-#   disk), beside the venvs and every suite that needs no image;
-# - lint and the SDK tests that need no image (the CLI, moto requests, the tuner's rules: one
-#   core of Python each) run beside the unit suite, whose processes take one thread each;
-# - the container suite and the SDK's local-mode tests come last, one after the other: their
-#   trainings take every core, and beside other work their thread pools spin against it
-#   (the container suite took 125 s beside the SDK tests against 84 s alone).
+#   disk), beside the venvs and the unit suite, whose processes take one thread each;
+# - the container suite and the SDK's local-mode tests follow, one after the other: their
+#   trainings take every core, and beside other work their thread pools spin against it (the
+#   container suite took 125 s beside the SDK tests against 84 s alone);
+# - lint and the SDK tests that need no image (one core of Python each) run beside those two at
+#   the lowest priority (nice 19): they take the CPU the containers leave idle (about a third:
+#   Python imports on one core, container starts).
 TEST_LOGS := $(STAMP)/test-logs
 test: | $(STAMP)/uv-$(UV_VERSION)
 	@mkdir -p $(TEST_LOGS); echo "building the image in the background (log: $(TEST_LOGS)/image.log)"; \
 	$(MAKE) --no-print-directory image >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
 	if ! $(MAKE) --no-print-directory setup; then wait $$build; exit 1; fi; \
-	echo "lint and the SDK tests that need no image run beside the unit suite (logs: $(TEST_LOGS))"; \
-	$(MAKE) --no-print-directory lint >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
-	$(MAKE) --no-print-directory -o image test-sdk SDK_TESTS='-m "not docker"' \
-	    >$(TEST_LOGS)/sdk-no-image.log 2>&1 & sdk=$$!; \
 	$(MAKE) --no-print-directory test-unit; status=$$?; \
+	echo "lint and the SDK tests that need no image run at nice 19 (logs: $(TEST_LOGS))"; \
+	nice -n 19 $(MAKE) --no-print-directory lint >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
+	nice -n 19 $(MAKE) --no-print-directory -o image test-sdk SDK_TESTS='-m "not docker"' \
+	    >$(TEST_LOGS)/sdk-no-image.log 2>&1 & sdk=$$!; \
+	if wait $$build; then \
+	    tail -n 1 $(TEST_LOGS)/image.log; \
+	    $(MAKE) --no-print-directory -o image test-container test-sdk SDK_TESTS='-m docker' || status=1; \
+	else \
+	    echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; status=1; \
+	fi; \
 	for job in lint:$$lint sdk-no-image:$$sdk; do \
-	    wait $${job#*:} || status=1; cat $(TEST_LOGS)/$${job%:*}.log; \
+	    wait $${job#*:} || status=1; echo "--- $(TEST_LOGS)/$${job%:*}.log"; cat $(TEST_LOGS)/$${job%:*}.log; \
 	done; \
-	if ! wait $$build; then echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; exit 1; fi; \
-	tail -n 1 $(TEST_LOGS)/image.log; exit $$status
-	$(MAKE) --no-print-directory -o image test-container test-sdk SDK_TESTS='-m docker'
+	exit $$status
 
 # --- Docker (see docs/image.md) -------------------------------------------------------------
 IMAGE_NAME ?= sagemaker-image-classifier
