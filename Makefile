@@ -99,17 +99,20 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 #   trainings take every core, and beside other work their thread pools spin against it (the
 #   container suite took 125 s beside the SDK tests against 84 s alone);
 # - lint and the SDK tests that need no image (one core of Python each) run beside those two at
-#   the lowest priority (nice 19): they take the CPU the containers leave idle (about a third:
-#   Python imports on one core, container starts).
+#   the lowest priority, to take only the CPU the containers leave idle (about a third: Python
+#   imports on one core, container starts). Where the kernel groups processes by session
+#   (autogroup, sched(7)), nice counts only within the group: they get a session of their own,
+#   and the group's nice is set too.
+LOW_PRIORITY := setsid --wait sh -c '{ echo 19 >/proc/self/autogroup; } 2>/dev/null; exec nice -n 19 "$$@"' sh
 TEST_LOGS := $(STAMP)/test-logs
 test: | $(STAMP)/uv-$(UV_VERSION)
 	@mkdir -p $(TEST_LOGS); echo "building the image in the background (log: $(TEST_LOGS)/image.log)"; \
 	$(MAKE) --no-print-directory image >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
 	if ! $(MAKE) --no-print-directory setup; then wait $$build; exit 1; fi; \
 	$(MAKE) --no-print-directory test-unit; status=$$?; \
-	echo "lint and the SDK tests that need no image run at nice 19 (logs: $(TEST_LOGS))"; \
-	nice -n 19 $(MAKE) --no-print-directory lint >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
-	nice -n 19 $(MAKE) --no-print-directory -o image test-sdk SDK_TESTS='-m "not docker"' \
+	echo "lint and the SDK tests that need no image run at low priority (logs: $(TEST_LOGS))"; \
+	$(LOW_PRIORITY) $(MAKE) --no-print-directory lint >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
+	$(LOW_PRIORITY) $(MAKE) --no-print-directory -o image test-sdk SDK_TESTS='-m "not docker"' \
 	    >$(TEST_LOGS)/sdk-no-image.log 2>&1 & sdk=$$!; \
 	if wait $$build; then \
 	    tail -n 1 $(TEST_LOGS)/image.log; \
