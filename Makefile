@@ -80,12 +80,11 @@ lock: $(STAMP)/uv-$(UV_VERSION)
 
 # The unit suite is mostly processes that import torch and wait on each other: pytest-xdist runs
 # it on one worker per core (work stealing evens out the long trainings). PYTEST_WORKERS=0 runs it
-# in this process. UNIT_TESTS: the paths and pytest arguments (default: the whole suite).
+# in this process.
 PYTEST_WORKERS ?= auto
-UNIT_TESTS ?= tests/unit
 # The watching tests start the MLflow tracking server of .venv-sdk (the SDK pins full mlflow).
 test-unit: $(STAMP)/venv $(STAMP)/venv-sdk
-	$(VENV)/bin/python -m pytest $(UNIT_TESTS) -n $(PYTEST_WORKERS) --dist worksteal
+	$(VENV)/bin/python -m pytest tests/unit -n $(PYTEST_WORKERS) --dist worksteal
 
 # The local-mode tests run the built image; the runtime venv runs a real ./train for the regex test.
 # SDK_TESTS: more pytest arguments, e.g. SDK_TESTS='-m "not docker"' (the tests needing no image).
@@ -99,32 +98,29 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 # - the container suite and the SDK's local-mode tests follow, one after the other: their
 #   trainings take every core, and beside other work their thread pools spin against it (the
 #   container suite took 125 s beside the SDK tests against 84 s alone);
-# - lint, the SDK tests that need no image and the debugger's in-process trainings run beside
-#   those two at the lowest priority, to take only the CPU the containers leave idle (about a
-#   third: Python imports on one core, container starts). Where the kernel groups processes by
-#   session (autogroup, sched(7)), nice counts only within the group: they get a session of
-#   their own, and the group's nice is set too.
+# - lint and the SDK tests that need no image (one core of Python each) run beside those two at
+#   the lowest priority, to take only the CPU the containers leave idle (about a third: Python
+#   imports on one core, container starts). Where the kernel groups processes by session
+#   (autogroup, sched(7)), nice counts only within the group: they get a session of their own,
+#   and the group's nice is set too.
 LOW_PRIORITY := setsid --wait sh -c '{ echo 19 >/proc/self/autogroup; } 2>/dev/null; exec nice -n 19 "$$@"' sh
 TEST_LOGS := $(STAMP)/test-logs
-DEBUGGER_TRAININGS := tests/unit/debugger/test_trainings.py
 test: | $(STAMP)/uv-$(UV_VERSION)
 	@mkdir -p $(TEST_LOGS); echo "building the image in the background (log: $(TEST_LOGS)/image.log)"; \
 	$(MAKE) --no-print-directory image >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
 	if ! $(MAKE) --no-print-directory setup; then wait $$build; exit 1; fi; \
-	$(MAKE) --no-print-directory test-unit UNIT_TESTS="tests/unit --ignore=$(DEBUGGER_TRAININGS)"; status=$$?; \
-	echo "lint, the SDK tests that need no image and $(DEBUGGER_TRAININGS) run at low priority (logs: $(TEST_LOGS))"; \
+	$(MAKE) --no-print-directory test-unit; status=$$?; \
+	echo "lint and the SDK tests that need no image run at low priority (logs: $(TEST_LOGS))"; \
 	$(LOW_PRIORITY) $(MAKE) --no-print-directory lint >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
 	$(LOW_PRIORITY) $(MAKE) --no-print-directory -o image test-sdk SDK_TESTS='-m "not docker"' \
 	    >$(TEST_LOGS)/sdk-no-image.log 2>&1 & sdk=$$!; \
-	$(LOW_PRIORITY) $(MAKE) --no-print-directory test-unit UNIT_TESTS=$(DEBUGGER_TRAININGS) PYTEST_WORKERS=0 \
-	    >$(TEST_LOGS)/debugger-trainings.log 2>&1 & trainings=$$!; \
 	if wait $$build; then \
 	    tail -n 1 $(TEST_LOGS)/image.log; \
 	    $(MAKE) --no-print-directory -o image test-container test-sdk SDK_TESTS='-m docker' || status=1; \
 	else \
 	    echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; status=1; \
 	fi; \
-	for job in lint:$$lint sdk-no-image:$$sdk debugger-trainings:$$trainings; do \
+	for job in lint:$$lint sdk-no-image:$$sdk; do \
 	    wait $${job#*:} || status=1; echo "--- $(TEST_LOGS)/$${job%:*}.log"; cat $(TEST_LOGS)/$${job%:*}.log; \
 	done; \
 	exit $$status
