@@ -103,11 +103,18 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 #   imports on one core, container starts). Where the kernel groups processes by session
 #   (autogroup, sched(7)), nice counts only within the group: they get a session of their own,
 #   and the group's nice is set too.
-LOW_PRIORITY := setsid --wait sh -c '{ echo 19 >/proc/self/autogroup; } 2>/dev/null; exec nice -n 19 "$$@"' sh
+# A Ctrl-C reaches none of the background jobs (a shell's `cmd &` ignores SIGINT), so the
+# recipe ends each job's session itself on SIGINT or SIGTERM.
+OWN_SESSION := setsid --wait
+LOW_PRIORITY := $(OWN_SESSION) sh -c '{ echo 19 >/proc/self/autogroup; } 2>/dev/null; exec nice -n 19 "$$@"' sh
+# With --wait, setsid forks when it leads a process group: the session is its pid or its child's.
+END_SESSIONS = for job in $$build $$lint $$sdk; do \
+	    pkill -TERM -s $$job; pkill -TERM -s "$$(pgrep -P $$job)"; done 2>/dev/null
 TEST_LOGS := $(STAMP)/test-logs
 test: | $(STAMP)/uv-$(UV_VERSION)
 	@mkdir -p $(TEST_LOGS); echo "building the image in the background (log: $(TEST_LOGS)/image.log)"; \
-	$(MAKE) --no-print-directory image >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
+	$(OWN_SESSION) $(MAKE) --no-print-directory image >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
+	trap '$(END_SESSIONS); exit 130' INT TERM; \
 	if ! $(MAKE) --no-print-directory setup; then wait $$build; exit 1; fi; \
 	$(MAKE) --no-print-directory test-unit; status=$$?; \
 	echo "lint and the SDK tests that need no image run at low priority (logs: $(TEST_LOGS))"; \
