@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from classifier import archives
 from classifier.constants import (
     CUSTOM_ATTRIBUTES_HEADER,
     DEFAULT_PORT,
@@ -245,7 +246,7 @@ def local_container_name(endpoint_name: str) -> str:
     return LOCAL_CONTAINER_PREFIX + endpoint_name
 
 
-def _prepare_model_dir(ctx: AwsContext | None, model_data: str, target: Path) -> None:
+def prepare_model_dir(ctx: AwsContext | None, model_data: str, target: Path) -> None:
     """Unpack model.tar.gz (local path, file:// or s3://) or copy a model directory."""
     if model_data.startswith("file://"):
         model_data = model_data[len("file://") :]
@@ -260,8 +261,10 @@ def _prepare_model_dir(ctx: AwsContext | None, model_data: str, target: Path) ->
     if source.is_dir():
         shutil.copytree(source, target, dirs_exist_ok=True)
     elif source.is_file() and tarfile.is_tarfile(source):
-        with tarfile.open(source) as tar:
-            tar.extractall(target, filter="data")
+        try:
+            archives.extract(source, target)
+        except archives.ArchiveError as error:
+            raise ConfigurationError(str(error)) from error
     else:
         raise ConfigurationError(f"{model_data} is neither a model.tar.gz nor a model directory")
     if not (target / MODEL_CONFIG_FILE).exists():
@@ -288,7 +291,7 @@ def deploy_local(
     state = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     model_dir = state / "model"
     try:
-        _prepare_model_dir(ctx, settings.model_data, model_dir)
+        prepare_model_dir(ctx, settings.model_data, model_dir)
         env_args = [arg for k, v in settings.environment.items() for arg in ("-e", f"{k}={v}")]
         _docker(
             "run", "--detach", "--name", name,

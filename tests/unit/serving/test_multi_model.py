@@ -10,6 +10,7 @@ import pytest
 from classifier.serving.model_table import ModelTable
 from classifier.serving.multi_model import ModelRegistry, create_multi_model_app
 from classifier.serving.predictor import Predictor
+from tests.archive_corpus import REFUSED, escaped_files, jail
 
 from .conftest import encode, photo
 
@@ -119,3 +120,18 @@ def test_a_model_that_no_longer_loads_is_dropped_from_the_table(settings, base_d
     assert registry.names() == ["kept"] and not registry.restoring
     assert table.entries() == {"kept": str(base_dir / "model")}
     registry.close()
+
+
+@pytest.mark.parametrize("case", [c for c in REFUSED if not c.is_zip], ids=lambda case: case.name)
+def test_a_multi_model_load_of_a_crafted_archive_is_refused_and_serving_goes_on(tmp_path, case, settings):
+    folder = jail(tmp_path)
+    archive = case.build(folder)
+    model_dir = folder / "model"
+    model_dir.mkdir()
+    archive.rename(model_dir / "model.tar.gz")
+    client = app_for(ModelRegistry(load_predictor, BUDGET), settings)
+    response = client.post("/models", json={"model_name": "crafted", "url": str(model_dir)})
+    assert response.status_code == 500, response.json  # a model that fails to load, as any other
+    assert repr(case.refused_member) in response.json["error"]
+    assert client.get("/ping").status_code == 200
+    assert escaped_files(tmp_path) == []
