@@ -186,22 +186,33 @@ class _Plan:
                 raise ArchiveError(
                     f"archive {archive}: member {member.name!r} is a device or FIFO, not a file"
                 )
-            parts = plan._parts(member)
-            if parts:  # a later member of the same name replaces an earlier one, as in tar
-                plan.entries.pop(parts, None)
-                plan.links.pop(parts, None)
-                (plan.links if member.kind in (SYMLINK, HARDLINK) else plan.entries)[parts] = member
+            plan._add(member)
         plan._plan_copies()
         return plan
+
+    def _add(self, member: _Member) -> None:
+        """Place ``member`` where an extractor would: its folder reached through the links
+        before it. A later member in the same place replaces an earlier one, as in tar."""
+        parts = self._parts(member)
+        if not parts:
+            return
+        folder = self._resolve([(p, member) for p in parts[:-1]], member)
+        if folder is None:
+            raise ArchiveError(f"archive {self.archive}: member {member.name!r} lies under a loop of links")
+        place = (*folder, parts[-1])
+        self.entries.pop(place, None)
+        self.links.pop(place, None)
+        (self.links if member.kind in (SYMLINK, HARDLINK) else self.entries)[place] = member
 
     def _plan_copies(self) -> None:
         """Each link becomes a copy of the file it leads to, or is dropped (said once every
         link is known to stay inside)."""
         dropped = []
-        for parts, member in self.links.items():
-            leads_to = self._follow(parts, member)
+        for place, member in self.links.items():
+            start = place[:-1] if member.kind == SYMLINK else ()  # a hard link names a path from the root
+            leads_to = self._resolve([(p, member) for p in start] + self._steps(member, member), member)
             if leads_to is not None and leads_to in self.entries and self.entries[leads_to].kind == FILE:
-                self.copies.append((parts, leads_to))
+                self.copies.append((place, leads_to))
             else:
                 dropped.append(member)
         for member in dropped:
@@ -218,19 +229,17 @@ class _Plan:
             raise ArchiveError(f"archive {self.archive}: member {name!r} would land outside {self.target}")
         return components
 
-    def _follow(self, parts: Parts, member: _Member) -> Parts | None:
-        """Where a link leads in the archive's namespace, through every other link on the way
-        (symlinks relative to their folder, hard links from the root); None for a loop. A link
-        that leads outside, at any step, refuses the archive."""
-        folder = list(parts[:-1]) if member.kind == SYMLINK else []
+    def _resolve(self, pending: list[tuple[str, _Member]], member: _Member) -> Parts | None:
+        """The place ``pending`` (path components, each with the member it comes from) leads
+        to, through every link on the way; None for a loop. A step above the target refuses the
+        archive, naming ``member`` and the link that took it there."""
         resolved: list[str] = []
-        pending = folder + self._steps(member, member)
         hops = 0
         while pending:
-            component = pending.pop(0)
+            component, source = pending.pop(0)
             if component == "..":
                 if not resolved:
-                    raise self._outside(member)
+                    raise self._outside(member, source)
                 resolved.pop()
                 continue
             resolved.append(component)
@@ -246,15 +255,20 @@ class _Plan:
             pending = self._steps(link, member) + pending
         return tuple(resolved)
 
-    def _steps(self, link: _Member, member: _Member) -> list[str]:
+    def _steps(self, link: _Member, member: _Member) -> list[tuple[str, _Member]]:
         if link.link.startswith("/") or "\0" in link.link:
-            raise self._outside(member)
-        return [p for p in link.link.split("/") if p not in ("", ".")]
+            raise self._outside(member, link)
+        return [(p, link) for p in link.link.split("/") if p not in ("", ".")]
 
-    def _outside(self, member: _Member) -> ArchiveError:
+    def _outside(self, member: _Member, via: _Member) -> ArchiveError:
+        if via is member:
+            return ArchiveError(
+                f"archive {self.archive}: {member.kind} {member.name!r} -> {member.link!r} points "
+                f"outside {self.target}"
+            )
         return ArchiveError(
-            f"archive {self.archive}: {member.kind} {member.name!r} -> {member.link!r} points "
-            f"outside {self.target}"
+            f"archive {self.archive}: member {member.name!r} would land outside {self.target} "
+            f"through {via.kind} {via.name!r} -> {via.link!r}"
         )
 
     # --- writing: through folder descriptors, never through a path -------------------------
