@@ -21,6 +21,20 @@ REPO = helpers.REPO_ROOT
 CLASSES = {"cat": 10, "dog": 10, "fox": 10}
 HYPERPARAMETERS = {**FAST, "image_size": 32, "epochs": 2, "log_steps": 1}
 HPARAMS_SESSION = "_hparams_/session_start_info"
+# Credentials someone put in the tracking URI (the client refuses them; a job redacts them).
+PASSWORD = "s3cr3t-Pa55"
+
+
+def with_credentials(url: str) -> str:
+    return url.replace("http://", f"http://watcher:{PASSWORD}@")
+
+
+def assert_no_password(result, *roots) -> None:
+    """Neither the job's log nor any file it wrote (event files included) holds the password."""
+    assert PASSWORD not in result.stdout + result.stderr
+    for root in roots:
+        leaked = [p for p in root.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
+        assert leaked == []
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +64,8 @@ def logged_job(mlflow_server, tmp_path_factory):
         job.channel(channel, data)
     job.hyperparameters({**HYPERPARAMETERS, "debug": True})
     env = {
-        "MLFLOW_TRACKING_URI": mlflow_server,
+        # The test server asks for no credentials; the client sends them all the same.
+        "MLFLOW_TRACKING_URI": with_credentials(mlflow_server),
         "MLFLOW_EXPERIMENT_NAME": "watching-test",
         "TRAINING_JOB_NAME": "watched-job-1",
         "CLASSIFIER_IMAGE_URI": "example.com/classifier:test",
@@ -91,6 +106,18 @@ def test_the_run_read_back_from_mlflow_has_params_metrics_per_epoch_tags_and_art
     assert [v.run_id for v in versions] == [run.info.run_id]
 
 
+def test_a_credentialed_tracking_uri_reaches_no_log_file_event_or_mlflow_record(mlflow_server, logged_job):
+    from mlflow import MlflowClient
+
+    job, result = logged_job
+    assert "watcher:***@127.0.0.1" in result.stdout + result.stderr
+    assert_no_password(result, job.root)
+    client = MlflowClient(mlflow_server)
+    (run,) = client.search_runs([client.get_experiment_by_name("watching-test").experiment_id])
+    recorded = {**run.data.tags, **run.data.params}
+    assert not [key for key, value in recorded.items() if PASSWORD in value]
+
+
 def test_tensorboard_reads_back_the_scalars_per_epoch_the_hparams_session_and_the_figures(logged_job):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -118,11 +145,13 @@ def _job_output(result) -> str:
 
 
 def test_a_tracking_server_where_nothing_listens_warns_once_and_the_job_succeeds(job, repo_root):
-    uri = f"http://127.0.0.1:{free_port()}"
+    port = free_port()
+    uri = with_credentials(f"http://127.0.0.1:{port}")
     result = run_train(job.root, repo_root, {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"})
     output = _job_output(result)
     assert result.returncode == 0, output[-5000:]
-    assert output.count(f"MLflow tracking server {uri} failed") == 1
+    assert output.count(f"MLflow tracking server http://watcher:***@127.0.0.1:{port} failed") == 1
+    assert_no_password(result, job.root)
     assert "MLflow did not record:" in output and "epoch 2 metrics" in output
     assert (job.root / "model" / "model_config.json").exists()
 

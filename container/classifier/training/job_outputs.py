@@ -9,6 +9,8 @@ from pathlib import Path
 
 from sagemaker_training.errors import ClientError
 
+from classifier import redaction
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
@@ -18,7 +20,7 @@ TEST_REPORT_FILE = "test_report.json"
 
 def _write_json(path: Path, payload) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str))
+    path.write_text(redaction.redact(json.dumps(payload, indent=2, default=str)))
 
 
 def write_metrics(output_data_dir: Path, payload: dict) -> None:
@@ -52,7 +54,7 @@ def write_failure(failure_file: Path, error: BaseException) -> None:
     reason = f"{type(error).__name__}: {error}\n"
     if not isinstance(error, ClientError):
         reason += "\n" + "".join(traceback.format_exception(error))
-    failure_file.write_text(reason)
+    failure_file.write_text(redaction.redact(reason))
 
 
 def run_rules_and_report(

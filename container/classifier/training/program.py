@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import sys
@@ -26,7 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from classifier import image_folders
+from classifier import image_folders, redaction
 from classifier.artifacts import ModelSpec, save_model
 from classifier.debugging import hook as debugger
 from classifier.metric_definitions import format_metrics_line, format_resumed_line
@@ -541,6 +542,7 @@ def _finish_watching(hp, ctx, stop, channels, state: TrainingState, model, test_
 
 def main() -> None:
     """Entry point of ``train``: run the job; turn any failure into output/failure and an exit code."""
+    redaction.install(os.environ)
     configure_logging()
     env = TrainingEnvironment.from_environ()
     env.failure_file.unlink(missing_ok=True)

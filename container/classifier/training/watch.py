@@ -13,6 +13,7 @@ import numpy as np
 
 from classifier import constants
 from classifier.debugging.report import REPORT_HTML
+from classifier.redaction import redact_uri
 from classifier.training import job_outputs
 from classifier.training.environment import TrainingEnvironment
 from classifier.training.hyperparameters import Hyperparameters
@@ -55,7 +56,7 @@ def watchers_for(env: TrainingEnvironment, hp: Hyperparameters) -> Watchers:
             logger.warning(
                 "no MLflow run: %s=%s cannot be used (%s: %s)",
                 constants.MLFLOW_TRACKING_URI_ENV,
-                uri,
+                redact_uri(uri),
                 type(error).__name__,
                 error,
             )

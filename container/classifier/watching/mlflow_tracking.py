@@ -26,8 +26,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from classifier import constants
+from classifier import constants, redaction
 from classifier.hyperparameter_schema import as_text
+from classifier.redaction import redact_uri
 from classifier.watching.base import JobEnd, JobFacts, JobWatcher
 
 T = TypeVar("T")
@@ -61,6 +62,7 @@ class MlflowWatcher(JobWatcher):
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
+        self.shown_uri = redact_uri(tracking_uri)
         self.environ = environ
         self.register_as = register_as
         self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -84,11 +86,12 @@ class MlflowWatcher(JobWatcher):
         try:
             return action()
         except Exception as error:  # noqa: BLE001 - any client or transport error; see module docstring
-            self.failure = f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+            text = str(error).splitlines()[0][:300] if str(error) else ""
+            self.failure = redaction.redact(f"{type(error).__name__}: {text}")
             self.missed.append(what)
             logger.warning(
                 "MLflow tracking server %s failed (%s) on %s; training goes on, nothing more is sent to it",
-                self.tracking_uri, self.failure, what,
+                self.shown_uri, self.failure, what,
             )  # fmt: skip
             return None
 
@@ -108,7 +111,7 @@ class MlflowWatcher(JobWatcher):
         run_id = self.run_id = run.info.run_id
         params = [Param(key, as_text(value)) for key, value in sorted(facts.hyperparameters.items())]
         self._call("the hyperparameters", lambda: self.client.log_batch(run_id, params=params))
-        logger.info("MLflow run %s in experiment %r at %s", self.run_id, name, self.tracking_uri)
+        logger.info("MLflow run %s in experiment %r at %s", self.run_id, name, self.shown_uri)
 
     def attach(self, run_id: str) -> None:
         """Go on with an existing run (a local tuning job continued), instead of :meth:`start`."""
@@ -195,7 +198,7 @@ class MlflowWatcher(JobWatcher):
                 self.missed.append(f"the run's end ({type(error).__name__})")
         if not self.missed:
             return []
-        return [f"{', '.join(self.missed)} (to {self.tracking_uri}: {self.failure or 'no run'})"]
+        return [f"{', '.join(self.missed)} (to {self.shown_uri}: {self.failure or 'no run'})"]
 
 
 def run_tags(facts: JobFacts, environ: Mapping[str, str]) -> dict[str, str]:
