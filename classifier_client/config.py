@@ -102,8 +102,7 @@ class AwsContext:
 def validate_role_arn(role_arn: str) -> str:
     if not _ROLE_ARN.match(role_arn):
         raise ConfigurationError(
-            f"--role must be an IAM role ARN like arn:aws:iam::123456789012:role/NAME, "
-            f"got {role_arn!r}"
+            f"--role must be an IAM role ARN like arn:aws:iam::123456789012:role/NAME, got {role_arn!r}"
         )
     return role_arn
 

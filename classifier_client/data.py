@@ -17,6 +17,7 @@ from pathlib import Path
 
 from classifier import archives
 from classifier.constants import TEST_CHANNEL, TRAIN_CHANNEL, VALID_CHANNELS
+from classifier_client.account_settings import s3_encryption
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri
 
 # Split folder name -> the channel the training program reads it from: valid/ or validation/
@@ -27,6 +28,8 @@ SPLIT_CHANNELS = {
     TEST_CHANNEL: TEST_CHANNEL,
 }
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
+# The content's MD5, kept in each object's metadata when SSE-KMS makes its ETag something else.
+MD5_METADATA = "content-md5"
 _SKIPPED_NAMES = {".DS_Store", "Thumbs.db"}
 
 
@@ -49,10 +52,7 @@ def _s3_splits(root: str, ctx: AwsContext) -> dict[str, str]:
     bucket, prefix = parse_s3_uri(root.rstrip("/") + "/")
     response = ctx.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
     present = {p["Prefix"][len(prefix) :].rstrip("/") for p in response.get("CommonPrefixes", [])}
-    return {
-        SPLIT_CHANNELS[s]: f"s3://{bucket}/{prefix}{s}/"
-        for s in sorted(present & set(SPLIT_CHANNELS))
-    }
+    return {SPLIT_CHANNELS[s]: f"s3://{bucket}/{prefix}{s}/" for s in sorted(present & set(SPLIT_CHANNELS))}
 
 
 def _local_splits(root: str) -> dict[str, str]:
@@ -111,6 +111,18 @@ def _same(path: Path, existing: tuple[int, str] | None) -> bool:
     return "-" in etag or _md5(path) == etag
 
 
+def _same_encrypted(s3, bucket: str, key: str, path: Path, kms_key: str) -> bool:
+    """With SSE-KMS an ETag is no MD5 of the content: the object is the same file when it is
+    KMS-encrypted (with ``kms_key`` where that is an ARN, which HeadObject reports) and holds
+    the MD5 this client wrote in its metadata."""
+    head = s3.head_object(Bucket=bucket, Key=key)
+    if head.get("ServerSideEncryption") != "aws:kms":
+        return False
+    if kms_key.startswith("arn:") and head.get("SSEKMSKeyId") != kms_key:
+        return False
+    return head.get("Metadata", {}).get(MD5_METADATA) == _md5(path)
+
+
 def channel_layout(source: Path) -> dict[str, str]:
     """Split folder -> channel name, for an ImageFolder root holding train/valid[/test]."""
     return {p.name: SPLIT_CHANNELS[p.name] for p in source.iterdir() if p.name in SPLIT_CHANNELS}
@@ -126,13 +138,14 @@ def upload_data(
     source: str | os.PathLike,
     s3_uri: str,
     progress: Callable[[str], None] | None = None,
+    kms_key: str | None = None,
 ) -> UploadResult:
     """Upload the ImageFolder ``source`` under ``s3_uri``; returns the channel URIs.
 
     ``source`` is a directory or a .zip/.tar(.gz) of one (it is extracted to a temporary
     folder first, so re-runs still skip file by file). A root with train/valid(ation)/test
     sub-folders gives one channel per split (``s3_uri/train/``...); any other tree is one
-    ``train`` channel.
+    ``train`` channel. With ``kms_key`` every object is written with SSE-KMS and that key.
     """
     source = Path(source).expanduser()
     if not source.exists():
@@ -144,10 +157,10 @@ def upload_data(
                 extracted = archives.extract(source, Path(scratch))
             except archives.ArchiveError as error:
                 raise ConfigurationError(str(error)) from error
-            return _upload_tree(ctx, _dataset_root(extracted), bucket, prefix, progress)
+            return _upload_tree(ctx, _dataset_root(extracted), bucket, prefix, progress, kms_key)
     if not source.is_dir():
         raise ConfigurationError(f"{source} is neither a directory nor a .zip/.tar(.gz) archive")
-    return _upload_tree(ctx, _dataset_root(source), bucket, prefix, progress)
+    return _upload_tree(ctx, _dataset_root(source), bucket, prefix, progress, kms_key)
 
 
 def _upload_tree(
@@ -156,6 +169,7 @@ def _upload_tree(
     bucket: str,
     prefix: str,
     progress: Callable[[str], None] | None,
+    kms_key: str | None = None,
 ) -> UploadResult:
     from boto3.s3.transfer import TransferConfig
 
@@ -167,10 +181,17 @@ def _upload_tree(
     existing = _existing_objects(s3, bucket, prefix)
     result = UploadResult()
     for path, key in files:
-        if _same(path, existing.get(key)):
+        found = existing.get(key)
+        if kms_key:
+            same = found is not None and found[0] == path.stat().st_size
+            same = same and _same_encrypted(s3, bucket, key, path, kms_key)
+        else:
+            same = _same(path, found)
+        if same:
             result.skipped += 1
             continue
-        s3.upload_file(str(path), bucket, key, Config=transfer)
+        extra = {**s3_encryption(kms_key), "Metadata": {MD5_METADATA: _md5(path)}} if kms_key else {}
+        s3.upload_file(str(path), bucket, key, Config=transfer, ExtraArgs=extra)
         result.uploaded += 1
         result.bytes_uploaded += path.stat().st_size
         if progress and result.uploaded % 500 == 0:

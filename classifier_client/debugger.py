@@ -114,8 +114,8 @@ def rule_evaluator_image(region: str, override: str | None) -> str:
     if account is None:
         raise ValueError(
             f"custom Debugger rule jobs in {region} need AWS's rule-evaluator image for that "
-            "region: look it up in the developer guide (\"Amazon SageMaker Debugger image URIs "
-            "for custom rule evaluators\") and pass --rule-evaluator-image URI, or use "
+            'region: look it up in the developer guide ("Amazon SageMaker Debugger image URIs '
+            'for custom rule evaluators") and pass --rule-evaluator-image URI, or use '
             "--debugger-rules none (every job evaluates the rules itself at its end)"
         )
     return f"{account}.dkr.ecr.{region}.amazonaws.com/{RULE_EVALUATOR_REPOSITORY}"

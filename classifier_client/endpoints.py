@@ -11,12 +11,13 @@ find it again by its container name.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,12 @@ from classifier.constants import (
     MODEL_SERVER_TIMEOUT_ENV,
     MODEL_SERVER_WORKERS_ENV,
 )
+from classifier_client.account_settings import AccountSettings, RequestSettings, refuse_secrets
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
 from classifier_client.hosting import HostingOptions
+from classifier_client.image import pin_image
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_TOP_K = 3
@@ -66,6 +71,60 @@ class DeploySettings:
     instance_count: int = 1
     environment: dict[str, str] = field(default_factory=dict)
     hosting: HostingOptions = field(default_factory=HostingOptions)
+    # VPC, KMS keys, isolation and tags (docs/security.md); none by default.
+    account: AccountSettings = field(default_factory=AccountSettings)
+
+    def model_request(self, role: str, name: str) -> dict[str, Any]:
+        """CreateModel: our image by digest with the model, the account's VPC, isolation, tags."""
+        account = self.account.model()
+        container = {
+            "Image": self.image_uri,
+            "ModelDataUrl": self.model_data,
+            "Environment": {**account.environment, **self.hosting.server_environment(), **self.environment},
+        }
+        if self.hosting.multi_model:
+            # ModelDataUrl is then the S3 prefix holding every model.tar.gz; TargetModel picks one.
+            container["Mode"] = "MultiModel"
+        return model_request(name, container, role, account)
+
+    def endpoint_config_request(self, name: str) -> dict[str, Any]:
+        """CreateEndpointConfig: the variant, the hosting options, the account's keys and tags."""
+        account = self.account.endpoint_config([self.instance_type])
+        for note in account.notes:
+            logger.warning("%s", note)
+        variant = {
+            "VariantName": VARIANT_NAME,
+            "ModelName": name,
+            "InitialInstanceCount": self.instance_count,
+            "InstanceType": self.instance_type,
+        }
+        request: dict[str, Any] = {
+            "EndpointConfigName": name,
+            "ProductionVariants": [self.hosting.variant(variant)],
+            **self.hosting.endpoint_config_extras(),
+        }
+        if account.volume_kms_key and not self.hosting.serverless:
+            request["KmsKeyId"] = account.volume_kms_key
+        if "AsyncInferenceConfig" in request and account.output_kms_key:
+            request["AsyncInferenceConfig"]["OutputConfig"]["KmsKeyId"] = account.output_kms_key
+        if account.tags:
+            request["Tags"] = account.tag_list()
+        return request
+
+
+def model_request(
+    name: str, container: dict[str, Any], role: str, account: RequestSettings
+) -> dict[str, Any]:
+    """A CreateModel request with the account's settings (deploy and transform share it)."""
+    refuse_secrets(container["Environment"], "--env")
+    request: dict[str, Any] = {"ModelName": name, "PrimaryContainer": container, "ExecutionRoleArn": role}
+    if account.vpc:
+        request["VpcConfig"] = account.vpc
+    if account.network_isolation:
+        request["EnableNetworkIsolation"] = True
+    if account.tags:
+        request["Tags"] = account.tag_list()
+    return request
 
 
 # --- SageMaker -----------------------------------------------------------------------------
@@ -79,31 +138,19 @@ def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> d
     """
     _check_deploy(settings, wait)
     role = ctx.require_role()
+    settings = replace(settings, image_uri=pin_image(ctx, settings.image_uri))
     sagemaker = ctx.client("sagemaker")
     hosting = settings.hosting
     # Model and config names change per deploy so an endpoint can be updated in place later.
     resource_name = unique_name(settings.endpoint_name)
-    container = {
-        "Image": settings.image_uri,
-        "ModelDataUrl": settings.model_data,
-        "Environment": {**hosting.server_environment(), **settings.environment},
-    }
-    if hosting.multi_model:
-        # ModelDataUrl is then the S3 prefix holding every model.tar.gz; TargetModel picks one.
-        container["Mode"] = "MultiModel"
-    sagemaker.create_model(ModelName=resource_name, PrimaryContainer=container, ExecutionRoleArn=role)
-    variant = {
-        "VariantName": VARIANT_NAME,
-        "ModelName": resource_name,
-        "InitialInstanceCount": settings.instance_count,
-        "InstanceType": settings.instance_type,
-    }
-    sagemaker.create_endpoint_config(
+    sagemaker.create_model(**settings.model_request(role, resource_name))
+    sagemaker.create_endpoint_config(**settings.endpoint_config_request(resource_name))
+    endpoint_tags = settings.account.endpoint().tag_list()
+    sagemaker.create_endpoint(
+        EndpointName=settings.endpoint_name,
         EndpointConfigName=resource_name,
-        ProductionVariants=[hosting.variant(variant)],
-        **hosting.endpoint_config_extras(),
+        **({"Tags": endpoint_tags} if endpoint_tags else {}),
     )
-    sagemaker.create_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=resource_name)
     if wait:
         _wait_in_service(sagemaker, settings.endpoint_name)
     status = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)["EndpointStatus"]
@@ -116,13 +163,19 @@ def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> d
     if hosting.autoscale:
         from classifier_client.hosting import enable_autoscaling
 
-        result["autoscaling"] = enable_autoscaling(ctx, settings.endpoint_name, VARIANT_NAME, hosting)
+        result["autoscaling"] = enable_autoscaling(
+            ctx, settings.endpoint_name, VARIANT_NAME, hosting, tags=endpoint_tags
+        )
     return result
 
 
 def _check_deploy(settings: DeploySettings, wait: bool) -> None:
     hosting = settings.hosting
     hosting.validate(settings.instance_type)
+    # The account's settings are resolved, and refused where AWS would refuse them, offline.
+    settings.account.endpoint_config([settings.instance_type])
+    settings.account.endpoint()
+    refuse_secrets({**settings.account.model().environment, **settings.environment}, "--env")
     data = settings.model_data
     if hosting.multi_model:
         if not data.startswith("s3://") or not data.endswith("/"):
@@ -199,9 +252,7 @@ def delete(ctx: AwsContext, endpoint_name: str) -> list[str]:
             raise ConfigurationError(f"no endpoint named {endpoint_name}") from error
         raise
     try:
-        variants = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)[
-            "ProductionVariants"
-        ]
+        variants = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]
         model_names = [v["ModelName"] for v in variants]
         variant_names = [v["VariantName"] for v in variants]
     except ClientError as error:
@@ -268,9 +319,7 @@ def prepare_model_dir(ctx: AwsContext | None, model_data: str, target: Path) -> 
     else:
         raise ConfigurationError(f"{model_data} is neither a model.tar.gz nor a model directory")
     if not (target / MODEL_CONFIG_FILE).exists():
-        raise ConfigurationError(
-            f"{model_data} holds no {MODEL_CONFIG_FILE}: not a model this image trained"
-        )
+        raise ConfigurationError(f"{model_data} holds no {MODEL_CONFIG_FILE}: not a model this image trained")
 
 
 def deploy_local(
@@ -285,9 +334,7 @@ def deploy_local(
         raise ConfigurationError("a local endpoint runs one container (--instance-count 1)")
     name = local_container_name(settings.endpoint_name)
     if _docker("ps", "-aq", "--filter", f"name=^{name}$").stdout.strip():
-        raise ConfigurationError(
-            f"local endpoint {settings.endpoint_name} exists; `delete --local` it first"
-        )
+        raise ConfigurationError(f"local endpoint {settings.endpoint_name} exists; `delete --local` it first")
     state = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     model_dir = state / "model"
     try:
@@ -330,9 +377,7 @@ def _wait_until_healthy(name: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     url = None
     while time.monotonic() < deadline:
-        state = _docker(
-            "inspect", "--format", "{{.State.Status}}", name, check=False
-        ).stdout.strip()
+        state = _docker("inspect", "--format", "{{.State.Status}}", name, check=False).stdout.strip()
         if state in ("exited", "dead"):
             logs = _docker("logs", "--tail", "40", name, check=False)
             raise ConfigurationError(

@@ -223,10 +223,15 @@ def backlog_alarm_name(endpoint_name: str) -> str:
 
 
 def enable_autoscaling(
-    ctx: AwsContext, endpoint_name: str, variant_name: str, options: HostingOptions
+    ctx: AwsContext,
+    endpoint_name: str,
+    variant_name: str,
+    options: HostingOptions,
+    tags: list[dict[str, str]] | None = None,
 ) -> dict:
     """Register the variant's instance count and track invocations per instance, or, for an
-    asynchronous endpoint that scales in to zero, its queue (:func:`_scale_on_backlog`)."""
+    asynchronous endpoint that scales in to zero, its queue (:func:`_scale_on_backlog`). The
+    scalable target and the alarm carry ``tags`` (scaling policies take none)."""
     scaling = ctx.client("application-autoscaling")
     resource_id = variant_resource_id(endpoint_name, variant_name)
     low, high, target = options.scaling()
@@ -236,9 +241,10 @@ def enable_autoscaling(
         ScalableDimension=SCALABLE_DIMENSION,
         MinCapacity=low,
         MaxCapacity=high,
+        **({"Tags": {tag["Key"]: tag["Value"] for tag in tags}} if tags else {}),
     )
     if options.scales_to_zero:
-        policies = _scale_on_backlog(ctx, endpoint_name, resource_id, target)
+        policies = _scale_on_backlog(ctx, endpoint_name, resource_id, target, tags or [])
         return {"scalable_target": resource_id, **policies}
     policy = _track(
         scaling,
@@ -267,7 +273,9 @@ def _track(scaling, name: str, resource_id: str, target: float, metric: dict) ->
     )["PolicyARN"]
 
 
-def _scale_on_backlog(ctx: AwsContext, endpoint_name: str, resource_id: str, target: float) -> dict:
+def _scale_on_backlog(
+    ctx: AwsContext, endpoint_name: str, resource_id: str, target: float, tags: list[dict[str, str]]
+) -> dict:
     """AWS's two policies for an asynchronous endpoint at zero instances ("Autoscale an
     asynchronous endpoint"): target tracking of ApproximateBacklogSizePerInstance ("For
     asynchronous endpoints SageMaker strongly recommends that you create a policy configuration
@@ -315,6 +323,7 @@ def _scale_on_backlog(ctx: AwsContext, endpoint_name: str, resource_id: str, tar
         ComparisonOperator="GreaterThanOrEqualToThreshold",
         TreatMissingData="missing",
         AlarmActions=[step],
+        **({"Tags": tags} if tags else {}),
     )
     return {"policy": tracking, "scale_out_from_zero": step, "alarm": alarm}
 

@@ -5,12 +5,20 @@ reference it prints on its last stdout line.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from classifier_client.config import ConfigurationError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from classifier_client.config import AwsContext
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_NAME = "sagemaker-image-classifier"
 DEFAULT_TAG = "latest"
@@ -75,3 +83,62 @@ def push_image(options: PushOptions, script: Path | None = None) -> str:
             f"{script.name} failed with exit code {completed.returncode}; see its messages above"
         )
     return lines[-1].strip()
+
+
+# --- images named by digest ----------------------------------------------------------------
+
+DIGEST_REFERENCE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+ECR_REFERENCE = re.compile(
+    r"^(?P<registry>(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)"
+    r"/(?P<repository>[a-z0-9][a-z0-9._/-]*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$"
+)
+
+
+def pin_image(ctx: AwsContext, reference: str) -> str:
+    """``reference`` as ``REPOSITORY@sha256:...``, the form every Create* request sends, so a
+    re-pushed tag never changes what a job or a new endpoint instance runs.
+
+    A tag is resolved with ECR DescribeImages; an ECR reference without a tag names the newest
+    image of its repository. A tag that does not resolve is refused, naming it."""
+    if DIGEST_REFERENCE.match(reference):
+        return reference
+    match = ECR_REFERENCE.match(reference)
+    if not match:
+        raise ConfigurationError(
+            f"image {reference!r}: SageMaker runs images from Amazon ECR; name it by digest "
+            "(REPOSITORY@sha256:..., as `push` prints it) or as an ECR repository[:tag]"
+        )
+    ecr = (
+        ctx.client("ecr")
+        if match["region"] == ctx.region
+        else ctx.boto_session.client("ecr", region_name=match["region"])
+    )
+    digest = _describe_digest(ecr, match, reference)
+    pinned = f"{match['registry']}/{match['repository']}@{digest}"
+    logger.info("image %s is %s", reference, pinned)
+    return pinned
+
+
+def _describe_digest(ecr, match: re.Match, reference: str) -> str:
+    from botocore.exceptions import ClientError
+
+    request = {"registryId": match["account"], "repositoryName": match["repository"]}
+    try:
+        if match["tag"]:
+            found = ecr.describe_images(**request, imageIds=[{"imageTag": match["tag"]}])["imageDetails"]
+        else:
+            pages = ecr.get_paginator("describe_images").paginate(**request, filter={"tagStatus": "ANY"})
+            found = sorted(
+                (image for page in pages for image in page["imageDetails"]),
+                key=lambda image: image.get("imagePushedAt") or 0,
+            )[-1:]
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        raise ConfigurationError(
+            f"image {reference!r} does not resolve in ECR ({code}: "
+            f"{error.response.get('Error', {}).get('Message', '')}); push it first "
+            "(sm-classifier push) or name it by digest"
+        ) from error
+    if not found:
+        raise ConfigurationError(f"image {reference!r}: repository {match['repository']} holds no image")
+    return found[0]["imageDigest"]

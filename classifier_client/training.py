@@ -19,14 +19,26 @@ import os
 import subprocess
 import tarfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from classifier.constants import CHECKPOINT_LOCAL_PATH, IMAGE_URI_ENV, MODEL_CONFIG_FILE
+from classifier.constants import (
+    CHECKPOINT_LOCAL_PATH,
+    IMAGE_URI_ENV,
+    MLFLOW_TRACKING_URI_ENV,
+    MODEL_CONFIG_FILE,
+)
 from classifier.debugging.rules import custom_rule_source_path
 from classifier.hyperparameter_schema import HyperparameterValueError, as_text, parse_values
 from classifier.metric_definitions import METRIC_DEFINITIONS
+from classifier_client.account_settings import (
+    AccountSettings,
+    RequestSettings,
+    check_retries,
+    refuse_secrets,
+    s3_encryption,
+)
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
 from classifier_client.debugger import (
     DebuggerSettings,
@@ -35,6 +47,7 @@ from classifier_client.debugger import (
     profiler_config,
     rule_evaluator_image,
 )
+from classifier_client.image import pin_image
 from classifier_client.watching import WatchSettings
 
 logger = logging.getLogger(__name__)
@@ -115,6 +128,11 @@ class TrainingSettings:
     base_job_name: str = DEFAULT_BASE_JOB_NAME
     debugger: DebuggerSettings = field(default_factory=DebuggerSettings)
     watching: WatchSettings = field(default_factory=WatchSettings)
+    # VPC, KMS keys, isolation, encryption and tags (docs/security.md); none by default.
+    account: AccountSettings = field(default_factory=AccountSettings)
+    max_retries: int | None = None
+    # The image was built with PRETRAINED_MODELS including the model (container/Dockerfile).
+    weights_in_image: bool = False
 
     def __post_init__(self):
         if not self.channels.get("train"):
@@ -123,12 +141,43 @@ class TrainingSettings:
             raise ConfigurationError("instance_count must be at least 1")
         self.hyperparameters = hyperparameter_strings(self.hyperparameters)
         check_hyperparameters(self.hyperparameters)
+        check_retries(self.max_retries)
+        refuse_secrets({**self.request.environment, **self.environment}, "--env")
+        if self.request.network_isolation:
+            self._refuse_what_isolation_stops()
         if self.spot:
             self.max_wait_seconds = self.max_wait_seconds or 2 * self.max_run_seconds
             if self.max_wait_seconds < self.max_run_seconds:
                 raise ConfigurationError("--max-wait must be at least --max-run for spot training")
         elif self.max_wait_seconds:
             raise ConfigurationError("--max-wait only applies to spot training (--spot)")
+
+    @property
+    def request(self) -> RequestSettings:
+        """The account's settings for this job's CreateTrainingJob."""
+        return self.account.training(self.instance_type)
+
+    def _refuse_what_isolation_stops(self) -> None:
+        """ "Network isolation": the container "can't make any outbound network calls, even to
+        other AWS services such as Amazon S3", and gets no AWS credentials."""
+        tracking = self.watching.mlflow_tracking_uri or {
+            **self.request.environment,
+            **self.environment,
+        }.get(MLFLOW_TRACKING_URI_ENV)
+        if tracking:
+            raise ConfigurationError(
+                "network isolation with an MLflow tracking URI: an isolated container makes no "
+                "outbound call and has no AWS credentials, so it could reach no tracking server "
+                "(not even a SageMaker managed one); drop the tracking URI (--mlflow-tracking-uri, "
+                "--env or the defaults file's Environment) or the isolation"
+            )
+        pretrained = parse_values(self.hyperparameters).get("pretrained", False)
+        if pretrained and "pretrained" not in self.channels and not self.weights_in_image:
+            raise ConfigurationError(
+                "network isolation with pretrained=true: an isolated container cannot download the "
+                "pretrained weights. Give them as a channel (--pretrained s3://.../state_dict.pt), or "
+                "build the image with PRETRAINED_MODELS naming the model and pass --weights-in-image"
+            )
 
     @property
     def checkpointing(self) -> bool:
@@ -162,6 +211,7 @@ def job_environment(settings: TrainingSettings, tuning_job_name: str | None = No
     return {
         IMAGE_URI_ENV: settings.image_uri,
         **settings.watching.environment(default_experiment, tuning_job_name),
+        **settings.request.environment,
         **settings.environment,
     }
 
@@ -191,6 +241,10 @@ def build_model_trainer(
         input_data_config=_input_data(settings.channels, local),
         **placement,
     )
+    if settings.max_retries and not local:
+        from sagemaker.core.shapes import RetryStrategy
+
+        trainer = trainer.with_retry_strategy(RetryStrategy(maximum_retry_attempts=settings.max_retries))
     return trainer.with_metric_definitions(metric_definitions())
 
 
@@ -222,12 +276,16 @@ def _cloud_placement(settings: TrainingSettings, ctx: AwsContext) -> dict[str, A
 
     if settings.instance_type in LOCAL_INSTANCE_TYPES:
         raise ConfigurationError(f"{settings.instance_type} needs --local")
+    account = settings.request
+    for note in account.notes:
+        logger.warning("%s", note)
     placement: dict[str, Any] = {
         "compute": Compute(
             instance_type=settings.instance_type,
             instance_count=settings.instance_count,
             volume_size_in_gb=settings.volume_size_gb,
             enable_managed_spot_training=settings.spot or None,
+            volume_kms_key_id=account.volume_kms_key,
         ),
         "training_mode": Mode.SAGEMAKER_TRAINING_JOB,
         "sagemaker_session": ctx.sagemaker_session,
@@ -236,15 +294,36 @@ def _cloud_placement(settings: TrainingSettings, ctx: AwsContext) -> dict[str, A
             max_wait_time_in_seconds=settings.max_wait_seconds,
         ),
     }
-    if settings.output_s3_uri:
+    if settings.output_s3_uri or account.output_kms_key:
+        # Without s3_output_path, ModelTrainer uses s3://<bucket>/<base name>.
         placement["output_data_config"] = OutputDataConfig(
-            s3_output_path=settings.output_s3_uri, compression_type="GZIP"
+            s3_output_path=settings.output_s3_uri, compression_type="GZIP", kms_key_id=account.output_kms_key
         )
+    placement.update(_account_placement(account))
     if settings.checkpointing:
         # Without s3_uri, ModelTrainer uses s3://<bucket>/<base name>/<job>/checkpoints.
         placement["checkpoint_config"] = CheckpointConfig(
             s3_uri=settings.checkpoint_s3_uri, local_path=CHECKPOINT_LOCAL_PATH
         )
+    return placement
+
+
+def _account_placement(account: RequestSettings) -> dict[str, Any]:
+    """ModelTrainer's networking (VPC, isolation, inter-container encryption) and tags."""
+    from sagemaker.core.shapes import Tag
+    from sagemaker.core.training.configs import Networking
+
+    placement: dict[str, Any] = {}
+    if account.vpc or account.network_isolation or account.inter_container_encryption:
+        vpc = account.vpc or {}
+        placement["networking"] = Networking(
+            subnets=vpc.get("Subnets"),
+            security_group_ids=vpc.get("SecurityGroupIds"),
+            enable_network_isolation=account.network_isolation or None,
+            enable_inter_container_traffic_encryption=account.inter_container_encryption or None,
+        )
+    if account.tags:
+        placement["tags"] = [Tag(key=tag["Key"], value=tag["Value"]) for tag in account.tags]
     return placement
 
 
@@ -261,6 +340,8 @@ def start_training_job(ctx: AwsContext, settings: TrainingSettings, *, wait: boo
     ctx.require_role()
     debugger = settings.debugger
     evaluator = _rule_evaluator(ctx, debugger)
+    _input_data(settings.channels, local=False)  # refused offline, before the image is looked up
+    settings = replace(settings, image_uri=pin_image(ctx, settings.image_uri))
     trainer = build_model_trainer(settings, ctx)
     # The request ModelTrainer.train() would send (names, channels, compute, metrics...).
     # Private: ModelTrainer (sagemaker 3.27) has no public way to add Debugger's hook, rule and
@@ -275,7 +356,7 @@ def start_training_job(ctx: AwsContext, settings: TrainingSettings, *, wait: boo
     if hook:
         request["debug_hook_config"] = shapes.DebugHookConfig(**hook)
     if evaluator is not None:  # the job has rules
-        source_uri = upload_rule_source(ctx, f"{job_prefix}/debugger-rules")
+        source_uri = upload_rule_source(ctx, f"{job_prefix}/debugger-rules", settings.request.output_kms_key)
         request["debug_rule_configurations"] = [
             shapes.DebugRuleConfiguration(**rule)
             for rule in debug_rule_configurations(debugger, evaluator, source_uri)
@@ -321,12 +402,13 @@ def _explain_create_error(error, debugger: DebuggerSettings) -> Exception:
     return ConfigurationError(f"CreateTrainingJob failed ({code}): {message}{hint}")
 
 
-def upload_rule_source(ctx: AwsContext, s3_prefix: str) -> str:
-    """Upload the rules' source file; SageMaker hands it to the rule evaluator image."""
+def upload_rule_source(ctx: AwsContext, s3_prefix: str, kms_key: str | None = None) -> str:
+    """Upload the rules' source file (with the job's key, if any); SageMaker hands it to the
+    rule evaluator image."""
     source = custom_rule_source_path()
     bucket, key_prefix = parse_s3_uri(s3_prefix.rstrip("/") + "/")
     key = key_prefix + Path(source).name
-    ctx.client("s3").upload_file(source, bucket, key)
+    ctx.client("s3").upload_file(source, bucket, key, ExtraArgs=s3_encryption(kms_key))
     return f"s3://{bucket}/{key}"
 
 

@@ -16,6 +16,7 @@ binds the fixed host port 8080 and sends one request at a time.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +30,11 @@ from classifier.constants import (
     MODEL_SERVER_WORKERS_ENV,
 )
 from classifier.serving.config import MAX_DEFAULT_CPU_WORKERS
+from classifier_client.account_settings import AccountSettings, RequestSettings, refuse_secrets
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
+from classifier_client.image import pin_image
+
+logger = logging.getLogger(__name__)
 
 SPLIT_TYPES = ("None", "Line")
 BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")
@@ -62,8 +67,13 @@ class TransformSettings:
     instance_count: int = 1
     environment: dict[str, str] = field(default_factory=dict)
     job_name: str = field(default_factory=lambda: unique_name("img-clf-transform"))
+    # VPC, KMS keys, isolation and tags (docs/security.md); none by default.
+    account: AccountSettings = field(default_factory=AccountSettings)
 
     def validate(self) -> None:
+        refuse_secrets(
+            {**self.account.transform(self.instance_type).environment, **self.environment}, "--env"
+        )
         if self.split_type not in SPLIT_TYPES:
             raise ConfigurationError(f"--split-type must be one of {SPLIT_TYPES}")
         if self.batch_strategy is not None and self.batch_strategy not in BATCH_STRATEGIES:
@@ -143,6 +153,9 @@ def create_transform_job(ctx: AwsContext, settings: TransformSettings, *, wait: 
         parse_s3_uri(uri)
     sagemaker = ctx.client("sagemaker")
     model_name = settings.model_name or _create_model(ctx, settings)
+    account = settings.account.transform(settings.instance_type)
+    for note in account.notes:
+        logger.warning("%s", note)
     request: dict[str, Any] = {
         "TransformJobName": settings.job_name,
         "ModelName": model_name,
@@ -169,8 +182,10 @@ def create_transform_job(ctx: AwsContext, settings: TransformSettings, *, wait: 
     ):
         if value is not None:
             request[key] = value
-    if settings.server_environment():
-        request["Environment"] = settings.server_environment()
+    environment = {**account.environment, **settings.server_environment()}
+    if environment:
+        request["Environment"] = environment
+    _add_account(request, account)
     sagemaker.create_transform_job(**request)
     status = "InProgress"
     if wait:
@@ -183,15 +198,29 @@ def create_transform_job(ctx: AwsContext, settings: TransformSettings, *, wait: 
     }
 
 
+def _add_account(request: dict[str, Any], account: RequestSettings) -> None:
+    """The account's output and volume keys, and its tags, on a CreateTransformJob request."""
+    if account.output_kms_key:
+        request["TransformOutput"]["KmsKeyId"] = account.output_kms_key
+    if account.volume_kms_key:
+        request["TransformResources"]["VolumeKmsKeyId"] = account.volume_kms_key
+    if account.tags:
+        request["Tags"] = account.tag_list()
+
+
 def _create_model(ctx: AwsContext, settings: TransformSettings) -> str:
+    from classifier_client.endpoints import model_request
+
     if not settings.model_data or not settings.model_data.startswith("s3://"):
         raise ConfigurationError("transform needs --model-name, or --model-data s3://.../model.tar.gz")
     name = unique_name(settings.job_name)
-    ctx.client("sagemaker").create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": settings.image_uri, "ModelDataUrl": settings.model_data},
-        ExecutionRoleArn=ctx.require_role(),
-    )
+    account = settings.account.model()
+    container = {
+        "Image": pin_image(ctx, settings.image_uri),
+        "ModelDataUrl": settings.model_data,
+        "Environment": dict(account.environment),
+    }
+    ctx.client("sagemaker").create_model(**model_request(name, container, ctx.require_role(), account))
     return name
 
 

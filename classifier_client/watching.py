@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from classifier import constants
+from classifier.redaction import redact_uri, uri_has_credentials
 from classifier_client.config import ConfigurationError
 
 # botocore's TrackingServerArn pattern.
@@ -40,6 +41,13 @@ class WatchSettings:
             raise ConfigurationError(
                 f"--mlflow-tracking-uri {uri!r} is neither an http(s):// URL nor a SageMaker MLflow "
                 "tracking server ARN (arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME)"
+            )
+        if uri and uri_has_credentials(uri):
+            raise ConfigurationError(
+                f"--mlflow-tracking-uri {redact_uri(uri)}: credentials in the URI would travel in the "
+                "job's environment, readable by anyone who may describe it, and in its logs. Use a "
+                "SageMaker managed MLflow tracking server (its ARN: the execution role authenticates), "
+                "or a server the job's network reaches without credentials"
             )
         if (self.mlflow_experiment or self.mlflow_register_model) and not uri:
             raise ConfigurationError(

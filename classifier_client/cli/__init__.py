@@ -42,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except NoCredentialsError:
-        print(
-            "error: no AWS credentials (aws configure / AWS_PROFILE / --profile)", file=sys.stderr
-        )
+        print("error: no AWS credentials (aws configure / AWS_PROFILE / --profile)", file=sys.stderr)
         return 2
     except NoRegionError:
         print("error: no AWS region (--region or AWS_REGION)", file=sys.stderr)

@@ -47,9 +47,7 @@ def add_image(parser: argparse.ArgumentParser) -> None:
 
 
 def add_channels(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "data channels", "S3 URIs, or local folders/archives with --local"
-    )
+    group = parser.add_argument_group("data channels", "S3 URIs, or local folders/archives with --local")
     group.add_argument(
         "--data",
         help="root holding train/ valid/ [test/] (as upload-data writes it); "
@@ -128,11 +126,40 @@ def add_compute(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--env", action="append", metavar="KEY=VALUE", help="container environment (repeatable)"
     )
-    group.add_argument(
-        "--base-job-name", default=training.DEFAULT_BASE_JOB_NAME, help="job name prefix"
-    )
+    group.add_argument("--base-job-name", default=training.DEFAULT_BASE_JOB_NAME, help="job name prefix")
 
 
 # --- one builder per subcommand ----------------------------------------------------------------
 
 
+def add_account(parser: argparse.ArgumentParser, training: bool = False) -> None:
+    """The settings a regulated account requires (docs/security.md); each wins over the SageMaker
+    SDK defaults file's value."""
+    group = parser.add_argument_group(
+        "account settings", "VPC, KMS, isolation and tags; override the SageMaker SDK defaults file"
+    )
+    group.add_argument("--subnets", metavar="ID,ID", help="VpcConfig subnets (with --security-group-ids)")
+    group.add_argument("--security-group-ids", metavar="ID,ID", help="VpcConfig security groups")
+    group.add_argument(
+        "--kms-key", metavar="KEY", help="KMS key (ARN, id or alias) for outputs and storage volumes"
+    )
+    group.add_argument(
+        "--network-isolation", action="store_true", help="no network and no AWS credentials in the container"
+    )
+    group.add_argument(
+        "--tag", action="append", metavar="KEY=VALUE", help="a tag on every resource (repeatable)"
+    )
+    if training:
+        group.add_argument(
+            "--encrypt-inter-container-traffic", action="store_true",
+            help="encrypt traffic between the instances of a distributed job",
+        )  # fmt: skip
+        group.add_argument(
+            "--max-retries", type=int, metavar="N",
+            help="retry a job that failed with an InternalServerError up to N times (RetryStrategy, 1-30)",
+        )  # fmt: skip
+        group.add_argument(
+            "--weights-in-image", action="store_true",
+            help="the image holds the pretrained weights (built with PRETRAINED_MODELS): "
+            "pretrained=true under --network-isolation needs no pretrained channel",
+        )  # fmt: skip

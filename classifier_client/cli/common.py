@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from classifier_client.image import DEFAULT_IMAGE_NAME, DEFAULT_TAG
 
@@ -38,3 +39,32 @@ def image_uri(args, ctx, local: bool) -> str:
 
 def print_json(data) -> None:
     print(json.dumps(data, indent=2, default=str))
+
+
+def account_flags(args):
+    from classifier_client.account_settings import AccountFlags, parse_ids, parse_tags
+
+    return AccountFlags(
+        subnets=parse_ids(args.subnets, "--subnets"),
+        security_group_ids=parse_ids(args.security_group_ids, "--security-group-ids"),
+        kms_key=args.kms_key,
+        network_isolation=args.network_isolation,
+        inter_container_encryption=getattr(args, "encrypt_inter_container_traffic", False),
+        tags=parse_tags(args.tag),
+    )
+
+
+def account_settings(args, local: bool = False):
+    """The account's settings for a SageMaker request; in local mode, none, and one line that
+    says which of those set it does not apply."""
+    from classifier_client.account_settings import AccountSettings
+
+    settings = AccountSettings.load(account_flags(args))
+    if not local:
+        return settings
+    ignored = settings.applied_locally()
+    if getattr(args, "max_retries", None):
+        ignored.append("retries")
+    if ignored:
+        print(f"local mode does not apply: {', '.join(ignored)} (sent to SageMaker only)", file=sys.stderr)
+    return AccountSettings()

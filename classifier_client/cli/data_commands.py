@@ -27,7 +27,7 @@ def cmd_upload_data(args) -> int:
 
     ctx = aws_context_for(args)
     result = upload_data(
-        ctx, args.source, args.s3_uri, progress=lambda m: print(m, file=sys.stderr)
+        ctx, args.source, args.s3_uri, progress=lambda m: print(m, file=sys.stderr), kms_key=args.kms_key
     )
     print(
         f"uploaded {result.uploaded} files ({result.bytes_uploaded / 1e6:.1f} MB), "

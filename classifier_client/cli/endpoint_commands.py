@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from classifier_client.cli.common import aws_context_for, image_uri, print_json
+from classifier_client.cli.common import account_settings, aws_context_for, image_uri, print_json
 from classifier_client.config import ConfigurationError
 
 
@@ -18,10 +18,9 @@ def _deploy_settings(args, ctx, local: bool, hosting=None):
         endpoint_name=args.endpoint_name,
         instance_type=args.instance_type,
         instance_count=args.instance_count,
-        environment=server_environment(
-            args.workers, args.timeout, parse_assignments(args.env, "--env")
-        ),
+        environment=server_environment(args.workers, args.timeout, parse_assignments(args.env, "--env")),
         hosting=hosting or _hosting_options(args),
+        account=account_settings(args, local),
     )
 
 

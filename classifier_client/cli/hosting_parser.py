@@ -6,6 +6,7 @@ import argparse
 
 from classifier_client import endpoints, hosting, transform
 from classifier_client.cli.arguments import (
+    add_account,
     add_aws,
     add_image,
     add_local,
@@ -29,9 +30,7 @@ def add_deploy(sub) -> None:
         help="s3://.../model.tar.gz (with --local also a local model.tar.gz or model folder)",
     )
     p.add_argument("--endpoint-name", required=True, help="endpoint name (local: container name)")
-    p.add_argument(
-        "--instance-type", default=endpoints.DEFAULT_INSTANCE_TYPE, help="hosting instance type"
-    )
+    p.add_argument("--instance-type", default=endpoints.DEFAULT_INSTANCE_TYPE, help="hosting instance type")
     p.add_argument("--instance-count", type=int, default=1, help="hosting instances")
     p.add_argument("--workers", type=int, help="gunicorn workers per instance (default: auto)")
     p.add_argument("--timeout", type=int, help="model server timeout in seconds")
@@ -40,6 +39,7 @@ def add_deploy(sub) -> None:
     add_local(p, "serve the model")
     p.add_argument("--port", type=int, default=0, help="--local: host port (default: a free one)")
     _add_hosting_options(p)
+    add_account(p)
     add_aws(p, role=True)
     p.set_defaults(func=cmd_deploy)
 
@@ -163,7 +163,6 @@ def add_transform(sub) -> None:
     p.add_argument("--job-name", help="transform job name (default: a unique one)")
     p.add_argument("--wait", action="store_true", help="wait until the job completes")
     add_local(p, "run the transform")
+    add_account(p)
     add_aws(p, role=True)
     p.set_defaults(func=cmd_transform)
-
-

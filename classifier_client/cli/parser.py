@@ -31,7 +31,6 @@ environment: AWS_PROFILE / AWS_REGION, {ROLE_ENV} (execution role), {IMAGE_ENV} 
 """
 
 
-
 def _add_metric_definitions(sub) -> None:
     p = sub.add_parser(
         "metric-definitions",
@@ -40,9 +39,7 @@ def _add_metric_definitions(sub) -> None:
         "classifier.metric_definitions, the module ./train prints its metric lines with), "
         "ready to paste into the console or another tool.",
     )
-    p.add_argument(
-        "--with-objective", action="store_true", help="also print the objective metric and type"
-    )
+    p.add_argument("--with-objective", action="store_true", help="also print the objective metric and type")
     p.set_defaults(func=cmd_metric_definitions)
 
 
@@ -56,6 +53,9 @@ def _add_upload_data(sub) -> None:
     )
     p.add_argument("source", help="local folder or archive")
     p.add_argument("s3_uri", help="destination prefix, e.g. s3://my-bucket/dogImages")
+    p.add_argument(
+        "--kms-key", metavar="KEY", help="write every object with SSE-KMS and this key (ARN, id or alias)"
+    )
     add_aws(p)
     p.set_defaults(func=cmd_upload_data)
 

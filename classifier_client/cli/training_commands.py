@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from classifier_client.cli.common import CHANNEL_HELP, aws_context_for, image_uri, print_json
+from classifier_client.cli.common import (
+    CHANNEL_HELP,
+    account_settings,
+    aws_context_for,
+    image_uri,
+    print_json,
+)
 from classifier_client.config import ConfigurationError
 from classifier_client.data import discover_channels
 
@@ -51,9 +57,7 @@ def _training_settings(args, ctx, local: bool, hyperparameters: dict[str, str], 
     )
     from classifier_client.watching import WatchSettings
 
-    instance_type = args.instance_type or (
-        LOCAL_INSTANCE_TYPES[0] if local else DEFAULT_INSTANCE_TYPE
-    )
+    instance_type = args.instance_type or (LOCAL_INSTANCE_TYPES[0] if local else DEFAULT_INSTANCE_TYPE)
     kwargs = {"debugger": debugger} if debugger is not None else {}
     watching = WatchSettings(
         tensorboard_s3_uri=args.tensorboard_s3_uri,
@@ -62,6 +66,9 @@ def _training_settings(args, ctx, local: bool, hyperparameters: dict[str, str], 
         mlflow_register_model=args.mlflow_register_model,
     )
     return TrainingSettings(
+        account=account_settings(args, local),
+        max_retries=None if local else args.max_retries,
+        weights_in_image=args.weights_in_image,
         image_uri=image_uri(args, ctx, local),
         channels=_channels(args, ctx, local),
         hyperparameters=hyperparameters,

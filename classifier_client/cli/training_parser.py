@@ -9,6 +9,7 @@ from classifier.debugging.rules import RULE_NAMES
 from classifier_client import debugger, tuning
 from classifier_client.cli.arguments import (
     LOCAL_RUNS_DIR,
+    add_account,
     add_aws,
     add_channels,
     add_compute,
@@ -107,6 +108,7 @@ def add_tune(sub) -> None:
     add_watching(p)
     _add_tuning_options(p)
     add_compute(p)
+    add_account(p, training=True)
     add_aws(p, role=True)
     _add_local_tuning_options(p)
     p.set_defaults(func=cmd_tune)
@@ -139,9 +141,7 @@ def add_best(sub) -> None:
     )
     p.add_argument("tuning_job")
     p.add_argument("--output", metavar="FILE", help="also write the JSON to FILE")
-    p.add_argument(
-        "--local", action="store_true", help="TUNING_JOB is a local one (`tune --local`); no AWS"
-    )
+    p.add_argument("--local", action="store_true", help="TUNING_JOB is a local one (`tune --local`); no AWS")
     p.add_argument(
         "--local-dir",
         default=LOCAL_RUNS_DIR,
@@ -172,22 +172,16 @@ def _add_debugger_options(p: argparse.ArgumentParser) -> None:
         f"{', '.join(RULE_NAMES)} (default: none; the job itself "
         "evaluates all of them at the end and logs the verdicts)",
     )
-    group.add_argument(
-        "--rule-param", action="append", metavar="RULE.KEY=VALUE", help="a rule parameter"
-    )
-    group.add_argument(
-        "--rule-instance-type", default=debugger.RULE_INSTANCE_TYPE, help="rule job instance"
-    )
+    group.add_argument("--rule-param", action="append", metavar="RULE.KEY=VALUE", help="a rule parameter")
+    group.add_argument("--rule-instance-type", default=debugger.RULE_INSTANCE_TYPE, help="rule job instance")
     group.add_argument(
         "--rule-evaluator-image",
         metavar="URI",
         help="AWS's custom-rule evaluator image for the job's region (built in for us-west-2; "
-        "see the developer guide, \"Amazon SageMaker Debugger image URIs for custom rule "
-        "evaluators\"). Rule jobs need an account that still has SageMaker Debugger.",
+        'see the developer guide, "Amazon SageMaker Debugger image URIs for custom rule '
+        'evaluators"). Rule jobs need an account that still has SageMaker Debugger.',
     )
-    group.add_argument(
-        "--no-debugger-hook", action="store_true", help="save no tensors (no DebugHookConfig)"
-    )
+    group.add_argument("--no-debugger-hook", action="store_true", help="save no tensors (no DebugHookConfig)")
     group.add_argument(
         "--tensor-save-interval",
         type=int,
@@ -234,7 +228,6 @@ def add_train(sub) -> None:
     add_compute(p)
     _add_debugger_options(p)
     _add_local_training_options(p)
+    add_account(p, training=True)
     add_aws(p, role=True)
     p.set_defaults(func=cmd_train)
-
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from classifier_client.cli.common import aws_context_for, image_uri, print_json
+from classifier_client.cli.common import account_settings, aws_context_for, image_uri, print_json
 
 
 def _settings(args, ctx, local: bool):
@@ -23,6 +23,7 @@ def _settings(args, ctx, local: bool):
         instance_type=args.instance_type,
         instance_count=args.instance_count,
         environment=parse_assignments(args.env, "--env"),
+        account=account_settings(args, local),
     )
     if args.job_name:
         settings.job_name = args.job_name

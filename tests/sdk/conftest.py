@@ -48,8 +48,7 @@ def offline_aws_environment(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
     config = tmp_path_factory.getbasetemp() / "sagemaker-config.yaml"
     config.write_text(
-        "SchemaVersion: '1.0'\n"
-        "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+        "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
     )
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
     # moto has no iam:SimulatePrincipalPolicy; the SDK's documented switch skips that check.
@@ -79,9 +78,7 @@ class RecordedCalls:
                 model.service_model.service_name,
                 model.name,
                 json.loads(
-                    json.dumps(
-                        params, default=lambda v: v.decode() if isinstance(v, bytes) else str(v)
-                    )
+                    json.dumps(params, default=lambda v: v.decode() if isinstance(v, bytes) else str(v))
                 ),
             )
         )
@@ -95,17 +92,48 @@ class RecordedCalls:
         return found[0]
 
 
+# The image the cloud tests name by tag: pushed to moto's ECR, so the client can pin it.
+IMAGE_REPOSITORY = "sagemaker-image-classifier"
+IMAGE_TAGS = ("v1", "latest")
+
+
 @dataclass
 class FakeAws:
     endpoint: str
     role_arn: str
     recorded: RecordedCalls
     contexts: list = field(default_factory=list)
+    digests: dict = field(default_factory=dict)
 
     def boto3(self, service: str):
         import boto3
 
         return boto3.client(service, endpoint_url=self.endpoint)
+
+    def push_image(self, repository: str, tag: str) -> str:
+        """An image manifest put into moto's ECR under ``repository:tag``; returns its digest."""
+        ecr = self.boto3("ecr")
+        try:
+            ecr.create_repository(repositoryName=repository)
+        except ecr.exceptions.RepositoryAlreadyExistsException:
+            pass
+        # moto's digest is the SHA-256 of the layer digests: one layer per tag.
+        layer = {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "layers": [{**layer, "digest": f"sha256:{tag.encode().hex():0>64}"}],
+        }
+        image = ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+        digest = image["image"]["imageId"]["imageDigest"]
+        self.digests[f"{repository}:{tag}"] = digest
+        return digest
+
+    def pinned(self, reference: str) -> str:
+        """``reference`` (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG) as the client sends it."""
+        registry, _, repository_tag = reference.partition("/")
+        repository, _, _ = repository_tag.partition(":")
+        return f"{registry}/{repository}@{self.digests[repository_tag]}"
 
 
 @pytest.fixture
@@ -122,6 +150,8 @@ def aws(moto_endpoint, monkeypatch) -> Iterator[FakeAws]:
         RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY)
     )["Role"]["Arn"]
     fake = FakeAws(moto_endpoint, role_arn, RecordedCalls())
+    for tag in IMAGE_TAGS:
+        fake.push_image(IMAGE_REPOSITORY, tag)
     original = config.aws_context
 
     def recording_context(*args, **kwargs):

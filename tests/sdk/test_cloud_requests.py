@@ -91,7 +91,7 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
     request = aws.recorded.one("CreateTrainingJob")
     job = request["TrainingJobName"]
 
-    assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert request["AlgorithmSpecification"]["TrainingImage"] == aws.pinned(IMAGE)
     assert _metrics_read(request["AlgorithmSpecification"]["MetricDefinitions"]) == METRICS_IN_LINE
     assert request["HyperParameters"] == {"epochs": "3", "amp": "true", "learning_rate": "0.01"}
     assert request["RoleArn"] == aws.role_arn
@@ -102,7 +102,7 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
     }
     assert request["ResourceConfig"]["InstanceCount"] == 2
     assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
-    assert request["Environment"] == {"SAGEMAKER_PROGRAM_LOG": "1", "CLASSIFIER_IMAGE_URI": IMAGE}
+    assert request["Environment"] == {"SAGEMAKER_PROGRAM_LOG": "1", "CLASSIFIER_IMAGE_URI": aws.pinned(IMAGE)}
 
     # Spot: managed spot, a wait limit above the run limit, checkpoints synced to S3.
     assert request["EnableManagedSpotTraining"] is True
@@ -143,7 +143,7 @@ def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, 
     assert json.loads(request["ProfilerConfig"]["ProfilingParameters"]["DataloaderProfilingConfig"])
 
     stored = aws.boto3("sagemaker").describe_training_job(TrainingJobName=job)
-    assert stored["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert stored["AlgorithmSpecification"]["TrainingImage"] == aws.pinned(IMAGE)
     assert stored["HyperParameters"] == {"epochs": "3", "amp": "true", "learning_rate": "0.01"}
 
 
@@ -201,7 +201,7 @@ def test_tune_sends_ranges_objective_metric_definitions_warm_start(aws, data_in_
     }
 
     definition = request["TrainingJobDefinition"]
-    assert definition["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert definition["AlgorithmSpecification"]["TrainingImage"] == aws.pinned(IMAGE)
     assert _metrics_read(definition["AlgorithmSpecification"]["MetricDefinitions"]) == METRICS_IN_LINE
     assert definition["StaticHyperParameters"] == {"model": "resnet50", "pretrained": "true"}
     assert _channels(definition) == {
@@ -254,7 +254,7 @@ def test_deploy_then_delete_creates_and_removes_model_config_endpoint(aws, capsy
     assert model["ModelName"] == deployed["model"]
     assert model["ExecutionRoleArn"] == aws.role_arn
     assert model["PrimaryContainer"] == {
-        "Image": IMAGE,
+        "Image": aws.pinned(IMAGE),
         "ModelDataUrl": model_data,
         "Environment": {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "2", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
     }
@@ -506,7 +506,7 @@ def test_train_sends_the_tensorboard_output_config_and_the_mlflow_environment(aw
         "LocalPath": "/opt/ml/output/tensorboard",
     }
     assert request["Environment"] == {
-        "CLASSIFIER_IMAGE_URI": IMAGE,
+        "CLASSIFIER_IMAGE_URI": aws.pinned(IMAGE),
         "MLFLOW_TRACKING_URI": ARN,
         "MLFLOW_EXPERIMENT_NAME": "mine",  # --env wins over the default, the base job name
         "CLASSIFIER_MLFLOW_REGISTER_MODEL": "pets",
@@ -530,7 +530,7 @@ def test_tune_tells_each_trial_its_tuning_job_and_syncs_tensorboard_with_the_che
         "LocalPath": "/opt/ml/checkpoints",
     }
     assert definition["Environment"] == {
-        "CLASSIFIER_IMAGE_URI": IMAGE,
+        "CLASSIFIER_IMAGE_URI": aws.pinned(IMAGE),
         "CLASSIFIER_TUNING_JOB_NAME": tuning_job,
         "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
         "MLFLOW_EXPERIMENT_NAME": tuning_job,
