@@ -14,7 +14,8 @@ Usage: $(basename "$0") [options]
 
 Build:
   -n, --name NAME         image/repository name (default: sagemaker-image-classifier)
-  -t, --tag TAG           image tag (default: latest)
+  -t, --tag TAG           image tag (default: latest; pushed to ECR: build-<UTC time>, unique,
+                          as the repository's tags are immutable)
   --base-image IMAGE      build arg BASE_IMAGE (default: \$BASE_IMAGE or python:3.11-slim-bookworm)
   --wheelhouse DIR        wheel folder for an offline build, served to the build on 127.0.0.1
                           (default: container/wheelhouse; see scripts/build_wheelhouse.sh)
@@ -29,8 +30,12 @@ Push (default: Amazon ECR):
   -a, --account ID        AWS account ID (default: from STS GetCallerIdentity)
   --registry HOST[/PATH]  push to this registry instead of ECR (e.g. 127.0.0.1:5000 or
                           ghcr.io/org); log in beforehand with \`docker login\` if it needs it
+  --mutable-tags          an ECR repository this creates lets a tag move (default: immutable)
+  --repository-tag K=V    a tag on the ECR repository this creates (repeatable)
   -h, --help              show this help
 
+A repository this creates scans each image on push and has immutable tags. The last line of
+stdout is the pushed image by digest (REPOSITORY@sha256:...), what SageMaker requests should name.
 The image is always built for --platform linux/amd64 (what SageMaker runs, also from Apple
 silicon), with the legacy builder (DOCKER_BUILDKIT=0) so it works where BuildKit is missing.
 The wheelhouse is served to the build on 127.0.0.1 (first free port from \$WHEELHOUSE_PORT,
@@ -48,6 +53,9 @@ EOF
 
 name="sagemaker-image-classifier"
 tag="latest"
+tag_given=0
+mutability="IMMUTABLE"
+repository_tags=()
 base_image="${BASE_IMAGE:-python:3.11-slim-bookworm}"
 wheelhouse="container/wheelhouse"
 region=""
@@ -60,7 +68,7 @@ cache_args=()
 while (($#)); do
     case "$1" in
         -n|--name) name="${2:?$1 needs a value}"; shift 2 ;;
-        -t|--tag) tag="${2:?$1 needs a value}"; shift 2 ;;
+        -t|--tag) tag="${2:?$1 needs a value}"; tag_given=1; shift 2 ;;
         --base-image) base_image="${2:?$1 needs a value}"; shift 2 ;;
         --wheelhouse) wheelhouse="${2:?$1 needs a value}"; shift 2 ;;
         --build-arg) build_args+=(--build-arg "${2:?$1 needs KEY=VALUE}"); shift 2 ;;
@@ -70,6 +78,8 @@ while (($#)); do
         -r|--region) region="${2:?$1 needs a value}"; shift 2 ;;
         -a|--account) account="${2:?$1 needs a value}"; shift 2 ;;
         --registry) registry="${2:?$1 needs a value}"; shift 2 ;;
+        --mutable-tags) mutability="MUTABLE"; shift ;;
+        --repository-tag) repository_tags+=("${2:?$1 needs KEY=VALUE}"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -108,14 +118,19 @@ find_python() {
 prepare_ecr() {
     local python output
     python="$(find_python)" || die "ECR push needs boto3: pip install boto3 (or set PYTHON)"
-    output="$("$python" - "$name" "$region" "$account" <<'PY'
+    output="$("$python" - "$name" "$region" "$account" "$mutability" \
+        ${repository_tags[@]+"${repository_tags[@]}"} <<'PY'
 import base64
 import sys
 
 import boto3
 import botocore.exceptions
 
-name, region, account = sys.argv[1:4]
+name, region, account, mutability = sys.argv[1:5]
+tags = [dict(zip(("Key", "Value"), pair.split("=", 1))) for pair in sys.argv[5:]]
+if any(len(tag) != 2 or not tag["Key"] for tag in tags):
+    print("[build_and_push.sh] ERROR: --repository-tag takes KEY=VALUE", file=sys.stderr)
+    sys.exit(1)
 
 
 def fail(message):
@@ -138,11 +153,17 @@ try:
     try:
         ecr.describe_repositories(registryId=account, repositoryNames=[name])
     except ecr.exceptions.RepositoryNotFoundException:
-        print(f"[build_and_push.sh] creating ECR repository {name} in {region}", file=sys.stderr)
+        print(
+            f"[build_and_push.sh] creating ECR repository {name} in {region} "
+            f"(scan on push, {mutability.lower()} tags)",
+            file=sys.stderr,
+        )
         ecr.create_repository(
             registryId=account,
             repositoryName=name,
             imageScanningConfiguration={"scanOnPush": True},
+            imageTagMutability=mutability,
+            **({"tags": tags} if tags else {}),
         )
     auth = ecr.get_authorization_token(registryIds=[account])["authorizationData"][0]
 except botocore.exceptions.NoCredentialsError:
@@ -268,12 +289,26 @@ if ((!push)); then
 fi
 
 # ---- push to an explicit registry -------------------------------------------------------------
+# Pushes $1 (REPOSITORY:TAG) and prints it by digest, from docker push's own "digest: sha256:..."
+# line (the registry's manifest digest), else from the engine's RepoDigests.
+push_and_print_digest() {
+    local ref="$1" repository="${1%:*}" output digest
+    log "pushing $ref"
+    output="$("$docker" push "$ref" | tee /dev/stderr)" || return 1
+    digest="$(grep -oE 'digest: sha256:[0-9a-f]{64}' <<<"$output" | tail -n 1 | cut -d' ' -f2)"
+    if [[ -z "$digest" ]]; then
+        digest="$("$docker" image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$ref" \
+            | grep -F "$repository@" | head -n 1 | cut -d@ -f2)"
+    fi
+    [[ -n "$digest" ]] || die "pushed $ref, but neither docker push nor the engine told its digest"
+    log "pushed $ref as $repository@$digest"
+    echo "$repository@$digest"
+}
+
 if [[ -n "$registry" ]]; then
     remote_ref="${registry%/}/$name:$tag"
     "$docker" tag "$local_ref" "$remote_ref"
-    log "pushing $remote_ref"
-    "$docker" push "$remote_ref" >&2 || die "push to $registry failed (logged in? reachable?)"
-    echo "$remote_ref"
+    push_and_print_digest "$remote_ref" || die "push to $registry failed (logged in? reachable?)"
     exit 0
 fi
 
@@ -281,8 +316,10 @@ fi
 log "logging in to $ecr_registry"
 printf '%s' "$ecr_password" | "$docker" login --username "$ecr_user" --password-stdin \
     "https://$ecr_registry" >&2 || die "docker login to $ecr_registry failed"
-remote_ref="$ecr_registry/$name:$tag"
+# A tag names one image for good in an immutable repository: unless one was asked for, each push
+# gets its own.
+remote_tag="$tag"
+((tag_given)) || remote_tag="build-$(date -u +%Y%m%d-%H%M%S)"
+remote_ref="$ecr_registry/$name:$remote_tag"
 "$docker" tag "$local_ref" "$remote_ref"
-log "pushing $remote_ref"
-"$docker" push "$remote_ref" >&2 || die "push to $ecr_registry failed"
-echo "$remote_ref"
+push_and_print_digest "$remote_ref" || die "push to $ecr_registry failed"

@@ -39,16 +39,21 @@ def repository_root() -> Path:
 @dataclass(frozen=True)
 class PushOptions:
     name: str = DEFAULT_IMAGE_NAME
-    tag: str = DEFAULT_TAG
+    # None: DEFAULT_TAG locally, a unique build-<time> tag in ECR (build_and_push.sh).
+    tag: str | None = None
     region: str | None = None
     account: str | None = None
     registry: str | None = None
     push: bool = True
     build: bool = True
     base_image: str | None = None
+    mutable_tags: bool = False
+    repository_tags: tuple[tuple[str, str], ...] = ()
 
     def arguments(self) -> list[str]:
-        args = ["--name", self.name, "--tag", self.tag]
+        args = ["--name", self.name]
+        if self.tag:
+            args += ["--tag", self.tag]
         if self.region:
             args += ["--region", self.region]
         if self.account:
@@ -57,6 +62,10 @@ class PushOptions:
             args += ["--registry", self.registry]
         if self.base_image:
             args += ["--base-image", self.base_image]
+        if self.mutable_tags:
+            args.append("--mutable-tags")
+        for key, value in self.repository_tags:
+            args += ["--repository-tag", f"{key}={value}"]
         if not self.build:
             args.append("--skip-build")
         if not self.push:
@@ -65,7 +74,8 @@ class PushOptions:
 
 
 def push_image(options: PushOptions, script: Path | None = None) -> str:
-    """Run the script (its progress goes to our stderr); returns the pushed image reference."""
+    """Run the script (its progress goes to our stderr); returns the pushed image by digest
+    (REPOSITORY@sha256:...), or the local reference with ``push=False``."""
     script = script or repository_root() / SCRIPT_NAME
     env = dict(os.environ)
     if options.region:

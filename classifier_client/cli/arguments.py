@@ -41,7 +41,7 @@ def add_image(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image",
         default=os.environ.get(IMAGE_ENV),
-        help=f"image URI (default: ${IMAGE_ENV}; else the ECR image `push` makes, "
+        help=f"image URI, sent by digest (default: ${IMAGE_ENV}; else the newest image `push` made, "
         f"{LOCAL_IMAGE_DEFAULT} with --local)",
     )
 

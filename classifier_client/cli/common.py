@@ -34,7 +34,8 @@ def image_uri(args, ctx, local: bool) -> str:
         return args.image
     if local:
         return LOCAL_IMAGE_DEFAULT
-    return f"{ctx.account}.dkr.ecr.{ctx.region}.amazonaws.com/{DEFAULT_IMAGE_NAME}:{DEFAULT_TAG}"
+    # No tag: the newest image `push` put in the repository, pinned by digest before any request.
+    return f"{ctx.account}.dkr.ecr.{ctx.region}.amazonaws.com/{DEFAULT_IMAGE_NAME}"
 
 
 def print_json(data) -> None:

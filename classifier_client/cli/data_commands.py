@@ -39,6 +39,7 @@ def cmd_upload_data(args) -> int:
 
 
 def cmd_push(args) -> int:
+    from classifier_client.account_settings import parse_tags
     from classifier_client.image import PushOptions, push_image
 
     reference = push_image(
@@ -51,6 +52,8 @@ def cmd_push(args) -> int:
             push=not args.no_push,
             build=not args.skip_build,
             base_image=args.base_image,
+            mutable_tags=args.mutable_tags,
+            repository_tags=parse_tags(args.repository_tag),
         )
     )
     print(reference)

@@ -66,16 +66,29 @@ def _add_push(sub) -> None:
         help="build the image and push it to ECR (wraps build_and_push.sh)",
         description="Build container/Dockerfile and push it to Amazon ECR (repository created "
         "if missing) or to --registry. Prints the pushed image URI: use it as --image or $"
-        f"{IMAGE_ENV}. With --no-push it only builds, for --local runs.",
+        f"{IMAGE_ENV}. It prints the image by digest (REPOSITORY@sha256:...), which every request "
+        "names. With --no-push it only builds, for --local runs.",
     )
     p.add_argument("--name", default=image.DEFAULT_IMAGE_NAME, help="repository/image name")
-    p.add_argument("--tag", default=image.DEFAULT_TAG, help="image tag")
+    p.add_argument(
+        "--tag",
+        help=f"image tag (default: {image.DEFAULT_TAG} locally; pushed to ECR, a unique build-<time>, "
+        "as the repository's tags are immutable)",
+    )
     p.add_argument("--region", help="ECR region (default: AWS_REGION or the profile's)")
     p.add_argument("--account", help="AWS account id (default: from STS)")
     p.add_argument("--registry", help="push to this registry instead of ECR (HOST[:PORT][/PATH])")
     p.add_argument("--base-image", help="Docker base image build argument")
     p.add_argument("--no-push", action="store_true", help="build only")
     p.add_argument("--skip-build", action="store_true", help="push an already built image")
+    p.add_argument(
+        "--mutable-tags", action="store_true",
+        help="the ECR repository push creates lets tags move (default: immutable tags, scan on push)",
+    )  # fmt: skip
+    p.add_argument(
+        "--repository-tag", action="append", metavar="KEY=VALUE",
+        help="a tag on the ECR repository push creates (repeatable)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_push)
 
 

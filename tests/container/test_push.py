@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,9 +79,17 @@ def test_push_to_an_explicit_registry(small_image, local_registry):
     )
     remote = f"{local_registry}/{NAME}:{TAG}"
     try:
-        assert result.stdout.strip().splitlines()[-1] == remote
+        pinned = result.stdout.strip().splitlines()[-1]
+        assert re.fullmatch(rf"{re.escape(local_registry)}/{NAME}@sha256:[0-9a-f]{{64}}", pinned), pinned
         tags = requests.get(f"http://{local_registry}/v2/{NAME}/tags/list", timeout=10).json()
         assert TAG in tags["tags"]
+        # The digest printed is the registry's: the manifest it serves for the tag.
+        manifest = requests.head(
+            f"http://{local_registry}/v2/{NAME}/manifests/{TAG}",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+            timeout=10,
+        )
+        assert manifest.headers["Docker-Content-Digest"] == pinned.rpartition("@")[2]
     finally:
         subprocess.run(["docker", "rmi", remote], capture_output=True, timeout=60)
 
@@ -122,15 +131,20 @@ def _aws_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+SHIM_DIGEST = "sha256:" + "ab" * 32
+
+
 def _docker_shim(tmp_path: Path) -> tuple[Path, Path]:
-    """A `docker` that records login/tag/push (ECR itself is not reachable) and runs the rest."""
+    """A `docker` that records login/tag/push (ECR itself is not reachable) and runs the rest;
+    its push ends as docker's does, with the digest line."""
     record = tmp_path / "docker-calls.txt"
     shim = tmp_path / "docker"
     shim.write_text(
         "#!/usr/bin/env bash\nset -euo pipefail\n"
         'case "$1" in\n'
         f'  login) echo "$* password=$(cat)" >>"{record}" ;;\n'
-        f'  tag|push) echo "$*" >>"{record}" ;;\n'
+        f'  tag) echo "$*" >>"{record}" ;;\n'
+        f'  push) echo "$*" >>"{record}"; echo "${{2##*:}}: digest: {SHIM_DIGEST} size: 528" ;;\n'
         f'  *) exec {shutil.which("docker")} "$@" ;;\n'
         "esac\n"
     )
@@ -151,8 +165,12 @@ def test_ecr_push_creates_the_repository_logs_in_and_pushes(small_image, moto_en
     registry = f"{MOTO_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
     remote = f"{registry}/{NAME}:{TAG}"
 
-    first = run([SCRIPT, "--skip-build", "--name", NAME, "--tag", TAG], timeout=300, env=env)
-    assert first.stdout.strip().splitlines()[-1] == remote
+    first = run(
+        [SCRIPT, "--skip-build", "--name", NAME, "--tag", TAG, "--repository-tag", "team=vision"],
+        timeout=300,
+        env=env,
+    )
+    assert first.stdout.strip().splitlines()[-1] == f"{registry}/{NAME}@{SHIM_DIGEST}"
     assert "creating ECR repository" in first.stderr
     # Idempotent: the second push finds the repository.
     second = run([SCRIPT, "--skip-build", "--name", NAME, "--tag", TAG], timeout=300, env=env)
@@ -167,6 +185,10 @@ def test_ecr_push_creates_the_repository_logs_in_and_pushes(small_image, moto_en
     )
     repository = ecr.describe_repositories(repositoryNames=[NAME])["repositories"][0]
     assert repository["registryId"] == MOTO_ACCOUNT
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+    tags = ecr.list_tags_for_resource(resourceArn=repository["repositoryArn"])["tags"]
+    assert tags == [{"Key": "team", "Value": "vision"}]
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     password = base64.b64decode(token).decode().split(":", 1)[1]
 

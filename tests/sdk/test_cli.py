@@ -65,9 +65,7 @@ def test_metric_definitions_prints_the_shared_regexes(cli, capsys):
         {"epoch": 3}, train_loss=0.81, train_accuracy=0.7, valid_loss=0.93, valid_accuracy=0.78
     )
     matched = {
-        d["Name"]: float(re.search(d["Regex"], line).group(1))
-        for d in printed
-        if re.search(d["Regex"], line)
+        d["Name"]: float(re.search(d["Regex"], line).group(1)) for d in printed if re.search(d["Regex"], line)
     }
     assert matched == parse_metrics(line) == {
         "train_loss": 0.81, "train_accuracy": 0.7, "valid_loss": 0.93, "valid_accuracy": 0.78,
@@ -109,10 +107,7 @@ def test_missing_role_is_a_clear_error(aws, cli, capsys, tmp_path):
         "s3://data-bucket/valid/",
     ]
     assert cli("train", *args) == 2
-    assert (
-        "no SageMaker execution role: pass --role ARN or set SAGEMAKER_ROLE_ARN"
-        in capsys.readouterr().err
-    )
+    assert "no SageMaker execution role: pass --role ARN or set SAGEMAKER_ROLE_ARN" in capsys.readouterr().err
     assert cli("train", *args, "--role", "not-an-arn") == 2
     assert "must be an IAM role ARN" in capsys.readouterr().err
     assert "CreateTrainingJob" not in aws.recorded.operations()
@@ -169,12 +164,17 @@ def test_push_passes_options_to_build_and_push_and_returns_the_last_line(tmp_pat
         '#!/usr/bin/env bash\necho "building with: $*" >&2\n'
         'echo "some progress"\necho "127.0.0.1:5000/$2:$4"\n'
     )
-    options = PushOptions(name="clf", tag="t1", registry="127.0.0.1:5000", base_image="deb:12")
+    options = PushOptions(
+        name="clf", tag="t1", registry="127.0.0.1:5000", base_image="deb:12", mutable_tags=True,
+        repository_tags=(("team", "vision"),),
+    )  # fmt: skip
     assert options.arguments() == [
         "--name", "clf", "--tag", "t1", "--registry", "127.0.0.1:5000", "--base-image", "deb:12",
+        "--mutable-tags", "--repository-tag", "team=vision",
     ]  # fmt: skip
     assert push_image(options, script) == "127.0.0.1:5000/clf:t1"
     assert PushOptions(push=False, build=True).arguments()[-1] == "--no-push"
+    assert "--tag" not in PushOptions().arguments(), "the script picks a unique tag for ECR"
 
 
 def test_push_failure_is_reported(tmp_path):
