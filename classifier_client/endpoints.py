@@ -175,7 +175,14 @@ def _check_deploy(settings: DeploySettings, wait: bool) -> None:
     # The account's settings are resolved, and refused where AWS would refuse them, offline.
     settings.account.endpoint_config([settings.instance_type])
     settings.account.endpoint()
-    refuse_secrets({**settings.account.model().environment, **settings.environment}, "--env")
+    model = settings.account.model()
+    refuse_secrets({**model.environment, **settings.environment}, "--env")
+    if hosting.serverless and (model.vpc or model.network_isolation):
+        raise ConfigurationError(
+            "--serverless with a VPC or network isolation (flags or the defaults file): AWS, "
+            'Serverless Inference feature exclusions: "VPC configuration, network isolation" are '
+            "among the features Serverless Inference does not support; deploy on instances instead"
+        )
     data = settings.model_data
     if hosting.multi_model:
         if not data.startswith("s3://") or not data.endswith("/"):

@@ -290,3 +290,9 @@ def test_the_defaults_file_is_validated_by_the_sdk_schema(aws, cli, capsys, tmp_
     assert _train(cli, aws) == 2
     assert "the SageMaker SDK defaults file cannot be used" in capsys.readouterr().err
     assert json.dumps(aws.recorded.operations()) == "[]"
+
+
+def test_a_serverless_endpoint_in_a_vpc_or_isolated_is_refused_before_any_call(aws, cli, capsys):
+    assert _deploy(cli, aws, "--serverless", "2048", "--network-isolation") == 2
+    assert "Serverless Inference does not support" in capsys.readouterr().err
+    assert aws.recorded.operations() == []
