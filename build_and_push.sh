@@ -32,6 +32,7 @@ Push (default: Amazon ECR):
                           ghcr.io/org); log in beforehand with \`docker login\` if it needs it
   --mutable-tags          an ECR repository this creates lets a tag move (default: immutable)
   --repository-tag K=V    a tag on the ECR repository this creates (repeatable)
+  --kms-key KEY           an ECR repository this creates encrypts its images with this KMS key
   -h, --help              show this help
 
 A repository this creates scans each image on push and has immutable tags. The last line of
@@ -56,6 +57,7 @@ tag="latest"
 tag_given=0
 mutability="IMMUTABLE"
 repository_tags=()
+kms_key=""
 base_image="${BASE_IMAGE:-python:3.11-slim-bookworm}"
 wheelhouse="container/wheelhouse"
 region=""
@@ -80,6 +82,7 @@ while (($#)); do
         --registry) registry="${2:?$1 needs a value}"; shift 2 ;;
         --mutable-tags) mutability="MUTABLE"; shift ;;
         --repository-tag) repository_tags+=("${2:?$1 needs KEY=VALUE}"); shift 2 ;;
+        --kms-key) kms_key="${2:?$1 needs a value}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -118,7 +121,7 @@ find_python() {
 prepare_ecr() {
     local python output
     python="$(find_python)" || die "ECR push needs boto3: pip install boto3 (or set PYTHON)"
-    output="$("$python" - "$name" "$region" "$account" "$mutability" \
+    output="$("$python" - "$name" "$region" "$account" "$mutability" "$kms_key" \
         ${repository_tags[@]+"${repository_tags[@]}"} <<'PY'
 import base64
 import sys
@@ -126,8 +129,9 @@ import sys
 import boto3
 import botocore.exceptions
 
-name, region, account, mutability = sys.argv[1:5]
-tags = [dict(zip(("Key", "Value"), pair.split("=", 1))) for pair in sys.argv[5:]]
+name, region, account, mutability, kms_key = sys.argv[1:6]
+tags = [dict(zip(("Key", "Value"), pair.split("=", 1))) for pair in sys.argv[6:]]
+encryption = {"encryptionType": "KMS", "kmsKey": kms_key} if kms_key else {"encryptionType": "AES256"}
 if any(len(tag) != 2 or not tag["Key"] for tag in tags):
     print("[build_and_push.sh] ERROR: --repository-tag takes KEY=VALUE", file=sys.stderr)
     sys.exit(1)
@@ -163,6 +167,7 @@ try:
             repositoryName=name,
             imageScanningConfiguration={"scanOnPush": True},
             imageTagMutability=mutability,
+            encryptionConfiguration=encryption,
             **({"tags": tags} if tags else {}),
         )
     auth = ecr.get_authorization_token(registryIds=[account])["authorizationData"][0]

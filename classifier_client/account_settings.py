@@ -18,14 +18,17 @@ What AWS would refuse is refused here, before any call, with AWS's own sentence.
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from classifier.redaction import names_a_secret
+from classifier.redaction import names_a_secret, uri_has_credentials
 from classifier_client.config import ConfigurationError
+
+logger = logging.getLogger(__name__)
 
 # API reference, VpcConfig: SecurityGroupIds "Array Members: Minimum number of 1 item. Maximum
 # number of 5 items", Subnets "Minimum number of 1 item. Maximum number of 16 items", each
@@ -41,6 +44,8 @@ RESERVED_TAG_PREFIX = "aws:"
 # API reference, RetryStrategy: MaximumRetryAttempts "Valid Range: Minimum value of 1. Maximum
 # value of 30."
 MAX_RETRIES = 30
+# What applied_locally resolves the settings for: an instance type without local storage.
+LOCAL_INSTANCE_TYPE = "ml.m5.xlarge"
 # API reference, ResourceConfig.VolumeKmsKeyId (TransformResources and CreateEndpointConfig.KmsKeyId
 # say the same): "Certain Nitro-based instances include local storage, dependent on the instance
 # type. Local storage volumes are encrypted using a hardware module on the instance. You can't
@@ -52,21 +57,11 @@ LOCAL_STORAGE_SENTENCE = (
     'request a VolumeKmsKeyId when using an instance type with local storage."'
 )
 NVME_FAMILIES = {
-    "g4dn",
-    "g5",
-    "g6",
-    "g6e",
-    "p3dn",
-    "p4d",
-    "p4de",
-    "p5",
-    "p5e",
-    "p5en",
-    "trn1",
-    "trn1n",
-    "trn2",
-}
-_FAMILY = re.compile(r"^ml\.([a-z]+)(\d+)([a-z-]*)\.")
+    *("g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6", "p6e"),
+    *("trn1", "trn1n", "trn2"),
+}  # fmt: skip
+# ml.<series><generation><attribute letters>[-<variant>].<size>, e.g. ml.m5d.xlarge, ml.p6-b200.48xlarge
+_FAMILY = re.compile(r"^ml\.(?P<series>[a-z]+)(?P<generation>\d+)(?P<attributes>[a-z]*)(?:-[a-z0-9]+)?\.")
 ENV_SECRET_SENTENCE = (
     'AWS: "Do not include any security-sensitive information including account access IDs, secrets, '
     'or tokens in any environment fields."'
@@ -77,8 +72,8 @@ def has_local_storage(instance_type: str) -> bool:
     match = _FAMILY.match(instance_type)
     if not match:
         return False
-    family = f"{match[1]}{match[2]}{match[3]}"
-    return family in NVME_FAMILIES or "d" in match[3]
+    family = f"{match['series']}{match['generation']}{match['attributes']}"
+    return family in NVME_FAMILIES or "d" in match["attributes"]
 
 
 def s3_encryption(kms_key: str | None) -> dict[str, str]:
@@ -87,14 +82,17 @@ def s3_encryption(kms_key: str | None) -> dict[str, str]:
 
 
 def refuse_secrets(environment: Mapping[str, str], where: str) -> None:
-    """An environment variable named like a secret is never sent (docs/security.md)."""
-    secret = sorted(key for key in environment if names_a_secret(key))
+    """No environment variable named like a secret, nor a URI with credentials in it, is ever
+    sent: environment fields are readable by anyone who may describe the job or model."""
+    secret = sorted(key for key, value in environment.items() if names_a_secret(key))
+    secret += sorted(key for key, value in environment.items() if uri_has_credentials(str(value)))
     if secret:
         raise ConfigurationError(
-            f"{where} {', '.join(secret)}: names a secret, and environment fields are readable by "
-            f"anyone who may describe the job or model. {ENV_SECRET_SENTENCE} Give the container "
-            "what it needs through its execution role instead (read from AWS Secrets Manager or "
-            "SSM Parameter Store at run time, or a SageMaker managed MLflow server's ARN)."
+            f"{where} {', '.join(secret)}: holds a secret (its name, or credentials in a URI), and "
+            f"environment fields are readable by anyone who may describe the job or model. "
+            f"{ENV_SECRET_SENTENCE} Give the container what it needs through its execution role "
+            "instead (read from AWS Secrets Manager or SSM Parameter Store at run time, or a "
+            "SageMaker managed MLflow server's ARN)."
         )
 
 
@@ -125,6 +123,12 @@ class RequestSettings:
 
     def tag_list(self) -> list[dict[str, str]]:
         return [dict(tag) for tag in self.tags]
+
+    def warn(self) -> RequestSettings:
+        """Log what was left out of the request (and AWS's reason); returns self."""
+        for note in self.notes:
+            logger.warning("%s", note)
+        return self
 
 
 def load_defaults() -> dict[str, Any]:
@@ -192,11 +196,11 @@ class AccountSettings:
 
     def endpoint_config(self, instance_types: list[str]) -> RequestSettings:
         """CreateEndpointConfig: the hosting volume's key (KmsKeyId), the async output's key."""
-        key = self.flags.kms_key or self._value("EndpointConfig", "KmsKeyId")
+        key: str | None = self.flags.kms_key or self._value("EndpointConfig", "KmsKeyId")
         notes: tuple[str, ...] = ()
-        local = [t for t in instance_types if has_local_storage(t)]
-        if key and local:
-            key, notes = None, (f"KmsKeyId left out for {', '.join(local)}: {LOCAL_STORAGE_SENTENCE}",)
+        for instance_type in instance_types:
+            key, left_out = self._volume_key(instance_type, key, "KmsKeyId")
+            notes += left_out
         async_key = self.flags.kms_key or self._value(
             "EndpointConfig", "AsyncInferenceConfig", "OutputConfig", "KmsKeyId"
         )
@@ -221,15 +225,23 @@ class AccountSettings:
             notes=notes,
         )
 
-    def applied_locally(self) -> list[str]:
-        """What is set (flags or file) that local mode does not apply."""
-        training = self.training("ml.m5.xlarge")
+    def applied_locally(self, requests: tuple[str, ...]) -> list[str]:
+        """What is set (flags or file) for ``requests`` (``training``, ``model``,
+        ``endpoint_config``, ``endpoint``, ``transform``) that local mode does not apply."""
+        resolvers = {
+            "training": lambda: self.training(LOCAL_INSTANCE_TYPE),
+            "model": self.model,
+            "endpoint_config": lambda: self.endpoint_config([LOCAL_INSTANCE_TYPE]),
+            "endpoint": self.endpoint,
+            "transform": lambda: self.transform(LOCAL_INSTANCE_TYPE),
+        }
+        resolved = [resolvers[kind]() for kind in requests]
         ignored = {
-            "VpcConfig": training.vpc,
-            "KMS keys": training.output_kms_key or training.volume_kms_key,
-            "network isolation": training.network_isolation,
-            "inter-container traffic encryption": training.inter_container_encryption,
-            "tags": training.tags,
+            "VpcConfig": any(r.vpc for r in resolved),
+            "KMS keys": any(r.output_kms_key or r.volume_kms_key for r in resolved),
+            "network isolation": any(r.network_isolation for r in resolved),
+            "inter-container traffic encryption": any(r.inter_container_encryption for r in resolved),
+            "tags": any(r.tags for r in resolved),
         }
         return [name for name, value in ignored.items() if value]
 
@@ -252,9 +264,11 @@ class AccountSettings:
         check_tags(tags)
         return tags
 
-    def _volume_key(self, instance_type: str, key: str | None) -> tuple[str | None, tuple[str, ...]]:
+    def _volume_key(
+        self, instance_type: str, key: str | None, field_name: str = "VolumeKmsKeyId"
+    ) -> tuple[str | None, tuple[str, ...]]:
         if key and has_local_storage(instance_type):
-            return None, (f"VolumeKmsKeyId left out for {instance_type}: {LOCAL_STORAGE_SENTENCE}",)
+            return None, (f"{field_name} left out for {instance_type}: {LOCAL_STORAGE_SENTENCE}",)
         return key, ()
 
     # --- AWS's rules, before any call -----------------------------------------------------

@@ -113,14 +113,28 @@ def _same(path: Path, existing: tuple[int, str] | None) -> bool:
 
 def _same_encrypted(s3, bucket: str, key: str, path: Path, kms_key: str) -> bool:
     """With SSE-KMS an ETag is no MD5 of the content: the object is the same file when it is
-    KMS-encrypted (with ``kms_key`` where that is an ARN, which HeadObject reports) and holds
-    the MD5 this client wrote in its metadata."""
+    encrypted with ``kms_key`` (an ARN, as HeadObject reports it) and holds the MD5 this client
+    wrote in its metadata."""
     head = s3.head_object(Bucket=bucket, Key=key)
-    if head.get("ServerSideEncryption") != "aws:kms":
-        return False
-    if kms_key.startswith("arn:") and head.get("SSEKMSKeyId") != kms_key:
+    if head.get("ServerSideEncryption") != "aws:kms" or head.get("SSEKMSKeyId") != kms_key:
         return False
     return head.get("Metadata", {}).get(MD5_METADATA) == _md5(path)
+
+
+def _key_arn(ctx: AwsContext, kms_key: str) -> str:
+    """The key's ARN (an id or alias through kms:DescribeKey): what HeadObject reports, so an
+    object under another key is written again."""
+    if kms_key.startswith("arn:aws") and ":key/" in kms_key:
+        return kms_key
+    from botocore.exceptions import ClientError
+
+    try:
+        return ctx.client("kms").describe_key(KeyId=kms_key)["KeyMetadata"]["Arn"]
+    except ClientError as error:
+        raise ConfigurationError(
+            f"--kms-key {kms_key}: kms:DescribeKey failed ({error.response.get('Error', {}).get('Code')}); "
+            "pass the key's ARN, or allow kms:DescribeKey on it"
+        ) from error
 
 
 def channel_layout(source: Path) -> dict[str, str]:
@@ -179,6 +193,8 @@ def _upload_tree(
     s3 = ctx.client("s3")
     transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
     existing = _existing_objects(s3, bucket, prefix)
+    if kms_key:
+        kms_key = _key_arn(ctx, kms_key)
     result = UploadResult()
     for path, key in files:
         found = existing.get(key)

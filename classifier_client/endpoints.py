@@ -32,7 +32,7 @@ from classifier.constants import (
 from classifier_client.account_settings import AccountSettings, RequestSettings, refuse_secrets
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
 from classifier_client.hosting import HostingOptions
-from classifier_client.image import pin_image
+from classifier_client.image import DEFAULT_IMAGE_NAME, DEFAULT_TAG, pin_image
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ VARIANT_NAME = "AllTraffic"
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 FALLBACK_CONTENT_TYPE = "application/x-image"
 LOCAL_CONTAINER_PREFIX = "sm-local-"
+# What a local endpoint runs without an image named: the image `make image` builds.
+LOCAL_IMAGE = f"{DEFAULT_IMAGE_NAME}:{DEFAULT_TAG}"
 LOCAL_LABEL = "sagemaker-image-classifier.endpoint"
 LOCAL_MODEL_LABEL = "sagemaker-image-classifier.model-dir"
 
@@ -64,7 +66,8 @@ def server_environment(workers: int | None, timeout: int | None, extra: dict[str
 
 @dataclass
 class DeploySettings:
-    image_uri: str
+    # None: the newest image `push` made (classifier_client.image.pin_image).
+    image_uri: str | None
     model_data: str
     endpoint_name: str
     instance_type: str = DEFAULT_INSTANCE_TYPE
@@ -89,9 +92,7 @@ class DeploySettings:
 
     def endpoint_config_request(self, name: str) -> dict[str, Any]:
         """CreateEndpointConfig: the variant, the hosting options, the account's keys and tags."""
-        account = self.account.endpoint_config([self.instance_type])
-        for note in account.notes:
-            logger.warning("%s", note)
+        account = self.account.endpoint_config([self.instance_type]).warn()
         variant = {
             "VariantName": VARIANT_NAME,
             "ModelName": name,
@@ -115,8 +116,8 @@ class DeploySettings:
 def model_request(
     name: str, container: dict[str, Any], role: str, account: RequestSettings
 ) -> dict[str, Any]:
-    """A CreateModel request with the account's settings (deploy and transform share it)."""
-    refuse_secrets(container["Environment"], "--env")
+    """A CreateModel request with the account's settings (deploy and transform share it; each
+    refuses a secret environment before any call)."""
     request: dict[str, Any] = {"ModelName": name, "PrimaryContainer": container, "ExecutionRoleArn": role}
     if account.vpc:
         request["VpcConfig"] = account.vpc
@@ -354,7 +355,7 @@ def deploy_local(
             "--publish", f"127.0.0.1:{port or ''}:{DEFAULT_PORT}",
             "--volume", f"{model_dir}:/opt/ml/model:ro",
             *env_args,
-            settings.image_uri, "serve",
+            settings.image_uri or LOCAL_IMAGE, "serve",
         )  # fmt: skip
     except Exception:
         shutil.rmtree(state, ignore_errors=True)

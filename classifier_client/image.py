@@ -49,6 +49,12 @@ class PushOptions:
     base_image: str | None = None
     mutable_tags: bool = False
     repository_tags: tuple[tuple[str, str], ...] = ()
+    kms_key: str | None = None
+
+    def __post_init__(self):
+        from classifier_client.account_settings import check_tags
+
+        check_tags(tuple({"Key": key, "Value": value} for key, value in self.repository_tags))
 
     def arguments(self) -> list[str]:
         args = ["--name", self.name]
@@ -66,6 +72,8 @@ class PushOptions:
             args.append("--mutable-tags")
         for key, value in self.repository_tags:
             args += ["--repository-tag", f"{key}={value}"]
+        if self.kms_key:
+            args += ["--kms-key", self.kms_key]
         if not self.build:
             args.append("--skip-build")
         if not self.push:
@@ -104,12 +112,20 @@ ECR_REFERENCE = re.compile(
 )
 
 
-def pin_image(ctx: AwsContext, reference: str) -> str:
+def default_repository(ctx: AwsContext) -> str:
+    """The account's repository that `push` makes (no tag: its newest image)."""
+    return f"{ctx.account}.dkr.ecr.{ctx.region}.amazonaws.com/{DEFAULT_IMAGE_NAME}"
+
+
+def pin_image(ctx: AwsContext, reference: str | None) -> str:
     """``reference`` as ``REPOSITORY@sha256:...``, the form every Create* request sends, so a
     re-pushed tag never changes what a job or a new endpoint instance runs.
 
     A tag is resolved with ECR DescribeImages; an ECR reference without a tag names the newest
-    image of its repository. A tag that does not resolve is refused, naming it."""
+    tagged image of its repository, and None the account's :func:`default_repository`. A tag
+    that does not resolve is refused, naming it."""
+    if reference is None:
+        reference = default_repository(ctx)
     if DIGEST_REFERENCE.match(reference):
         return reference
     match = ECR_REFERENCE.match(reference)
@@ -137,7 +153,7 @@ def _describe_digest(ecr, match: re.Match, reference: str) -> str:
         if match["tag"]:
             found = ecr.describe_images(**request, imageIds=[{"imageTag": match["tag"]}])["imageDetails"]
         else:
-            pages = ecr.get_paginator("describe_images").paginate(**request, filter={"tagStatus": "ANY"})
+            pages = ecr.get_paginator("describe_images").paginate(**request, filter={"tagStatus": "TAGGED"})
             found = sorted(
                 (image for page in pages for image in page["imageDetails"]),
                 key=lambda image: image.get("imagePushedAt") or 0,

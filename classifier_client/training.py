@@ -111,9 +111,10 @@ def metric_definitions():
 
 @dataclass
 class TrainingSettings:
-    """Everything a training job needs that is not Debugger; one object for both modes."""
+    """Everything a training job needs that is not Debugger; one object for both modes.
+    ``image_uri`` None is the newest image `push` made (classifier_client.image.pin_image)."""
 
-    image_uri: str
+    image_uri: str | None
     channels: dict[str, str]
     hyperparameters: dict[str, str] = field(default_factory=dict)
     instance_type: str = DEFAULT_INSTANCE_TYPE
@@ -209,7 +210,7 @@ def job_environment(settings: TrainingSettings, tuning_job_name: str | None = No
     then the user's own ``--env`` values, which win."""
     default_experiment = tuning_job_name or settings.base_job_name
     return {
-        IMAGE_URI_ENV: settings.image_uri,
+        IMAGE_URI_ENV: settings.image_uri or "",
         **settings.watching.environment(default_experiment, tuning_job_name),
         **settings.request.environment,
         **settings.environment,
@@ -276,9 +277,7 @@ def _cloud_placement(settings: TrainingSettings, ctx: AwsContext) -> dict[str, A
 
     if settings.instance_type in LOCAL_INSTANCE_TYPES:
         raise ConfigurationError(f"{settings.instance_type} needs --local")
-    account = settings.request
-    for note in account.notes:
-        logger.warning("%s", note)
+    account = settings.request.warn()
     placement: dict[str, Any] = {
         "compute": Compute(
             instance_type=settings.instance_type,

@@ -55,7 +55,8 @@ DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 class TransformSettings:
     input: str
     output: str
-    image_uri: str
+    # None: the newest image `push` made (classifier_client.image.pin_image).
+    image_uri: str | None
     model_name: str | None = None
     model_data: str | None = None
     content_type: str = IMAGE_CONTENT_TYPE
@@ -153,9 +154,7 @@ def create_transform_job(ctx: AwsContext, settings: TransformSettings, *, wait: 
         parse_s3_uri(uri)
     sagemaker = ctx.client("sagemaker")
     model_name = settings.model_name or _create_model(ctx, settings)
-    account = settings.account.transform(settings.instance_type)
-    for note in account.notes:
-        logger.warning("%s", note)
+    account = settings.account.transform(settings.instance_type).warn()
     request: dict[str, Any] = {
         "TransformJobName": settings.job_name,
         "ModelName": model_name,

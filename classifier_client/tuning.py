@@ -170,6 +170,21 @@ class TuningSettings:
     warm_start_type: str = DEFAULT_WARM_START_TYPE
     base_name: str = "img-clf-hpo"
 
+    def _refuse_what_isolation_stops(self) -> None:
+        """A tuned pretrained=true under network isolation needs the weights, as a fixed one does
+        (TrainingSettings)."""
+        training = self.training
+        pretrained = self.ranges.get("pretrained")
+        if not (pretrained and _may_be_true(pretrained) and training.request.network_isolation):
+            return
+        if "pretrained" not in training.channels and not training.weights_in_image:
+            raise ConfigurationError(
+                "network isolation with --range pretrained that may be true: an isolated container "
+                "cannot download the pretrained weights. Give them as a channel (--pretrained "
+                "s3://.../state_dict.pt), or build the image with PRETRAINED_MODELS and pass "
+                "--weights-in-image"
+            )
+
     def __post_init__(self):
         if self.early_stopping is None:
             self.early_stopping = default_early_stopping(self.strategy)
@@ -189,9 +204,14 @@ class TuningSettings:
             raise ConfigurationError(f"warm start type must be one of {list(WARM_START_TYPES)}")
         if len(self.warm_start_parents) > 5:
             raise ConfigurationError("SageMaker accepts at most 5 warm start parent jobs")
+        self._refuse_what_isolation_stops()
         fixed = set(self.ranges) & set(self.training.hyperparameters)
         if fixed:
             raise ConfigurationError(f"{sorted(fixed)} are both fixed (--hp) and tuned (--range); pick one")
+
+
+def _may_be_true(spec: Range) -> bool:
+    return spec.kind == "categorical" and any(v.strip().lower() in ("true", "1") for v in spec.values)
 
 
 def check_local_tuning(training: TrainingSettings, tuning_job_name: str, wait: bool = False) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from classifier_client.image import DEFAULT_IMAGE_NAME, DEFAULT_TAG
+from classifier_client.endpoints import LOCAL_IMAGE as LOCAL_IMAGE_DEFAULT
 
-LOCAL_IMAGE_DEFAULT = f"{DEFAULT_IMAGE_NAME}:{DEFAULT_TAG}"
 # The channel options of train and tune: each overrides what --data finds.
 CHANNEL_HELP = {
     "train": "training images (ImageFolder or one .zip/.tar.gz of it)",
@@ -29,13 +28,12 @@ def aws_context_for(args, *, local: bool = False):
     )
 
 
-def image_uri(args, ctx, local: bool) -> str:
+def image_uri(args, local: bool) -> str | None:
+    """``--image``; else the local image, or None: the newest image `push` put in the account's
+    repository, which the library looks up (and pins by digest) after its offline checks."""
     if args.image:
         return args.image
-    if local:
-        return LOCAL_IMAGE_DEFAULT
-    # No tag: the newest image `push` put in the repository, pinned by digest before any request.
-    return f"{ctx.account}.dkr.ecr.{ctx.region}.amazonaws.com/{DEFAULT_IMAGE_NAME}"
+    return LOCAL_IMAGE_DEFAULT if local else None
 
 
 def print_json(data) -> None:
@@ -55,15 +53,16 @@ def account_flags(args):
     )
 
 
-def account_settings(args, local: bool = False):
-    """The account's settings for a SageMaker request; in local mode, none, and one line that
-    says which of those set it does not apply."""
+def account_settings(args, local: bool = False, requests: tuple[str, ...] = ("training",)):
+    """The account's settings for the command's SageMaker ``requests`` (see
+    AccountSettings.applied_locally); in local mode, none, and one line that says which of
+    those set it does not apply."""
     from classifier_client.account_settings import AccountSettings
 
     settings = AccountSettings.load(account_flags(args))
     if not local:
         return settings
-    ignored = settings.applied_locally()
+    ignored = settings.applied_locally(requests)
     if getattr(args, "max_retries", None):
         ignored.append("retries")
     if ignored:

@@ -54,6 +54,7 @@ def cmd_push(args) -> int:
             base_image=args.base_image,
             mutable_tags=args.mutable_tags,
             repository_tags=parse_tags(args.repository_tag),
+            kms_key=args.kms_key,
         )
     )
     print(reference)

@@ -13,14 +13,14 @@ def _deploy_settings(args, ctx, local: bool, hosting=None):
     from classifier_client.training import parse_assignments
 
     return DeploySettings(
-        image_uri=image_uri(args, ctx, local),
+        image_uri=image_uri(args, local),
         model_data=args.model_data,
         endpoint_name=args.endpoint_name,
         instance_type=args.instance_type,
         instance_count=args.instance_count,
         environment=server_environment(args.workers, args.timeout, parse_assignments(args.env, "--env")),
         hosting=hosting or _hosting_options(args),
-        account=account_settings(args, local),
+        account=account_settings(args, local, ("model", "endpoint_config", "endpoint")),
     )
 
 

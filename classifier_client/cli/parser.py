@@ -89,6 +89,7 @@ def _add_push(sub) -> None:
         "--repository-tag", action="append", metavar="KEY=VALUE",
         help="a tag on the ECR repository push creates (repeatable)",
     )  # fmt: skip
+    p.add_argument("--kms-key", metavar="KEY", help="the ECR repository push creates encrypts with this key")
     p.set_defaults(func=cmd_push)
 
 

@@ -23,13 +23,13 @@ def _settings(args, ctx, local: bool):
         instance_type=args.instance_type,
         instance_count=args.instance_count,
         environment=parse_assignments(args.env, "--env"),
-        account=account_settings(args, local),
+        account=account_settings(args, local, ("model", "transform")),
     )
     if args.job_name:
         settings.job_name = args.job_name
     # Offline, before the image URI (which may ask STS for the account) or any request.
     settings.validate()
-    settings.image_uri = image_uri(args, ctx, local)
+    settings.image_uri = image_uri(args, local)
     return settings
 
 

@@ -28,6 +28,7 @@ import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ MAX_EXTRACTED_BYTES = 256 * 2**30
 MAX_MEMBERS = 5_000_000
 # As the kernel's own limit on symlinks followed in one lookup (path_resolution(7)).
 MAX_LINK_HOPS = 40
+MAX_LINK_TARGET = 4096  # PATH_MAX
 _COPY_CHUNK = 1 << 20
 
 FILE, FOLDER, SYMLINK, HARDLINK = "file", "folder", "symlink", "hard link"
@@ -109,15 +111,30 @@ def extract(
 
     A member that would leave ``target`` (by its name or through any chain of links), a device
     or FIFO, or an archive over ``max_bytes``/``max_members`` refuses the whole archive before
-    anything is written. Links are written as copies of the file they name, or dropped.
+    anything is written. Links are written as copies of the file they name, or dropped. What
+    only writing finds (a member under a file, a zip whose sizes lie, a symlink already on disk)
+    stops the extraction with an ArchiveError and leaves what was written: extract into a
+    scratch folder and discard it on error, as every caller does.
     """
     target.mkdir(parents=True, exist_ok=True)
     try:
         with _members(archive) as members:
             plan = _Plan.check(archive, target, members, max_bytes, max_members)
             plan.write(target, max_bytes)
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as error:
-        raise ArchiveError(f"cannot extract archive {archive}: {error}") from error
+    except ArchiveError:
+        raise
+    # RuntimeError: an encrypted zip member; NotImplementedError: a zip compression method
+    # Python lacks; zlib.error: damaged deflate data.
+    except (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        OSError,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+        zlib.error,
+    ) as error:
+        raise ArchiveError(f"cannot extract archive {archive}: {type(error).__name__}: {error}") from error
     return target
 
 
@@ -150,7 +167,11 @@ def _zip_member(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Member:
     if info.is_dir():
         return _Member(info.filename, FOLDER)
     if stat.S_ISLNK(info.external_attr >> 16):  # a Unix zip stores a link's target as its data
-        link = zipped.read(info).decode("utf-8", "surrogateescape")
+        if info.file_size > MAX_LINK_TARGET:
+            raise ArchiveError(
+                f"zip member {info.filename!r}: a symlink whose target is {info.file_size} bytes long"
+            )
+        link = zipped.read(info)[: MAX_LINK_TARGET + 1].decode("utf-8", "surrogateescape")
         return _Member(info.filename, SYMLINK, link=link)
     return _Member(info.filename, FILE, info.file_size, open=lambda: zipped.open(info))
 

@@ -15,8 +15,12 @@ import sys
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-# A variable whose name holds one of these, in any case and position, holds a secret.
-SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY", "ACCESS_KEY")
+# A variable whose name holds one of these, in any case and position, holds a secret, unless
+# a letter other than a plural "S" follows it: TOKENIZERS_PARALLELISM names no token.
+SECRET_NAME_PARTS = (
+    "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY", "ACCESS_KEY", "PRIVATE_KEY",
+)  # fmt: skip
+_SECRET_NAME = re.compile("|".join(f"{part}(?![A-RT-Z])" for part in SECRET_NAME_PARTS))
 MASK = "***"
 # Shorter values are redacted only where they stand as a URI's password (user:PASS@):
 # replacing every "abc" of a log would destroy it and tell the value anyway.
@@ -24,18 +28,16 @@ MIN_BARE_SECRET = 6
 
 
 def names_a_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(part in upper for part in SECRET_NAME_PARTS)
+    return _SECRET_NAME.search(name.upper()) is not None
 
 
-def uri_password(uri: str) -> str | None:
-    """The password in ``scheme://user:password@host/...``; None when there is none."""
-    if "://" not in uri:
+def uri_secret(uri: str) -> str | None:
+    """The secret in a URI's userinfo: the password of ``scheme://user:password@host``, or the
+    whole ``scheme://token@host`` (a token in the user's place); None when there is none."""
+    if not uri_has_credentials(uri):
         return None
-    try:
-        return urlsplit(uri.strip()).password or None
-    except ValueError:
-        return None
+    parts = urlsplit(uri.strip())
+    return parts.password or parts.username or None
 
 
 def uri_has_credentials(uri: str) -> bool:
@@ -48,13 +50,14 @@ def uri_has_credentials(uri: str) -> bool:
 
 
 def redact_uri(uri: str) -> str:
-    """``http://user:pass@host/x`` -> ``http://user:***@host/x``; other URIs unchanged."""
+    """``http://user:pass@host/x`` -> ``http://user:***@host/x``, ``http://token@host`` ->
+    ``http://***@host``; other URIs unchanged."""
     if not uri_has_credentials(uri):
         return uri
     parts = urlsplit(uri.strip())
     host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+    userinfo = f"{parts.username}:{MASK}" if parts.password else MASK
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
 
 
 class Redactor:
@@ -64,14 +67,14 @@ class Redactor:
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         bare = [re.escape(s) for s in self.secrets if len(s) >= MIN_BARE_SECRET]
         in_uri = [re.escape(s) for s in self.secrets if len(s) < MIN_BARE_SECRET]
-        patterns = [*bare, *(f"(?<=:){s}(?=@)" for s in in_uri)]
+        patterns = [*bare, *(f"(?<=[:/]){s}(?=@)" for s in in_uri)]
         self._pattern = re.compile("|".join(patterns)) if patterns else None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Redactor:
         """The values of variables named like secrets, and the passwords of URIs in any variable."""
         secrets = [value for name, value in environ.items() if names_a_secret(name)]
-        secrets += [p for p in (uri_password(value) for value in environ.values()) if p]
+        secrets += [p for p in (uri_secret(value) for value in environ.values()) if p]
         return cls(secrets)
 
     def redact(self, text: str) -> str:

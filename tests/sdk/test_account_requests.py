@@ -184,6 +184,44 @@ def test_an_endpoint_on_local_storage_gets_no_volume_key(aws, cli, caplog):
     assert "KmsKeyId left out for ml.g4dn.xlarge" in caplog.text
 
 
+def test_upload_data_names_the_key_by_its_arn_and_rewrites_what_another_key_encrypted(
+    aws, cli, tmp_path, capsys, tiny_image_folder
+):
+    aws.boto3("s3").create_bucket(Bucket=BUCKET)
+    kms = aws.boto3("kms")
+    first = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName="alias/pets", TargetKeyId=first)
+    source = tiny_image_folder(tmp_path / "pets", per_class=1)
+    assert cli("upload-data", source, DATA, "--kms-key", "alias/pets") == 0
+    puts = [params for _, op, params in aws.recorded.calls if op == "PutObject"]
+    assert {p["SSEKMSKeyId"] for p in puts} == {first}
+    capsys.readouterr()
+    assert cli("upload-data", source, DATA, "--kms-key", "alias/pets") == 0
+    assert "uploaded 0 files" in capsys.readouterr().err
+    second = kms.create_key()["KeyMetadata"]["Arn"]
+    assert cli("upload-data", source, DATA, "--kms-key", second) == 0
+    assert "uploaded 6 files" in capsys.readouterr().err
+
+
+def test_tuning_pretrained_under_isolation_without_weights_is_refused_before_any_call(aws, cli, capsys):
+    code = cli(
+        "tune", "--image", IMAGE, "--role", aws.role_arn, *CHANNELS, "--network-isolation",
+        "--range", "pretrained=categorical:true,false",
+    )  # fmt: skip
+    assert code == 2
+    assert "--range pretrained that may be true" in capsys.readouterr().err
+    assert aws.recorded.operations() == []
+
+
+def test_without_an_image_the_newest_one_push_made_is_pinned_after_the_offline_checks(aws, cli, capsys):
+    assert cli("train", "--role", aws.role_arn, *CHANNELS, "--env", "API_KEY=x") == 2
+    assert aws.recorded.operations() == [], "refused before the account is even looked up"
+    newest = aws.push_image("sagemaker-image-classifier", "v3")
+    assert cli("train", "--role", aws.role_arn, *CHANNELS) == 0
+    image = aws.recorded.one("CreateTrainingJob")["AlgorithmSpecification"]["TrainingImage"]
+    assert image == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-image-classifier@{newest}"
+
+
 def test_upload_data_writes_every_object_with_the_key_and_skips_them_on_a_rerun(
     aws, cli, tmp_path, capsys, tiny_image_folder
 ):
@@ -218,8 +256,9 @@ ISOLATED_MLFLOW = "network isolation with an MLflow"
         (["--network-isolation", "--mlflow-tracking-uri", "https://m.example.com"], ISOLATED_MLFLOW),
         (["--network-isolation", "--env", "MLFLOW_TRACKING_URI=https://m.example.com"], ISOLATED_MLFLOW),
         (["--network-isolation", "--hp", "pretrained=true"], "cannot download the pretrained weights"),
-        (["--env", "HF_TOKEN=abc"], "HF_TOKEN: names a secret"),
-        (["--env", "db_Password=abc"], "db_Password: names a secret"),
+        (["--env", "HF_TOKEN=abc"], "HF_TOKEN: holds a secret"),
+        (["--env", "db_Password=abc"], "db_Password: holds a secret"),
+        (["--env", "MLFLOW_TRACKING_URI=https://ann:pw@m.example.com"], "MLFLOW_TRACKING_URI: holds a secret"),
         (["--mlflow-tracking-uri", "https://ann:pw@mlflow.example.com"], "https://ann:***@mlflow.example.com"),
     ],
 )  # fmt: skip
@@ -257,7 +296,7 @@ def test_deploy_and_transform_refuse_a_secret_environment_before_any_call(aws, c
         "--input", f"s3://{BUCKET}/in/", "--output", f"s3://{BUCKET}/out/", "--env", "ACCESS_KEY=x",
     )  # fmt: skip
     assert code == 2
-    assert capsys.readouterr().err.count("names a secret") == 2
+    assert capsys.readouterr().err.count("holds a secret") == 2
     assert aws.recorded.operations() == []
 
 

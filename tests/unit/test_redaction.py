@@ -26,7 +26,9 @@ def test_names_that_hold_secrets(name):
     assert redaction.names_a_secret(name)
 
 
-@pytest.mark.parametrize("name", ["MLFLOW_TRACKING_URI", "EPOCHS", "SAGEMAKER_REGION", "KEYBOARD"])
+@pytest.mark.parametrize(
+    "name", ["MLFLOW_TRACKING_URI", "EPOCHS", "SAGEMAKER_REGION", "KEYBOARD", "TOKENIZERS_PARALLELISM"]
+)
 def test_names_that_do_not(name):
     assert not redaction.names_a_secret(name)
 
@@ -36,10 +38,8 @@ def test_a_uris_password_is_masked_and_the_rest_kept():
         "https://ann:***@mlflow.example.com:5000/x?y=1"
     )
     assert redaction.redact_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
-    assert (
-        redaction.uri_has_credentials("http://token@host/")
-        and redaction.uri_password("http://token@host/") is None
-    )
+    assert redaction.redact_uri("https://tok_abcdef123@host/x") == "https://***@host/x"
+    assert redaction.uri_secret("http://tok_abcdef123@host/") == "tok_abcdef123"
 
 
 def test_the_redactor_masks_secret_values_and_short_passwords_only_inside_uris():

@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from classifier import constants
+from classifier import constants, redaction
 from classifier.training import job_outputs
 from classifier.training.environment import TrainingEnvironment
 from classifier.training.hyperparameters import Hyperparameters
@@ -53,6 +53,7 @@ def _spawned(
     processes_per_host: int,
     threads: int | None,
 ) -> None:
+    redaction.install(os.environ)  # a spawned interpreter: the parent's streams are not ours
     configure_logging()
     if threads is not None:
         import torch
