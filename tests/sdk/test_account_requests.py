@@ -258,7 +258,7 @@ ISOLATED_MLFLOW = "network isolation with an MLflow"
         (["--network-isolation", "--hp", "pretrained=true"], "cannot download the pretrained weights"),
         (["--env", "HF_TOKEN=abc"], "HF_TOKEN: holds a secret"),
         (["--env", "db_Password=abc"], "db_Password: holds a secret"),
-        (["--env", "MLFLOW_TRACKING_URI=https://ann:pw@m.example.com"], "MLFLOW_TRACKING_URI: holds a secret"),
+        (["--env", "MLFLOW_TRACKING_URI=https://ann:pw@m.example.com"], "TRACKING_URI: holds a secret"),
         (["--mlflow-tracking-uri", "https://ann:pw@mlflow.example.com"], "https://ann:***@mlflow.example.com"),
     ],
 )  # fmt: skip
