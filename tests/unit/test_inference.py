@@ -240,3 +240,25 @@ def test_the_export_command_adds_int8_to_an_old_model_and_names_bad_input(tmp_pa
             export.main([str(model_dir), *argv])
         assert exited.value.code == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+class _Untraceable(torch.nn.Module):
+    """A network that refuses to be traced, as one carrying the Debugger hook's forward hooks does."""
+
+    def forward(self, images):
+        if torch.jit.is_tracing():
+            raise RuntimeError("this network cannot be traced")
+        return images.mean(dim=(2, 3))
+
+
+def test_a_failed_conversion_leaves_the_jobs_logging_as_it_was(tmp_path, caplog):
+    """openvino.convert_model sets the root logger to ERROR and restores it only on success: a
+    job whose export failed used to lose every later INFO and WARNING line, that failure's too."""
+    root = logging.getLogger()
+    before = root.level, list(root.handlers)
+    with pytest.raises(Exception):  # noqa: B017 - OpenVINO wraps the tracing error its own way
+        export.export_model(_Untraceable(), SPEC, tmp_path, _images(2))
+    assert (root.level, list(root.handlers)) == before
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("classifier.training.program").info("still heard")
+    assert "still heard" in caplog.text

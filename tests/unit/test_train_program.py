@@ -64,10 +64,11 @@ def test_job_writes_model_reports_and_parsable_metrics(job, repo_root):
     bad = job.root / "input/data/train/cat"
     (bad / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (bad / "notes.png").write_text("not an image")
+    # With the Debugger hook on: its forward hooks once broke the export's trace, silently.
     job.hyperparameters(
         {
             **FAST, "epochs": 2, "max_skipped_fraction": 0.1, "sagemaker_region": "us-east-1",
-            "inference_export": "openvino-int8",
+            "inference_export": "openvino-int8", "debug": "true",
         }
     )  # fmt: skip
 
@@ -80,6 +81,7 @@ def test_job_writes_model_reports_and_parsable_metrics(job, repo_root):
     resolved = [line for line in output if "resolved: hyperparameters" in line]
     assert len(resolved) == 1 and '"epochs": 2' in resolved[0] and '"seed": 42' in resolved[0]
     assert "rank 0 of 1" in resolved[0]
+    assert [line for line in output if "exported for serving in" in line], "the export's log line"
     for definition in METRIC_DEFINITIONS:
         assert re.search(definition["Regex"], result.stdout, re.MULTILINE), definition["Name"]
     model, spec = load_model(job.root / "model")

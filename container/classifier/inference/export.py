@@ -16,6 +16,7 @@ adds the exports to an existing model directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.util
 import logging
@@ -69,12 +70,26 @@ def parity(reference: InferenceBackend, candidate: InferenceBackend, images: Seq
     }
 
 
+@contextlib.contextmanager
+def _root_logger_kept():
+    """openvino.convert_model sets the root logger to ERROR and puts it back only when the
+    conversion succeeds (openvino/tools/ovc/convert.py, 2026.4): a failed conversion silenced
+    every later INFO and WARNING of the job, its own failure included."""
+    root = logging.getLogger()
+    level, filters, handlers = root.level, list(root.filters), list(root.handlers)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.filters, root.handlers = filters, handlers
+
+
 def _export_openvino(model: torch.nn.Module, spec: ModelSpec, model_dir: Path) -> Path:
     import openvino as ov
 
     example = torch.zeros(1, 3, spec.image_size, spec.image_size)
     shape = [-1, 3, spec.image_size, spec.image_size]  # any batch size
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _root_logger_kept():
         # The conversion traces with torch.jit, which warns that it is deprecated.
         warnings.simplefilter("ignore", FutureWarning)
         converted = ov.convert_model(model, example_input=example, input=shape)

@@ -8,7 +8,6 @@ data → model → optimizer → resume → loop → save. Any failure ends in `
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import math
@@ -475,7 +474,11 @@ def _export_for_serving(
 
     started = time.perf_counter()
     try:
-        cpu_copy = copy.deepcopy(model).cpu().eval()
+        # A new network with the trained weights, not a deepcopy: that would carry the Debugger
+        # hook's forward hooks, which break OpenVINO's trace (the job then served PyTorch only).
+        cpu_copy = create_model(spec.architecture, spec.num_classes)
+        cpu_copy.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+        cpu_copy.eval()
         pixels, classes = pixel_transform(spec), channels.class_names
         valid = image_folders.ImageFolderDataset(channels.valid.root, classes, pixels, "valid")
         calibration = []
