@@ -2,7 +2,9 @@
 
 Runs the real training program (classifier.training.program.main) twice per round on the same
 generated ImageFolder under a temporary /opt/ml tree, alternating the order, and prints
-images/s for each configuration and their ratio. The machine is shared and noisy: read
+images/s for each configuration and their ratio, and each job's wall time. Both run at the
+default precision (bf16 where the CPU runs it natively) and export nothing for serving: the
+export is the same work in both, and not the Debugger's. The machine is shared and noisy: read
 the ratio, not the absolute numbers.
 
     python benchmarks/debugger_overhead.py [--rounds 7] [--images-per-class 128] [--epochs 2]
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpu import describe_cpu
 from synthetic_data import write_colour_classes
 
 CLASSES = ("red", "green", "blue", "yellow")
@@ -75,6 +78,7 @@ def run_once(base: Path, hyperparameters: dict, debug: bool) -> dict:
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
     images = metrics["epochs_run"] * sum(1 for _ in (base / "input/data/train").rglob("*.png"))
     return {
+        "precision": metrics["precision"]["precision"],
         "images_per_second": metrics["train_images_per_second"],
         "wall_seconds": wall,
         # CPU time of every thread of this process: far less sensitive to other tenants.
@@ -94,6 +98,7 @@ def measure(args, image_size: int, batch_size: int) -> dict[bool, list[dict]]:
         "num_workers": "0",
         "augmentation": "none",
         "seed": "0",
+        "inference_export": "none",
     }
     results: dict[bool, list[dict]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,8 +125,9 @@ def report(args, image_size: int, batch_size: int, target: float, results) -> No
     wall_on = statistics.median(r["wall_seconds"] for r in results[True])
     ratio = statistics.median(ratios)
     rules_cpu = statistics.median(r["rules_report_cpu_seconds"] for r in results[True])
+    precisions = sorted({r["precision"] for runs in results.values() for r in runs})
     print(
-        f"\n{image_size} px / batch {batch_size}: model={args.model} "
+        f"\n{image_size} px / batch {batch_size}: model={args.model} precision={','.join(precisions)} "
         f"train_images={args.images_per_class * len(CLASSES)} epochs={args.epochs} rounds={args.rounds}"
     )
     print(f"  all off:             {off:8.1f} images/s   job wall {wall_off:6.1f} s  (medians)")
@@ -133,8 +139,17 @@ def report(args, image_size: int, batch_size: int, target: float, results) -> No
         f"  (overhead {100 * (1 - ratio):.1f}%; target <= {100 * target:.0f}%: {verdict})"
     )
     print(f"  end-of-job rules + report: {rules_cpu:.2f} CPU s per job (median)")
-    print(f"  job wall-time ratio on/off: {wall_on / wall_off:.3f}  (end-of-job rules and report included)")
+    print(
+        f"  job wall-time ratio on/off: {wall_on / wall_off:.3f}  "
+        "(the whole job, end-of-job rules and report included)"
+    )
 
+
+CONFIGURATIONS = """configurations, each a whole ./train job in this process on the same data:
+  all off:             debug=false (no smdebug hook, no end-of-job rules, no report), profiler disabled
+  hook+rules+profiler: debug=true (the hook saves what the rules read; the rules and the HTML report
+                       run at the job's end), profiler on (system sampling, step timing)
+  both:                precision=auto, inference_export=none, num_workers=0, TensorBoard files on"""
 
 # (image size, batch size, overhead target): a slow step and a fast one.
 STEP_SIZES = ((64, 64, 0.05), (32, 16, 0.10))
@@ -151,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.disable(logging.INFO)
+    print(describe_cpu())
+    print(CONFIGURATIONS)
     measured = [(size, batch, target, measure(args, size, batch)) for size, batch, target in STEP_SIZES]
     for size, batch, target, results in measured:
         report(args, size, batch, target, results)

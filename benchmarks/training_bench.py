@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpu import describe_cpu
 from program_runner import run_train
 
 # (image size, batch size, train images per class of 4): a fine-tuning size and a small one,
@@ -233,17 +234,15 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the train images per class")
     parser.add_argument("--watching", action="store_true", help="TensorBoard on against off instead")
     args = parser.parse_args()
+    print(describe_cpu())
     if args.watching:
         _each_config(args, watching_overhead)
         return
 
     import torch
 
-    from classifier.training.precision import cpu_flags
-
-    flags = sorted(f for f in cpu_flags() if f in ("amx_bf16", "avx512_bf16", "avx2"))
     print(f"model={args.model} torch_threads={torch.get_num_threads()} num_workers={args.num_workers} "
-          f"epochs={args.epochs} rounds={args.rounds} cpu flags: {', '.join(flags) or 'none'}")  # fmt: skip
+          f"epochs={args.epochs} rounds={args.rounds}")  # fmt: skip
     print("channels_last and bf16, step only (random tensors), ratios to fp32 contiguous:")
     for line in layout_matrix(args):
         print(line, flush=True)

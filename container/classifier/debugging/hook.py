@@ -45,8 +45,19 @@ def _fp32_hook_class():
     class Fp32Hook(hook_class):
         def _save_for_tensor(self, tensor_name, tensor_value, check_before_write=True):
             if isinstance(tensor_value, torch.Tensor) and tensor_value.dtype in low_precision:
+                # smdebug hands every module's inputs and outputs here on every step and then
+                # keeps the few its collections save at this step: converting them all first
+                # cost a full fp32 copy of every activation per step (14 ms of a 210 ms bf16
+                # step of ResNet-18 at 64 px, batch 64). Convert only what will be written.
+                if check_before_write and not self._will_save(tensor_name):
+                    return None
                 tensor_value = tensor_value.float()
             return super()._save_for_tensor(tensor_name, tensor_value, check_before_write)
+
+        def _will_save(self, tensor_name) -> bool:
+            # The test smdebug's own _save_for_tensor makes first (smdebug 1.0.34).
+            collections = self._get_collections_with_tensor(tensor_name)
+            return bool(collections & self._get_collections_to_save_for_step())
 
     return Fp32Hook
 

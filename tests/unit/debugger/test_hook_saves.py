@@ -102,3 +102,31 @@ def test_under_bf16_autocast_the_rules_read_fp32_reductions(tmp_path):
     assert std.dtype == "float32" and std > 0
     loss = trial.tensor(trial.tensor_names(collection="losses")[0])
     assert loss.steps(mode=modes.TRAIN) == [0, 1]
+
+
+def test_under_bf16_a_step_that_saves_no_activation_converts_none(tmp_path, monkeypatch):
+    """smdebug hands every module's inputs and outputs to the hook on every step; only those it
+    writes at that step are converted to fp32 (converting them all cost 14 ms of a 210 ms step)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    loss_fn = nn.CrossEntropyLoss()
+    hook = debugger.create_hook(tmp_path / "absent.json", True, tmp_path / "tensors")
+    debugger.attach(hook, model, loss_fn, from_sagemaker_config=False)
+    debugger.set_mode(hook, train=True)
+    images, labels = torch.randn(5, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1])
+    conversions: list[tuple[int, ...]] = []
+    original = torch.Tensor.float
+
+    def counting(tensor, *args, **kwargs):
+        if tensor.dtype == torch.bfloat16:
+            conversions.append(tuple(tensor.shape))
+        return original(tensor, *args, **kwargs)
+
+    for step in range(3):  # step 0 saves the ReLU inputs' reductions, steps 1 and 2 do not
+        if step == 1:
+            monkeypatch.setattr(torch.Tensor, "float", counting)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss_fn(model(images), labels).backward()
+    monkeypatch.undo()
+    debugger.close(hook)
+    assert conversions == [], conversions
