@@ -29,7 +29,8 @@ def _import_smdebug() -> Any:
 
 @functools.cache
 def _fp32_hook_class():
-    """smdebug's PyTorch hook, saving every floating tensor in fp32.
+    """smdebug's PyTorch hook, saving every floating tensor in fp32, and hooking only the
+    modules whose tensors a collection saves.
 
     Under bf16 or fp16 autocast (classifier.training.precision) the activations the hook sees
     are low precision: numpy has no bf16 (smdebug 1.0.34 fails with "unsupported ScalarType
@@ -58,6 +59,26 @@ def _fp32_hook_class():
             # The test smdebug's own _save_for_tensor makes first (smdebug 1.0.34).
             collections = self._get_collections_with_tensor(tensor_name)
             return bool(collections & self._get_collections_to_save_for_step())
+
+        def _closure_for_registering_forward_hook(self, module):
+            # smdebug puts its forward hook on every module, and on every step that saves
+            # anything (the loss: every step) each one walks its inputs and outputs: 77 Python
+            # calls a step for ResNet-18, for the ReLU inputs alone. A module none of whose
+            # tensors a collection can name gets none, unless smdebug's own framework profiler
+            # times every module. (smdebug 1.0.34 registers through this method, after naming
+            # the modules; tests/unit/debugger/test_hook_saves.py pins it.)
+            if self.profiler_config_parser.profiling_enabled or self._names_tensors_of(module):
+                super()._closure_for_registering_forward_hook(module)
+
+        def _names_tensors_of(self, module) -> bool:
+            from smdebug.core.utils import match_inc
+
+            names = [f"{module._module_name}_{kind}_{i}" for kind in ("input", "output") for i in range(4)]
+            return any(
+                module in collection.modules
+                or any(match_inc(name, collection.include_regex) for name in names)
+                for collection in self.collection_manager.collections.values()
+            )
 
     return Fp32Hook
 
@@ -151,9 +172,7 @@ def hook_collections(
     The same mapping configures the local hook (``configure_hook``) and, on the client,
     the DebuggerHookConfig CollectionConfigurations, so both save what the rules read.
     """
-    collections: dict[str, dict[str, str]] = {
-        name: {"save_interval": "1"} for name in EVERY_STEP_COLLECTIONS
-    }
+    collections: dict[str, dict[str, str]] = {name: {"save_interval": "1"} for name in EVERY_STEP_COLLECTIONS}
     for name, (reductions, abs_reductions, save_shape) in REDUCTIONS.items():
         collections[name] = {
             "train.save_interval": str(tensor_save_interval),
