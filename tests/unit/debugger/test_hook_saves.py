@@ -50,6 +50,7 @@ def test_reduced_tensors_only_at_the_initial_train_steps(tmp_path):
     assert trial.tensor(loss).steps(mode=modes.TRAIN) == [0, 1, 2, 3]
     assert trial.tensor(loss).steps(mode=modes.EVAL) == [0]
 
+
 def test_labels_and_predictions_are_saved_in_batches_with_every_sample(tmp_path):
     from classifier.debugging.hook import BATCHES_PER_SAVE
 
@@ -130,3 +131,45 @@ def test_under_bf16_a_step_that_saves_no_activation_converts_none(tmp_path, monk
     monkeypatch.undo()
     debugger.close(hook)
     assert conversions == [], conversions
+
+
+def _hooked(hook, module) -> bool:
+    return any(
+        getattr(fn, "__func__", None) is type(hook).forward_hook for fn in module._forward_hooks.values()
+    )
+
+
+def test_only_modules_whose_tensors_a_collection_saves_get_smdebugs_forward_hook(tmp_path):
+    import inspect
+
+    from smdebug.pytorch import Hook
+
+    # smdebug 1.0.34 registers each module's forward hook through the method the hook overrides.
+    assert "_closure_for_registering_forward_hook" in inspect.getsource(Hook.register_module)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+    loss_fn = nn.CrossEntropyLoss()
+    hook = debugger.create_hook(tmp_path / "absent.json", True, tmp_path / "tensors")
+    debugger.attach(hook, model, loss_fn, from_sagemaker_config=False)
+    assert [type(m).__name__ for m in model if _hooked(hook, m)] == ["ReLU"]
+    assert _hooked(hook, loss_fn)
+    debugger.close(hook)
+
+
+def test_a_hook_asked_to_save_everything_still_hooks_every_module(tmp_path):
+    """A SageMaker DebugHookConfig may ask for every tensor (HookParameters save_all)."""
+    import json
+
+    config = tmp_path / "debughookconfig.json"
+    config.write_text(
+        json.dumps(
+            {
+                "LocalPath": str(tmp_path / "tensors"),
+                "HookParameters": {"save_all": "true"},
+            }
+        )
+    )
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+    hook = debugger.create_hook(config, False, tmp_path / "unused")
+    debugger.attach(hook, model, nn.CrossEntropyLoss(), from_sagemaker_config=True)
+    assert all(_hooked(hook, m) for m in model)
+    debugger.close(hook)
