@@ -27,6 +27,11 @@ def _import_smdebug() -> Any:
     return smd
 
 
+# The inputs and outputs of one module that a collection's names are checked against (a module
+# with more is still hooked when any of its first ones is named).
+TENSORS_PER_MODULE = 16
+
+
 @functools.cache
 def _fp32_hook_class():
     """smdebug's PyTorch hook, saving every floating tensor in fp32, and hooking only the
@@ -65,18 +70,27 @@ def _fp32_hook_class():
             # anything (the loss: every step) each one walks its inputs and outputs: 77 Python
             # calls a step for ResNet-18, for the ReLU inputs alone. A module none of whose
             # tensors a collection can name gets none, unless smdebug's own framework profiler
-            # times every module. (smdebug 1.0.34 registers through this method, after naming
-            # the modules; tests/unit/debugger/test_hook_saves.py pins it.)
+            # (a ProfilerConfig with ProfilingParameters, as `sm-classifier train` sends by
+            # default) times every module for its timeline. (smdebug 1.0.34 registers through
+            # this method, after naming the modules; tests/unit/debugger/test_hook_saves.py pins it.)
             if self.profiler_config_parser.profiling_enabled or self._names_tensors_of(module):
                 super()._closure_for_registering_forward_hook(module)
 
         def _names_tensors_of(self, module) -> bool:
             from smdebug.core.utils import match_inc
 
-            names = [f"{module._module_name}_{kind}_{i}" for kind in ("input", "output") for i in range(4)]
+            # smdebug names a module's tensors <module>_input_<i> and <module>_output_<i>.
+            names = [
+                f"{module._module_name}_{kind}_{i}"
+                for kind in ("input", "output")
+                for i in range(TENSORS_PER_MODULE)
+            ]
             return any(
                 module in collection.modules
-                or any(match_inc(name, collection.include_regex) for name in names)
+                or any(
+                    name in collection.tensor_names or match_inc(name, collection.include_regex)
+                    for name in names
+                )
                 for collection in self.collection_manager.collections.values()
             )
 

@@ -173,3 +173,13 @@ def test_a_hook_asked_to_save_everything_still_hooks_every_module(tmp_path):
     debugger.attach(hook, model, nn.CrossEntropyLoss(), from_sagemaker_config=True)
     assert all(_hooked(hook, m) for m in model)
     debugger.close(hook)
+
+
+def test_a_module_a_collection_names_by_tensor_name_is_hooked(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+    hook = debugger.create_hook(tmp_path / "absent.json", True, tmp_path / "tensors")
+    hook.get_collection("flattened").add_tensor_name("2_output_0")  # the Flatten's output
+    hook.include_collections.append("flattened")
+    debugger.attach(hook, model, nn.CrossEntropyLoss(), from_sagemaker_config=False)
+    assert [type(m).__name__ for m in model if _hooked(hook, m)] == ["ReLU", "Flatten"]
+    debugger.close(hook)
