@@ -1,51 +1,37 @@
-"""Deploy, invoke and delete: a SageMaker endpoint, or the same container run locally.
+"""Deploy, invoke and delete a SageMaker endpoint.
 
-On SageMaker an endpoint is three resources (Model -> EndpointConfig -> Endpoint), made
-with ``sagemaker.core.resources``; ``delete`` removes all three. Locally the image runs
-exactly as SageMaker hosting runs it — ``docker run IMAGE serve`` with the unpacked
-model.tar.gz at /opt/ml/model — published on 127.0.0.1 only. A local endpoint outlives
-the command that made it (like a real one), so ``invoke --local`` and ``delete --local``
-find it again by its container name.
+An endpoint is three kinds of resources (Model -> EndpointConfig -> Endpoint), made with boto3;
+``delete`` removes them all, with what the client made beside them (scaling, alarms). An
+endpoint serves one model, or several production variants that share its traffic by weight,
+plus at most one shadow variant; with data capture it records what it was sent and answered.
+``update`` (classifier_client.deployments) ships a new model to it without downtime. The same
+container run on this machine is ``local_endpoints``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import subprocess
-import tarfile
-import tempfile
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from classifier import archives
-from classifier.constants import (
-    CUSTOM_ATTRIBUTES_HEADER,
-    DEFAULT_PORT,
-    MODEL_CONFIG_FILE,
-    MODEL_SERVER_TIMEOUT_ENV,
-    MODEL_SERVER_WORKERS_ENV,
-)
+from classifier.constants import MODEL_SERVER_TIMEOUT_ENV, MODEL_SERVER_WORKERS_ENV
 from classifier_client.account_settings import AccountSettings, RequestSettings, refuse_secrets
-from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
+from classifier_client.capture import DataCapture
+from classifier_client.config import AwsContext, ConfigurationError, unique_name
 from classifier_client.hosting import HostingOptions
 from classifier_client.image import DEFAULT_IMAGE_NAME, DEFAULT_TAG, pin_image
+from classifier_client.variants import DEFAULT_VARIANT, Shadow, Variant, check_variants
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_TOP_K = 3
-VARIANT_NAME = "AllTraffic"
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 FALLBACK_CONTENT_TYPE = "application/x-image"
-LOCAL_CONTAINER_PREFIX = "sm-local-"
 # What a local endpoint runs without an image named: the image `make image` builds.
 LOCAL_IMAGE = f"{DEFAULT_IMAGE_NAME}:{DEFAULT_TAG}"
-LOCAL_LABEL = "sagemaker-image-classifier.endpoint"
-LOCAL_MODEL_LABEL = "sagemaker-image-classifier.model-dir"
 
 
 def content_type_for(path: Path) -> str:
@@ -68,7 +54,8 @@ def server_environment(workers: int | None, timeout: int | None, extra: dict[str
 class DeploySettings:
     # None: the newest image `push` made (classifier_client.image.pin_image).
     image_uri: str | None
-    model_data: str
+    # The one model of an endpoint without --variant (its variant is AllTraffic).
+    model_data: str | None
     endpoint_name: str
     instance_type: str = DEFAULT_INSTANCE_TYPE
     instance_count: int = 1
@@ -76,13 +63,20 @@ class DeploySettings:
     hosting: HostingOptions = field(default_factory=HostingOptions)
     # VPC, KMS keys, isolation and tags (docs/security.md); none by default.
     account: AccountSettings = field(default_factory=AccountSettings)
+    # --variant: production variants sharing the traffic by weight (instead of model_data).
+    variants: tuple[Variant, ...] = ()
+    shadows: tuple[Shadow, ...] = ()
+    data_capture: DataCapture | None = None
 
-    def model_request(self, role: str, name: str) -> dict[str, Any]:
+    def production_variants(self) -> tuple[Variant, ...]:
+        return self.variants or (Variant(DEFAULT_VARIANT, self.model_data or ""),)
+
+    def model_request(self, role: str, name: str, model_data: str | None = None) -> dict[str, Any]:
         """CreateModel: our image by digest with the model, the account's VPC, isolation, tags."""
         account = self.account.model()
         container = {
             "Image": self.image_uri,
-            "ModelDataUrl": self.model_data,
+            "ModelDataUrl": model_data or self.model_data,
             "Environment": {**account.environment, **self.hosting.server_environment(), **self.environment},
         }
         if self.hosting.multi_model:
@@ -90,20 +84,24 @@ class DeploySettings:
             container["Mode"] = "MultiModel"
         return model_request(name, container, role, account)
 
-    def endpoint_config_request(self, name: str) -> dict[str, Any]:
-        """CreateEndpointConfig: the variant, the hosting options, the account's keys and tags."""
+    def endpoint_config_request(self, name: str, models: dict[str, str] | None = None) -> dict[str, Any]:
+        """CreateEndpointConfig: the variants (``models``: variant name -> model name; all ``name``
+        without), the hosting options, data capture, the account's keys and tags."""
         account = self.account.endpoint_config([self.instance_type]).warn()
-        variant = {
-            "VariantName": VARIANT_NAME,
-            "ModelName": name,
-            "InitialInstanceCount": self.instance_count,
-            "InstanceType": self.instance_type,
-        }
+        models = models or {}
+        production = self.production_variants()
         request: dict[str, Any] = {
             "EndpointConfigName": name,
-            "ProductionVariants": [self.hosting.variant(variant)],
+            "ProductionVariants": [self._variant(v, models.get(v.name, name)) for v in production],
             **self.hosting.endpoint_config_extras(),
         }
+        if self.shadows:
+            request["ShadowProductionVariants"] = [
+                self._variant(Variant(s.name, s.model_data, s.weight(production[0].weight)), models[s.name])
+                for s in self.shadows
+            ]
+        if self.data_capture:
+            request["DataCaptureConfig"] = self.data_capture.request(account.output_kms_key)
         if account.volume_kms_key and not self.hosting.serverless:
             request["KmsKeyId"] = account.volume_kms_key
         if "AsyncInferenceConfig" in request and account.output_kms_key:
@@ -111,6 +109,88 @@ class DeploySettings:
         if account.tags:
             request["Tags"] = account.tag_list()
         return request
+
+    def _variant(self, variant: Variant, model_name: str) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "VariantName": variant.name,
+            "ModelName": model_name,
+            "InitialInstanceCount": self.instance_count,
+            "InstanceType": self.instance_type,
+        }
+        if self.variants or self.shadows:
+            base["InitialVariantWeight"] = variant.weight
+        return self.hosting.variant(base)
+
+    def check(self, wait: bool = True) -> None:
+        """Everything refused offline, before any request."""
+        hosting = self.hosting
+        hosting.validate(self.instance_type)
+        # The account's settings are resolved, and refused where AWS would refuse them, offline.
+        self.account.endpoint_config([self.instance_type])
+        self.account.endpoint()
+        model = self.account.model()
+        refuse_secrets({**model.environment, **self.environment}, "--env")
+        if hosting.serverless and (model.vpc or model.network_isolation):
+            raise ConfigurationError(
+                "--serverless with a VPC or network isolation (flags or the defaults file): AWS, "
+                'Serverless Inference feature exclusions: "VPC configuration, network isolation" are '
+                "among the features Serverless Inference does not support; deploy on instances instead"
+            )
+        self._check_models()
+        if self.instance_count < 1:
+            raise ConfigurationError("--instance-count must be at least 1")
+        if hosting.autoscale and not wait:
+            # Application Auto Scaling registers only an InService variant.
+            raise ConfigurationError("--autoscale waits for InService: drop --no-wait")
+        if self.data_capture:
+            self.data_capture.check()
+        _check_exclusions(self)
+
+    def _check_models(self) -> None:
+        if bool(self.model_data) == bool(self.variants):
+            raise ConfigurationError("give --model-data, or one --variant NAME=MODEL_DATA[:WEIGHT] per model")
+        check_variants(self.variants, self.shadows)
+        for flag, data in [
+            ("--model-data", self.model_data),
+            *[(f"--variant {v.name}", v.model_data) for v in self.variants],
+            *[(f"--shadow {s.name}", s.model_data) for s in self.shadows],
+        ]:
+            if data is not None:
+                check_model_data(data, flag, self.hosting.multi_model)
+
+
+def check_model_data(data: str, flag: str, multi_model: bool = False) -> None:
+    if multi_model:
+        if not data.startswith("s3://") or not data.endswith("/"):
+            raise ConfigurationError(
+                f"{flag} with --multi-model takes the s3://.../ prefix that holds the model.tar.gz "
+                f"files, got {data!r}"
+            )
+    elif not data.startswith("s3://") or not data.endswith(".tar.gz"):
+        raise ConfigurationError(
+            f"{flag} must be the s3://.../model.tar.gz of a training job, got {data!r} "
+            "(a local archive needs --local)"
+        )
+
+
+def _check_exclusions(settings: DeploySettings) -> None:
+    """What SageMaker does not serve with several variants, shadows or data capture."""
+    hosting = settings.hosting
+    if hosting.serverless and (len(settings.variants) > 1 or settings.shadows or settings.data_capture):
+        # "Serverless Inference": "Some of the features currently available for SageMaker AI
+        # Real-time Inference are not supported for Serverless Inference, including [...]
+        # data capture, multiple production variants".
+        raise ConfigurationError(
+            "--serverless with several --variant, a --shadow or --data-capture: AWS (Serverless "
+            'Inference) lists "data capture, multiple production variants" among the features '
+            "serverless endpoints do not support; deploy on instances instead"
+        )
+    if settings.shadows and hosting.async_output:
+        # "Shadow tests": asynchronous inference is among the features a shadow test refuses.
+        raise ConfigurationError(
+            "--shadow with --async-output: AWS does not run shadow variants on asynchronous "
+            "endpoints (shadow tests exclude asynchronous inference)"
+        )
 
 
 def model_request(
@@ -131,21 +211,33 @@ def model_request(
 # --- SageMaker -----------------------------------------------------------------------------
 
 
-def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> dict[str, str]:
-    """Create Model, EndpointConfig and Endpoint; wait for InService unless told not to.
+def model_names(settings: DeploySettings, resource_name: str) -> dict[str, str]:
+    """One model per variant: the endpoint config's own name for an endpoint of one model."""
+    names = [v.name for v in settings.variants] + [s.name for s in settings.shadows]
+    if not names:
+        return {DEFAULT_VARIANT: resource_name}
+    models = {name: unique_name(f"{settings.endpoint_name[:24]}-{name}") for name in names}
+    if len(set(models.values())) < len(models):  # long variant names cut to the same prefix
+        models = {name: f"{resource_name[:58]}-v{i}" for i, name in enumerate(names)}
+    return models
 
-    Plain boto3 calls: the three requests are small, and the waiter reports a failed
-    endpoint with its FailureReason.
-    """
-    _check_deploy(settings, wait)
+
+def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> dict[str, Any]:
+    """Create the models, the EndpointConfig and the Endpoint; wait for InService unless told
+    not to. Plain boto3 calls: the requests are small, and the waiter reports a failed endpoint
+    with its FailureReason."""
+    settings.check(wait)
     role = ctx.require_role()
     settings = replace(settings, image_uri=pin_image(ctx, settings.image_uri))
     sagemaker = ctx.client("sagemaker")
-    hosting = settings.hosting
     # Model and config names change per deploy so an endpoint can be updated in place later.
     resource_name = unique_name(settings.endpoint_name)
-    sagemaker.create_model(**settings.model_request(role, resource_name))
-    sagemaker.create_endpoint_config(**settings.endpoint_config_request(resource_name))
+    models = model_names(settings, resource_name)
+    sources = {v.name: v.model_data for v in settings.production_variants()}
+    sources.update({s.name: s.model_data for s in settings.shadows})
+    for variant, model in models.items():
+        sagemaker.create_model(**settings.model_request(role, model, sources[variant]))
+    sagemaker.create_endpoint_config(**settings.endpoint_config_request(resource_name, models))
     endpoint_tags = settings.account.endpoint().tag_list()
     sagemaker.create_endpoint(
         EndpointName=settings.endpoint_name,
@@ -153,56 +245,28 @@ def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> d
         **({"Tags": endpoint_tags} if endpoint_tags else {}),
     )
     if wait:
-        _wait_in_service(sagemaker, settings.endpoint_name)
+        wait_in_service(sagemaker, settings.endpoint_name)
     status = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)["EndpointStatus"]
-    result = {
+    result: dict[str, Any] = {
         "endpoint": settings.endpoint_name,
         "endpoint_config": resource_name,
-        "model": resource_name,
+        "model": resource_name if len(models) == 1 else models,
         "status": status,
     }
-    if hosting.autoscale:
+    if settings.hosting.autoscale:
         from classifier_client.hosting import enable_autoscaling
 
-        result["autoscaling"] = enable_autoscaling(
-            ctx, settings.endpoint_name, VARIANT_NAME, hosting, tags=endpoint_tags
-        )
+        scaling = {
+            v.name: enable_autoscaling(
+                ctx, settings.endpoint_name, v.name, settings.hosting, tags=endpoint_tags
+            )
+            for v in settings.production_variants()
+        }
+        result["autoscaling"] = scaling[DEFAULT_VARIANT] if not settings.variants else scaling
     return result
 
 
-def _check_deploy(settings: DeploySettings, wait: bool) -> None:
-    hosting = settings.hosting
-    hosting.validate(settings.instance_type)
-    # The account's settings are resolved, and refused where AWS would refuse them, offline.
-    settings.account.endpoint_config([settings.instance_type])
-    settings.account.endpoint()
-    model = settings.account.model()
-    refuse_secrets({**model.environment, **settings.environment}, "--env")
-    if hosting.serverless and (model.vpc or model.network_isolation):
-        raise ConfigurationError(
-            "--serverless with a VPC or network isolation (flags or the defaults file): AWS, "
-            'Serverless Inference feature exclusions: "VPC configuration, network isolation" are '
-            "among the features Serverless Inference does not support; deploy on instances instead"
-        )
-    data = settings.model_data
-    if hosting.multi_model:
-        if not data.startswith("s3://") or not data.endswith("/"):
-            raise ConfigurationError(
-                f"--multi-model takes the s3://.../ prefix that holds the model.tar.gz files, got {data!r}"
-            )
-    elif not data.startswith("s3://") or not data.endswith(".tar.gz"):
-        raise ConfigurationError(
-            f"--model-data must be the s3://.../model.tar.gz of a training job, got "
-            f"{data!r} (a local archive needs --local)"
-        )
-    if settings.instance_count < 1:
-        raise ConfigurationError("--instance-count must be at least 1")
-    if hosting.autoscale and not wait:
-        # Application Auto Scaling registers only an InService variant.
-        raise ConfigurationError("--autoscale waits for InService: drop --no-wait")
-
-
-def _wait_in_service(sagemaker, endpoint_name: str) -> None:
+def wait_in_service(sagemaker, endpoint_name: str) -> None:
     from botocore.exceptions import WaiterError
 
     try:
@@ -223,14 +287,22 @@ def invoke(
     image: Path,
     top_k: int = DEFAULT_TOP_K,
     target_model: str | None = None,
+    target_variant: str | None = None,
 ) -> dict[str, Any]:
-    """One image through sagemaker-runtime InvokeEndpoint; the server's JSON back.
+    """One image through sagemaker-runtime InvokeEndpoint; the server's JSON back, with the
+    variant that answered (``invoked_variant``) where SageMaker names it.
 
     ``target_model``: on a multi-model endpoint, the model.tar.gz (relative to the endpoint's
-    S3 prefix) to answer with; SageMaker loads it on first use.
+    S3 prefix) to answer with; SageMaker loads it on first use. ``target_variant``: API
+    reference, InvokeEndpoint.TargetVariant: "Specify the production variant to send the
+    inference request to when invoking an endpoint that is running two or more variants. Note
+    that this parameter overrides the default behavior for the endpoint, which is to distribute
+    the invocation traffic based on the variant weights."
     """
-    body = _read_image(image)
+    body = read_image(image)
     extra = {"TargetModel": target_model} if target_model else {}
+    if target_variant:
+        extra["TargetVariant"] = target_variant
     response = ctx.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=endpoint_name,
         Body=body,
@@ -239,207 +311,73 @@ def invoke(
         CustomAttributes=f"top_k={top_k}",
         **extra,
     )
-    return json.loads(response["Body"].read())
+    answer = json.loads(response["Body"].read())
+    if isinstance(answer, dict) and response.get("InvokedProductionVariant"):
+        answer = {**answer, "invoked_variant": response["InvokedProductionVariant"]}
+    return answer
+
+
+def is_gone(error) -> bool:
+    """A ClientError that says the resource does not exist (SageMaker answers ValidationException)."""
+    message = error.response.get("Error", {}).get("Message", "")
+    return "Could not find" in message or "does not exist" in message
 
 
 def delete(ctx: AwsContext, endpoint_name: str) -> list[str]:
-    """Delete the endpoint, its config and its models; what is already gone is skipped."""
+    """Delete the endpoint, its config, its models (every variant's, shadows too), its scaling
+    and the rollback alarms ``update`` made for it; what is already gone is skipped."""
     from botocore.exceptions import ClientError
 
+    from classifier_client.deployments import delete_rollback_alarms
+    from classifier_client.hosting import disable_autoscaling
+
     sagemaker = ctx.client("sagemaker")
-    deleted = []
-
-    def gone(error: ClientError) -> bool:
-        message = error.response.get("Error", {}).get("Message", "")
-        return "Could not find" in message or "does not exist" in message
-
     try:
         config_name = sagemaker.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
     except ClientError as error:
-        if gone(error):
+        if is_gone(error):
             raise ConfigurationError(f"no endpoint named {endpoint_name}") from error
         raise
     try:
-        variants = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]
-        model_names = [v["ModelName"] for v in variants]
-        variant_names = [v["VariantName"] for v in variants]
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+        variants = config["ProductionVariants"] + config.get("ShadowProductionVariants", [])
+        model_names = list(dict.fromkeys(v["ModelName"] for v in variants))
+        variant_names = [v["VariantName"] for v in config["ProductionVariants"]]
     except ClientError as error:
-        if not gone(error):
+        if not is_gone(error):
             raise
-        model_names, variant_names = [], [VARIANT_NAME]
-    from classifier_client.hosting import disable_autoscaling
-
+        model_names, variant_names = [], [DEFAULT_VARIANT]
     # A scalable target outlives its endpoint: remove it (and its policy) first.
-    deleted += disable_autoscaling(ctx, endpoint_name, variant_names)
+    deleted = disable_autoscaling(ctx, endpoint_name, variant_names)
     sagemaker.delete_endpoint(EndpointName=endpoint_name)
     deleted.append(f"endpoint {endpoint_name}")
+    deleted += delete_resources(sagemaker, [config_name], model_names)
+    deleted += delete_rollback_alarms(ctx, endpoint_name)
+    return deleted
+
+
+def delete_resources(sagemaker, config_names: list[str], model_names: list[str]) -> list[str]:
+    """Delete endpoint configs and models; those already gone are skipped."""
+    from botocore.exceptions import ClientError
+
+    deleted = []
     for kind, call, key, name in [
-        ("endpoint config", sagemaker.delete_endpoint_config, "EndpointConfigName", config_name),
+        *[
+            ("endpoint config", sagemaker.delete_endpoint_config, "EndpointConfigName", c)
+            for c in config_names
+        ],
         *[("model", sagemaker.delete_model, "ModelName", m) for m in model_names],
     ]:
         try:
             call(**{key: name})
             deleted.append(f"{kind} {name}")
         except ClientError as error:
-            if not gone(error):
+            if not is_gone(error):
                 raise
     return deleted
 
 
-# --- local ---------------------------------------------------------------------------------
-
-
-def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    try:
-        completed = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
-    except FileNotFoundError as error:
-        raise ConfigurationError("local mode needs the docker CLI and a running engine") from error
-    if check and completed.returncode != 0:
-        raise ConfigurationError(
-            f"docker {args[0]} failed: {completed.stderr.strip() or completed.stdout.strip()}"
-        )
-    return completed
-
-
-def local_container_name(endpoint_name: str) -> str:
-    return LOCAL_CONTAINER_PREFIX + endpoint_name
-
-
-def prepare_model_dir(ctx: AwsContext | None, model_data: str, target: Path) -> None:
-    """Unpack model.tar.gz (local path, file:// or s3://) or copy a model directory."""
-    if model_data.startswith("file://"):
-        model_data = model_data[len("file://") :]
-    if model_data.startswith("s3://"):
-        if ctx is None:
-            raise ConfigurationError("an s3:// model needs AWS credentials")
-        bucket, key = parse_s3_uri(model_data)
-        archive = target.parent / "model.tar.gz"
-        ctx.client("s3").download_file(bucket, key, str(archive))
-        model_data = str(archive)
-    source = Path(model_data).expanduser()
-    if source.is_dir():
-        shutil.copytree(source, target, dirs_exist_ok=True)
-    elif source.is_file() and tarfile.is_tarfile(source):
-        try:
-            archives.extract(source, target)
-        except archives.ArchiveError as error:
-            raise ConfigurationError(str(error)) from error
-    else:
-        raise ConfigurationError(f"{model_data} is neither a model.tar.gz nor a model directory")
-    if not (target / MODEL_CONFIG_FILE).exists():
-        raise ConfigurationError(f"{model_data} holds no {MODEL_CONFIG_FILE}: not a model this image trained")
-
-
-def deploy_local(
-    settings: DeploySettings,
-    *,
-    ctx: AwsContext | None = None,
-    port: int = 0,
-    startup_timeout: float = 180.0,
-) -> dict[str, str]:
-    """Run ``IMAGE serve`` like SageMaker hosting does; returns once /ping answers 200."""
-    if settings.instance_count != 1:
-        raise ConfigurationError("a local endpoint runs one container (--instance-count 1)")
-    name = local_container_name(settings.endpoint_name)
-    if _docker("ps", "-aq", "--filter", f"name=^{name}$").stdout.strip():
-        raise ConfigurationError(f"local endpoint {settings.endpoint_name} exists; `delete --local` it first")
-    state = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-    model_dir = state / "model"
-    try:
-        prepare_model_dir(ctx, settings.model_data, model_dir)
-        env_args = [arg for k, v in settings.environment.items() for arg in ("-e", f"{k}={v}")]
-        _docker(
-            "run", "--detach", "--name", name,
-            "--label", f"{LOCAL_LABEL}={settings.endpoint_name}",
-            "--label", f"{LOCAL_MODEL_LABEL}={state}",
-            "--publish", f"127.0.0.1:{port or ''}:{DEFAULT_PORT}",
-            "--volume", f"{model_dir}:/opt/ml/model:ro",
-            *env_args,
-            settings.image_uri or LOCAL_IMAGE, "serve",
-        )  # fmt: skip
-    except Exception:
-        shutil.rmtree(state, ignore_errors=True)
-        raise
-    try:
-        url = _wait_until_healthy(name, startup_timeout)
-    except Exception:
-        delete_local(settings.endpoint_name)
-        raise
-    return {"endpoint": settings.endpoint_name, "container": name, "url": url}
-
-
-def local_url(endpoint_name: str) -> str:
-    name = local_container_name(endpoint_name)
-    mapping = _docker("port", name, f"{DEFAULT_PORT}/tcp", check=False)
-    if mapping.returncode != 0 or not mapping.stdout.strip():
-        raise ConfigurationError(
-            f"no running local endpoint {endpoint_name} (container {name}); `deploy --local` it"
-        )
-    host_port = mapping.stdout.strip().splitlines()[0].rsplit(":", 1)[1]
-    return f"http://127.0.0.1:{host_port}"
-
-
-def _wait_until_healthy(name: str, timeout: float) -> str:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    url = None
-    while time.monotonic() < deadline:
-        state = _docker("inspect", "--format", "{{.State.Status}}", name, check=False).stdout.strip()
-        if state in ("exited", "dead"):
-            logs = _docker("logs", "--tail", "40", name, check=False)
-            raise ConfigurationError(
-                f"local endpoint container {name} exited while starting:\n"
-                f"{(logs.stdout + logs.stderr).strip()}"
-            )
-        try:
-            url = url or local_url(name[len(LOCAL_CONTAINER_PREFIX) :])
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return url
-        except (ConfigurationError, requests.RequestException):
-            pass
-        time.sleep(0.5)
-    raise ConfigurationError(f"local endpoint {name} did not answer /ping within {timeout:.0f}s")
-
-
-def invoke_local(endpoint_name: str, image: Path, top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
-    """POST the image to the local container's /invocations, with SageMaker's headers."""
-    import requests
-
-    response = requests.post(
-        f"{local_url(endpoint_name)}/invocations",
-        data=_read_image(image),
-        headers={
-            "Content-Type": content_type_for(image),
-            "Accept": "application/json",
-            CUSTOM_ATTRIBUTES_HEADER: f"top_k={top_k}",
-        },
-        timeout=60,
-    )
-    if response.status_code != 200:
-        raise ConfigurationError(
-            f"local endpoint answered {response.status_code}: {response.text.strip()[:500]}"
-        )
-    return response.json()
-
-
-def delete_local(endpoint_name: str) -> list[str]:
-    """Stop and remove the container, and the unpacked model it served."""
-    name = local_container_name(endpoint_name)
-    found = _docker(
-        "inspect", "--format", f'{{{{index .Config.Labels "{LOCAL_MODEL_LABEL}"}}}}', name,
-        check=False,
-    )  # fmt: skip
-    if found.returncode != 0:
-        raise ConfigurationError(f"no local endpoint {endpoint_name} (container {name})")
-    _docker("rm", "--force", name)
-    state = found.stdout.strip()
-    if state and Path(state).name.startswith(name):
-        shutil.rmtree(state, ignore_errors=True)
-    return [f"container {name}"]
-
-
-def _read_image(path: Path) -> bytes:
+def read_image(path: Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as error:
@@ -450,4 +388,5 @@ def format_predictions(image: Path, result: dict[str, Any]) -> str:
     """``digit_0001.png: 3 (0.981), 8 (0.012), 5 (0.004)``."""
     predictions = result.get("predictions", [])
     ranked = ", ".join(f"{p['label']} ({p['probability']:.3f})" for p in predictions)
-    return f"{image}: {ranked or 'no predictions'}"
+    variant = f" [{result['invoked_variant']}]" if result.get("invoked_variant") else ""
+    return f"{image}: {ranked or 'no predictions'}{variant}"

@@ -261,7 +261,7 @@ def run_local(settings: TransformSettings, *, startup_timeout: float = 180.0) ->
     """Run the transform with the image on this machine; folder in, ``*.out`` folder out."""
     import requests
 
-    from classifier_client import endpoints
+    from classifier_client import endpoints, local_endpoints
 
     settings.validate()
     source, target = Path(settings.input).expanduser(), Path(settings.output).expanduser()
@@ -277,14 +277,14 @@ def run_local(settings: TransformSettings, *, startup_timeout: float = 180.0) ->
         environment=settings.server_environment(),
     )
     started = time.monotonic()
-    url = endpoints.deploy_local(deploy, startup_timeout=startup_timeout)["url"]
+    url = local_endpoints.deploy_local(deploy, startup_timeout=startup_timeout)["url"]
     try:
         parameters = requests.get(f"{url}/execution-parameters", timeout=10)
         plan = _plan(settings, parameters.json() if parameters.status_code == 200 else {})
         with ThreadPoolExecutor(plan.concurrency) as pool:
             results = list(pool.map(lambda p: _transform_file(url, settings, plan, source, target, p), files))
     finally:
-        endpoints.delete_local(settings.job_name)
+        local_endpoints.delete_local(settings.job_name)
     failed = {name: error for name, error in results if error}
     return {
         "transform_job": settings.job_name,

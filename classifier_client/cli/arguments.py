@@ -19,15 +19,16 @@ class TakesArguments(Protocol):
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action: ...
 
 
-def add_aws(parser: argparse.ArgumentParser, role: bool = False) -> None:
+def add_aws(parser: argparse.ArgumentParser, role: bool = False, role_help: str | None = None) -> None:
+    """``role_help``: the role is kept from what exists unless given (no environment default)."""
     group = parser.add_argument_group("AWS")
     group.add_argument("--region", help="AWS region (default: AWS_REGION or the profile's)")
     group.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or default)")
     if role:
         group.add_argument(
             "--role",
-            default=os.environ.get(ROLE_ENV),
-            help=f"SageMaker execution role ARN (default: ${ROLE_ENV})",
+            default=None if role_help else os.environ.get(ROLE_ENV),
+            help=f"SageMaker execution role ARN {role_help or f'(default: ${ROLE_ENV})'}",
         )
 
 
@@ -37,11 +38,14 @@ def add_local(parser: TakesArguments, what: str) -> None:
     )
 
 
-def add_image(parser: argparse.ArgumentParser) -> None:
+def add_image(parser: argparse.ArgumentParser, keep: str | None = None) -> None:
+    """``keep``: what an update keeps without --image (then no environment default)."""
     parser.add_argument(
         "--image",
-        default=os.environ.get(IMAGE_ENV),
-        help=f"image URI, sent by digest (default: ${IMAGE_ENV}; else the newest image `push` made, "
+        default=None if keep else os.environ.get(IMAGE_ENV),
+        help=f"image URI, sent by digest (default: {keep})"
+        if keep
+        else f"image URI, sent by digest (default: ${IMAGE_ENV}; else the newest image `push` made, "
         f"{LOCAL_IMAGE_DEFAULT} with --local)",
     )
 

@@ -9,9 +9,13 @@ from classifier_client.config import ConfigurationError
 
 
 def _deploy_settings(args, ctx, local: bool, hosting=None):
+    from classifier_client.cli.endpoint_life_commands import variant_settings
     from classifier_client.endpoints import DeploySettings, server_environment
     from classifier_client.training import parse_assignments
 
+    if args.capture_percent is not None and not args.data_capture:
+        raise ConfigurationError("--capture-percent needs --data-capture S3_URI")
+    variants, shadows, capture = variant_settings(args)
     return DeploySettings(
         image_uri=image_uri(args, local),
         model_data=args.model_data,
@@ -21,6 +25,9 @@ def _deploy_settings(args, ctx, local: bool, hosting=None):
         environment=server_environment(args.workers, args.timeout, parse_assignments(args.env, "--env")),
         hosting=hosting or _hosting_options(args),
         account=account_settings(args, local, ("model", "endpoint_config", "endpoint")),
+        variants=variants,
+        shadows=shadows,
+        data_capture=capture,
     )
 
 
@@ -43,24 +50,26 @@ def _hosting_options(args):
 
 
 def cmd_deploy(args) -> int:
-    from classifier_client import endpoints
+    from classifier_client import endpoints, local_endpoints
 
     if args.local:
-        ctx = aws_context_for(args, local=True) if args.model_data.startswith("s3://") else None
+        if args.data_capture:
+            raise ConfigurationError("--data-capture is SageMaker's: a local endpoint captures nothing")
+        model_data = args.model_data or ""
+        ctx = aws_context_for(args, local=True) if model_data.startswith("s3://") else None
         settings = _deploy_settings(args, ctx, local=True)
-        print_json(endpoints.deploy_local(settings, ctx=ctx, port=args.port))
+        print_json(local_endpoints.deploy_local(settings, ctx=ctx, port=args.port))
         return 0
     # Combinations SageMaker does not serve fail here, before any request (STS included).
-    hosting = _hosting_options(args)
-    hosting.validate(args.instance_type)
+    settings = _deploy_settings(args, None, False, _hosting_options(args))
+    settings.check(wait=not args.no_wait)
     ctx = aws_context_for(args)
-    settings = _deploy_settings(args, ctx, False, hosting)
     print_json(endpoints.deploy(ctx, settings, wait=not args.no_wait))
     return 0
 
 
 def cmd_invoke(args) -> int:
-    from classifier_client import endpoints
+    from classifier_client import endpoints, local_endpoints
 
     if args.async_input and args.target_model:
         # API reference, InvokeEndpointAsync: unlike InvokeEndpoint, its request has no TargetModel.
@@ -68,15 +77,19 @@ def cmd_invoke(args) -> int:
             "--async and --target-model cannot be combined: InvokeEndpointAsync has no "
             "TargetModel (a multi-model endpoint is invoked synchronously, without --async)"
         )
+    if args.local and args.target_variant:
+        raise ConfigurationError("--target-variant: a local endpoint serves one model, without variants")
     ctx = None if args.local else aws_context_for(args)
     results = {}
     for image in args.images:
         if ctx is None:
-            result = endpoints.invoke_local(args.endpoint_name, Path(image), args.top_k)
+            result = local_endpoints.invoke_local(args.endpoint_name, Path(image), args.top_k)
         elif args.async_input:
             result = _invoke_async(ctx, args, Path(image))
         else:
-            result = endpoints.invoke(ctx, args.endpoint_name, Path(image), args.top_k, args.target_model)
+            result = endpoints.invoke(
+                ctx, args.endpoint_name, Path(image), args.top_k, args.target_model, args.target_variant
+            )
         results[image] = result
         if not args.json:
             print(endpoints.format_predictions(Path(image), result))
@@ -101,10 +114,10 @@ def _invoke_async(ctx, args, image: Path):
 
 
 def cmd_delete(args) -> int:
-    from classifier_client import endpoints
+    from classifier_client import endpoints, local_endpoints
 
     if args.local:
-        deleted = endpoints.delete_local(args.endpoint_name)
+        deleted = local_endpoints.delete_local(args.endpoint_name)
     else:
         deleted = endpoints.delete(aws_context_for(args), args.endpoint_name)
     for item in deleted:

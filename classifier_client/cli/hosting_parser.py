@@ -12,6 +12,11 @@ from classifier_client.cli.arguments import (
     add_local,
 )
 from classifier_client.cli.endpoint_commands import cmd_delete, cmd_deploy, cmd_invoke
+from classifier_client.cli.endpoint_life_parser import (
+    add_capture_options,
+    add_target_variant,
+    add_variant_options,
+)
 from classifier_client.cli.transform_commands import cmd_transform
 
 
@@ -26,8 +31,8 @@ def add_deploy(sub) -> None:
     add_image(p)
     p.add_argument(
         "--model-data",
-        required=True,
-        help="s3://.../model.tar.gz (with --local also a local model.tar.gz or model folder)",
+        help="s3://.../model.tar.gz (with --local also a local model.tar.gz or model folder); "
+        "or --variant per model",
     )
     p.add_argument("--endpoint-name", required=True, help="endpoint name (local: container name)")
     p.add_argument("--instance-type", default=endpoints.DEFAULT_INSTANCE_TYPE, help="hosting instance type")
@@ -39,6 +44,8 @@ def add_deploy(sub) -> None:
     add_local(p, "serve the model")
     p.add_argument("--port", type=int, default=0, help="--local: host port (default: a free one)")
     _add_hosting_options(p)
+    add_variant_options(p)
+    add_capture_options(p)
     add_account(p)
     add_aws(p, role=True)
     p.set_defaults(func=cmd_deploy)
@@ -97,6 +104,7 @@ def add_invoke(sub) -> None:
         help=f"classes to return (default: {endpoints.DEFAULT_TOP_K})",
     )
     p.add_argument("--json", action="store_true", help="print the raw JSON responses")
+    add_target_variant(p)
     _add_invoke_hosting_options(p)
     add_local(p, "invoke a local endpoint made by `deploy --local`")
     add_aws(p)

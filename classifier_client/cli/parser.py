@@ -11,6 +11,7 @@ import argparse
 from classifier_client import image
 from classifier_client.cli.arguments import add_aws
 from classifier_client.cli.data_commands import cmd_metric_definitions, cmd_push, cmd_upload_data
+from classifier_client.cli.endpoint_life_parser import add_captured, add_update, add_weights
 from classifier_client.cli.hosting_parser import add_delete, add_deploy, add_invoke, add_transform
 from classifier_client.cli.training_parser import add_best, add_train, add_tune
 from classifier_client.config import IMAGE_ENV, ROLE_ENV
@@ -24,8 +25,10 @@ typical flow (see docs/sagemaker.md):
   sm-classifier train --data s3://BUCKET/dogImages --hyperparameters-file best.json --wait
   sm-classifier deploy --model-data s3://.../model.tar.gz --endpoint-name dogs
   sm-classifier invoke dogs dog.jpg --top-k 3
+  sm-classifier update dogs --model-data s3://.../model.tar.gz --canary 10:600 --wait
+  sm-classifier captured dogs --output review/
   sm-classifier delete dogs
-offline: add --local to train, tune, best, deploy, invoke and delete (local data folders,
+offline: add --local to train, tune, best, deploy, update, invoke and delete (local data folders,
 local image; docs/local-tuning.md).
 environment: AWS_PROFILE / AWS_REGION, {ROLE_ENV} (execution role), {IMAGE_ENV} (image URI).
 """
@@ -101,7 +104,10 @@ SUBCOMMAND_BUILDERS = (
     add_best,
     add_train,
     add_deploy,
+    add_update,
+    add_weights,
     add_invoke,
+    add_captured,
     add_delete,
     add_transform,
 )

@@ -9,7 +9,7 @@ import tempfile
 import pytest
 
 from classifier_client.config import ConfigurationError
-from classifier_client.endpoints import prepare_model_dir
+from classifier_client.local_endpoints import prepare_model_dir
 from tests.archive_corpus import CASES, REFUSED, escaped_files, jail, read_long
 
 BUCKET = "corpus"
