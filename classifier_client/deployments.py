@@ -14,6 +14,7 @@ client adds its own alarms on the new fleet's ``Invocation5XXErrors`` and ``Mode
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import time
@@ -178,7 +179,12 @@ class UpdateSettings:
 def _shaped(value: Any, shape) -> Any:
     """``value`` (a Describe* answer) cut down to what ``shape`` (a Create* input) accepts."""
     if shape.type_name == "structure":
-        return {k: _shaped(v, shape.members[k]) for k, v in value.items() if k in shape.members}
+        # An empty list or structure says nothing, and AWS's minimum counts refuse most.
+        return {
+            k: _shaped(v, shape.members[k])
+            for k, v in value.items()
+            if k in shape.members and v not in ({}, [])
+        }
     if shape.type_name == "list":
         return [_shaped(item, shape.member) for item in value]
     if shape.type_name == "map":
@@ -275,7 +281,9 @@ def _replacements(settings: UpdateSettings, live: LiveEndpoint) -> dict[str, str
                 f"(it has: {', '.join(existing) or 'none'}); an update keeps the variant names: "
                 "deploy a new endpoint to change them"
             )
-    return {v.name: v.model_data for v in settings.variants} | {s.name: s.model_data for s in settings.shadows}
+    return {v.name: v.model_data for v in settings.variants} | {
+        s.name: s.model_data for s in settings.shadows
+    }
 
 
 def _model_request(
@@ -624,18 +632,28 @@ def _progress(endpoint: dict[str, Any]) -> str:
 
 
 def _fired(ctx: AwsContext, alarms: list[str], started: dt.datetime) -> list[str]:
-    """The rollback alarms that went to ALARM since the update started."""
+    """The rollback alarms in ALARM now, or that went to ALARM since the update started (after
+    a rollback the new fleet's metrics stop, and its alarms go back to OK)."""
     if not alarms:
         return []
     cloudwatch = ctx.client("cloudwatch")
-    fired = []
-    for name in alarms:
+    described = cloudwatch.describe_alarms(AlarmNames=alarms).get("MetricAlarms", [])
+    fired = {alarm["AlarmName"] for alarm in described if alarm.get("StateValue") == "ALARM"}
+    for name in set(alarms) - fired:
         history = cloudwatch.describe_alarm_history(
             AlarmName=name, HistoryItemType="StateUpdate", StartDate=started, EndDate=dt.datetime.now(dt.UTC)
         ).get("AlarmHistoryItems", [])
-        if any("to ALARM" in item.get("HistorySummary", "") for item in history):
-            fired.append(name)
-    return fired
+        if any(_went_to_alarm(item) for item in history):
+            fired.add(name)
+    return [name for name in alarms if name in fired]
+
+
+def _went_to_alarm(item: dict[str, Any]) -> bool:
+    """A StateUpdate history item whose new state is ALARM (its HistoryData is JSON)."""
+    try:
+        return json.loads(item.get("HistoryData") or "{}").get("newState", {}).get("stateValue") == "ALARM"
+    except (ValueError, AttributeError):
+        return str(item.get("HistorySummary", "")).endswith("to ALARM")
 
 
 def _tidy(

@@ -213,9 +213,9 @@ def model_request(
 
 def model_names(settings: DeploySettings, resource_name: str) -> dict[str, str]:
     """One model per variant: the endpoint config's own name for an endpoint of one model."""
-    names = [v.name for v in settings.variants] + [s.name for s in settings.shadows]
-    if not names:
+    if not settings.variants and not settings.shadows:
         return {DEFAULT_VARIANT: resource_name}
+    names = [v.name for v in settings.production_variants()] + [s.name for s in settings.shadows]
     models = {name: unique_name(f"{settings.endpoint_name[:24]}-{name}") for name in names}
     if len(set(models.values())) < len(models):  # long variant names cut to the same prefix
         models = {name: f"{resource_name[:58]}-v{i}" for i, name in enumerate(names)}

@@ -120,4 +120,3 @@ def mlflow_server(root: Path) -> Iterator[str]:
     no_jobs = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with service(command, f"{url}/health", root / "mlflow-server.log", env=no_jobs):
         yield url
-

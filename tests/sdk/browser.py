@@ -60,9 +60,7 @@ def colour_counts(png: Path) -> tuple[Counter, int]:
 def near(counts: Counter, colour: tuple[int, int, int], tolerance: int = 12) -> int:
     """How many pixels lie within ``tolerance`` of ``colour`` (per channel)."""
     return sum(
-        n
-        for c, n in counts.items()
-        if all(abs(a - b) <= tolerance for a, b in zip(c, colour, strict=True))
+        n for c, n in counts.items() if all(abs(a - b) <= tolerance for a, b in zip(c, colour, strict=True))
     )
 
 

@@ -104,6 +104,17 @@ class FakeAws:
     recorded: RecordedCalls
     contexts: list = field(default_factory=list)
     digests: dict = field(default_factory=dict)
+    # Operation -> function(params) -> response, for the APIs moto lacks (UpdateEndpoint):
+    # botocore has validated the parameters against the service model before it is called.
+    answers: dict = field(default_factory=dict)
+
+    def answer(self, model, params, **_):
+        respond = self.answers.get(model.name)
+        if respond is None:
+            return None
+        from botocore.awsrequest import AWSResponse
+
+        return AWSResponse(self.endpoint, 200, {}, None), respond(params)
 
     def boto3(self, service: str):
         import boto3
@@ -157,6 +168,7 @@ def aws(moto_endpoint, monkeypatch) -> Iterator[FakeAws]:
     def recording_context(*args, **kwargs):
         ctx = original(*args, **kwargs)
         ctx.boto_session.events.register("provide-client-params.*.*", fake.recorded.record)
+        ctx.boto_session.events.register("before-call.*.*", fake.answer)
         fake.contexts.append(ctx)
         return ctx
 

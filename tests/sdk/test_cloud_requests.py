@@ -70,10 +70,7 @@ def _metrics_read(definitions: list[dict]) -> dict[str, str]:
 
 
 def _channels(request: dict) -> dict[str, str]:
-    return {
-        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
-        for c in request["InputDataConfig"]
-    }
+    return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
 
 
 def test_train_sends_image_hyperparameters_channels_debugger_profiler_spot(aws, data_in_s3, cli):
@@ -227,15 +224,13 @@ def test_tune_sends_ranges_objective_metric_definitions_warm_start(aws, data_in_
     stored = aws.boto3("sagemaker").describe_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=request["HyperParameterTuningJobName"]
     )
-    assert stored["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"][
-        "MetricName"
-    ] == ("valid_accuracy")
+    assert stored["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"] == (
+        "valid_accuracy"
+    )
 
 
 def test_tune_refuses_a_hyperparameter_both_fixed_and_tuned(aws, data_in_s3, capsys, cli):
-    code = cli(
-        "tune", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3, "--hp", "epochs=3"
-    )
+    code = cli("tune", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3, "--hp", "epochs=3")
     assert code == 2
     assert "['epochs'] are both fixed" in capsys.readouterr().err
     assert "CreateHyperParameterTuningJob" not in aws.recorded.operations()
@@ -276,9 +271,7 @@ def test_deploy_then_delete_creates_and_removes_model_config_endpoint(aws, capsy
 
     assert cli("delete", "digits") == 0
     assert aws.recorded.one("DeleteEndpoint") == {"EndpointName": "digits"}
-    assert aws.recorded.one("DeleteEndpointConfig") == {
-        "EndpointConfigName": config["EndpointConfigName"]
-    }
+    assert aws.recorded.one("DeleteEndpointConfig") == {"EndpointConfigName": config["EndpointConfigName"]}
     assert aws.recorded.one("DeleteModel") == {"ModelName": deployed["model"]}
     sagemaker = aws.boto3("sagemaker")
     assert sagemaker.list_endpoints()["Endpoints"] == []
@@ -316,9 +309,7 @@ def test_upload_data_skips_unchanged_files_and_reports_channels(
     assert keys == 12
 
 
-def test_upload_data_unpacks_an_archive_like_dog_images(
-    aws, tmp_path, capsys, cli, tiny_image_folder
-):
+def test_upload_data_unpacks_an_archive_like_dog_images(aws, tmp_path, capsys, cli, tiny_image_folder):
     import shutil
 
     aws.boto3("s3").create_bucket(Bucket=BUCKET)
@@ -348,9 +339,7 @@ ALL_KINDS = {"ContinuousParameterRanges", "IntegerParameterRanges", "Categorical
 def test_each_strategy_with_its_defaults_sends_a_request_it_accepts(
     aws, data_in_s3, cli, strategy, early_stopping, kinds
 ):
-    code = cli(
-        "tune", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3, "--strategy", strategy
-    )
+    code = cli("tune", "--image", IMAGE, "--role", aws.role_arn, "--data", data_in_s3, "--strategy", strategy)
     assert code == 0
     request = aws.recorded.one("CreateHyperParameterTuningJob")
     config = request["HyperParameterTuningJobConfig"]

@@ -29,7 +29,7 @@ def _deploy(cli, aws, *extra) -> int:
 
 
 def _backlog_tracking(endpoint: str, target: float) -> dict:
-    """"Autoscale an asynchronous endpoint": the queue per instance, tracked."""
+    """ "Autoscale an asynchronous endpoint": the queue per instance, tracked."""
     return {
         "TargetValue": target,
         "CustomizedMetricSpecification": {

@@ -149,10 +149,7 @@ def test_local_endpoint_classifies_digits_then_is_deleted(digits_training, local
             predictions = answers[str(image)]["predictions"]
             assert len(predictions) == 3
             probabilities = [p["probability"] for p in predictions]
-            assert (
-                probabilities == sorted(probabilities, reverse=True)
-                and sum(probabilities) <= 1.0001
-            )
+            assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0001
             right += predictions[0]["label"] == image.parent.name
         # The job's whole test split through the real HTTP path: far above chance, and what
         # the job itself measured on it, within the serving engine's margin.
@@ -201,6 +198,4 @@ def test_two_instances_make_one_distributed_job(local_image, digits_subset, tmp_
     # Only the master writes the model (the model dir is shared by both containers).
     saved = {host for host, printed in lines.items() if any("model saved" in p for p in printed)}
     assert saved == {"algo-1"}
-    assert {"model.pt", "model_config.json"} <= archive_names(
-        Path(final_json(result.stdout)["model_data"])
-    )
+    assert {"model.pt", "model_config.json"} <= archive_names(Path(final_json(result.stdout)["model_data"]))

@@ -139,4 +139,3 @@ def _check_tensorboard_hparams(folder: Path, tmp_path: Path) -> Path:
     counts, _ = colour_counts(png)
     assert len(counts) > 50, "the dashboard rendered (not a blank page)"
     return png
-

@@ -44,9 +44,7 @@ def tuning_job_description(status: str, counters: dict, **extra) -> dict:
     }
 
 
-def test_best_prints_table_and_json_and_writes_hyperparameters_for_train(
-    ctx, cli, tmp_path, capsys
-):
+def test_best_prints_table_and_json_and_writes_hyperparameters_for_train(ctx, cli, tmp_path, capsys):
     sagemaker = _sdk_client(ctx, "sagemaker")
     with Stubber(sagemaker) as stub:
         stub.add_response(

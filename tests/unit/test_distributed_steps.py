@@ -64,8 +64,16 @@ def _rank_main(rank: int, port: int, scenario: str, out_dir: str) -> None:
     outcome: dict = {}
     try:
         result = train.train_one_epoch(
-            model, _Loader(rank, scenario), nn.CrossEntropyLoss(), optimizer,
-            precision.grad_scaler(ctx.device), ctx, settings, None, None, train.StopSignal(),
+            model,
+            _Loader(rank, scenario),
+            nn.CrossEntropyLoss(),
+            optimizer,
+            precision.grad_scaler(ctx.device),
+            ctx,
+            settings,
+            None,
+            None,
+            train.StopSignal(),
         )
         outcome = {"samples": result.samples, "interrupted": result.interrupted}
     except train.TrainingDiverged as error:

@@ -125,4 +125,3 @@ def test_the_exif_orientation_is_applied_for_training_and_serving_alike(tmp_path
         upright = to_rgb(opened)
     assert upright.size == (10, 20)
     assert upright.getpixel((5, 2)) == (255, 0, 0) and upright.getpixel((5, 17)) == (0, 0, 255)
-

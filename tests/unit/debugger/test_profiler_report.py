@@ -60,9 +60,7 @@ def test_idle_gpu_and_small_batch_are_recommended_with_evidence(tmp_path, monkey
     # A quiet CPU, whatever else this machine runs: BatchSize needs CPU p95 < 70 %.
     monkeypatch.setattr("classifier.debugging.profiler.psutil.cpu_percent", lambda percpu=False: [15.0] * 8)
     settings = profiler_settings(tmp_path)
-    with TrainingProfiler(
-        settings, 0, 4, "cuda:0", gpu_sampler=FakeGpu(20.0, 10.0), cpu_count=8
-    ) as p:
+    with TrainingProfiler(settings, 0, 4, "cuda:0", gpu_sampler=FakeGpu(20.0, 10.0), cpu_count=8) as p:
         for _ in range(5):
             p.sample_once()
         for _ in range(20):
@@ -201,8 +199,13 @@ def test_cpu_training_gets_no_gpu_sampler():
     assert detect_gpu_sampler("cpu") is None
 
 
-SECTION_HEADINGS = ("<h1>Training job report</h1>", "<h2>Training curves</h2>", "<h2>Debugger rules</h2>",
-                    "<h2>Profiler</h2>", "<h2>Test set</h2>")
+SECTION_HEADINGS = (
+    "<h1>Training job report</h1>",
+    "<h2>Training curves</h2>",
+    "<h2>Debugger rules</h2>",
+    "<h2>Profiler</h2>",
+    "<h2>Test set</h2>",
+)
 
 
 @pytest.mark.parametrize("full", [True, False], ids=["everything", "nothing"])

@@ -35,8 +35,7 @@ def test_aws_parameter_names_and_defaults():
         name: {
             p.name: p.default
             for p in inspect.signature(cls.__init__).parameters.values()
-            if p.default is not inspect.Parameter.empty
-            and p.name not in ("action_str", "other_trials")
+            if p.default is not inspect.Parameter.empty and p.name not in ("action_str", "other_trials")
         }
         for name, cls in RULES.items()
     }
@@ -96,9 +95,7 @@ def test_custom_rule_source_is_self_contained():
     source = Path(custom_rule_source_path())
     assert source.name == "debugger_rules.py" and source.is_file()
     imports = [
-        line.split()[1]
-        for line in source.read_text().splitlines()
-        if line.startswith(("import ", "from "))
+        line.split()[1] for line in source.read_text().splitlines() if line.startswith(("import ", "from "))
     ]
     assert {name.split(".")[0] for name in imports} <= {
         "__future__",

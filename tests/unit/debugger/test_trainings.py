@@ -78,10 +78,7 @@ def test_learning_rate_far_too_high_fires_exploding_tensor(train_job):
     assert run.exit_code == 0, run.failure[:300]
     fired = _fired(run)
     assert "exploding_tensor" in fired, run.report["rules"]
-    assert (
-        "nan" in fired["exploding_tensor"]["message"]
-        or "inf" in fired["exploding_tensor"]["message"]
-    )
+    assert "nan" in fired["exploding_tensor"]["message"] or "inf" in fired["exploding_tensor"]["message"]
     assert fired["exploding_tensor"]["fired_at_step"] > 0
 
 
