@@ -403,3 +403,96 @@ def test_invoke_with_a_target_variant_sends_it_and_shows_who_answered(ctx, cli, 
         assert cli("invoke", "digits", image, "--target-variant", "challenger") == 0
         stub.assert_no_pending_responses()
     assert capsys.readouterr().out.strip() == f"{image}: 7 (0.970) [challenger]"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"a={OLD}", ("a", OLD, 1.0)),
+        (f"a={OLD}:2.5", ("a", OLD, 2.5)),
+        (f"b-2={OLD}:0", ("b-2", OLD, 0.0)),
+    ],
+)
+def test_a_variant_s_weight_is_what_follows_the_uri(text, expected):
+    from classifier_client.variants import parse_variant
+
+    variant = parse_variant(text)
+    assert (variant.name, variant.model_data, variant.weight) == expected
+
+
+def _record(event_id: str, when: str, body: bytes, answer: object, content_type: str = "image/png") -> str:
+    import base64
+
+    return json.dumps(
+        {
+            "captureData": {
+                "endpointInput": {
+                    "observedContentType": content_type,
+                    "mode": "INPUT",
+                    "data": base64.b64encode(body).decode(),
+                    "encoding": "BASE64",
+                },
+                "endpointOutput": {
+                    "observedContentType": "application/json",
+                    "mode": "OUTPUT",
+                    "data": json.dumps(answer),
+                    "encoding": "JSON",
+                },
+            },
+            "eventMetadata": {"eventId": event_id, "inferenceTime": when},
+            "eventVersion": "0",
+        }
+    )
+
+
+def test_captured_keeps_hostile_labels_and_event_ids_inside_the_review_set(aws, cli, capsys, tmp_path):
+    """Labels come from the model's config and event ids from S3: neither may name a path
+    outside DIR. Records that are not SageMaker's are skipped and counted, not fatal."""
+    s3 = aws.boto3("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    png = b"\x89PNG\r\n\x1a\n not really"
+    lines = [
+        _record(
+            "../../escape",
+            "2026-12-06T10:00:00Z",
+            png,
+            {"predictions": [{"label": "../../etc", "probability": 0.4}]},
+        ),
+        _record(
+            "ok-1", "2026-12-06T10:01:00Z", png, {"predictions": [{"label": "/abs", "probability": 0.9}]}
+        ),
+        '{"captureData": {"endpointInput": {"data": "!!", "encoding": "BASE64"}}, "eventMetadata": {}}',
+        "{truncated",
+    ]
+    key = "capture/digits/AllTraffic/2026/12/06/10/x.jsonl"
+    s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
+    review = tmp_path / "review"
+    assert cli("captured", "digits", "--output", review, "--capture-uri", CAPTURE, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 2 and summary["skipped_records"] == 2
+    written = sorted(str(p.relative_to(review)) for p in review.rglob("*") if p.is_file())
+    assert written == ["abs/ok-1.png", "captured.csv", "etc/escape.png"]
+    assert not (tmp_path / "etc").exists()
+    assert summary["by_label"]["../../etc"] == {"count": 1, "mean_top1": 0.4, "share_under_0.5": 1.0}
+
+    # A second run with nothing new keeps the rows it wrote.
+    assert (
+        cli(
+            "captured", "digits", "--output", review, "--capture-uri", CAPTURE, "--since", "2026-12-06T10:01Z"
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"1 images from {CAPTURE}/digits/")
+    assert len((review / "captured.csv").read_text().splitlines()) == 3
+
+
+def test_captured_without_capture_on_the_endpoint_says_how_to_turn_it_on(aws, cli, capsys, tmp_path):
+    assert _deploy(cli, aws, "--model-data", OLD) == 0
+    capsys.readouterr()
+    assert cli("captured", "digits", "--output", tmp_path / "r") == 2
+    assert (
+        "endpoint digits captures no data: deploy or update it with --data-capture" in capsys.readouterr().err
+    )
+    assert cli("captured", "digits", "--output", tmp_path / "r", "--since", "yesterday") == 2
+    assert "--since takes an ISO time" in capsys.readouterr().err

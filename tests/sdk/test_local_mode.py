@@ -199,3 +199,215 @@ def test_two_instances_make_one_distributed_job(local_image, digits_subset, tmp_
     saved = {host for host, printed in lines.items() if any("model saved" in p for p in printed)}
     assert saved == {"algo-1"}
     assert {"model.pt", "model_config.json"} <= archive_names(Path(final_json(result.stdout)["model_data"]))
+
+
+# --- a live endpoint's life: update under load, captured traffic -------------------------------
+
+
+@pytest.fixture
+def local_endpoint(digits_training, local_image):
+    """The digits model deployed locally as ``name``; deleted afterwards, whatever happened."""
+    made = []
+
+    def deploy(name: str) -> dict:
+        subprocess.run([CLI, "delete", "--local", name], capture_output=True)  # a leftover run
+        model_archive = final_json(digits_training[1].stdout)["model_data"]
+        made.append(name)
+        return final_json(
+            sm_classifier(
+                "deploy", "--local", "--image", local_image, "--model-data", model_archive,
+                "--endpoint-name", name, "--workers", "1",
+            ).stdout
+        )  # fmt: skip
+
+    yield deploy
+    for name in made:
+        subprocess.run([CLI, "delete", "--local", name], capture_output=True)
+
+
+def _renamed_model(archive: Path, target: Path) -> Path:
+    """The same weights under other class names: each answer says which model gave it."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    config_file = target / "model_config.json"
+    config = json.loads(config_file.read_text())
+    config["class_names"] = [f"new-{name}" for name in config["class_names"]]
+    config_file.write_text(json.dumps(config))
+    return target
+
+
+def _poll(condition, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_local_update_under_a_load_loop_fails_no_request(digits_training, local_endpoint, tmp_path):
+    import threading
+
+    from classifier_client.config import ConfigurationError
+    from classifier_client.local_endpoints import invoke_local
+
+    data, result = digits_training
+    renamed = _renamed_model(Path(final_json(result.stdout)["model_data"]), tmp_path / "renamed")
+    endpoint = "digits-update"
+    first = local_endpoint(endpoint)
+    images = sorted((data / "test").glob("*/*.png"))
+    labels: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def keep_invoking() -> None:
+        position = 0
+        while not stop.is_set():
+            try:
+                answer = invoke_local(endpoint, images[position % len(images)], top_k=1)
+                labels.append(answer["predictions"][0]["label"])
+            except (ConfigurationError, OSError, ValueError, KeyError) as error:
+                failures.append(f"request {position}: {type(error).__name__}: {error}")
+            position += 1
+
+    loop = threading.Thread(target=keep_invoking)
+    loop.start()
+    try:
+        _poll(lambda: len(labels) >= 10 or failures, 60, "answers from the first model")
+        updated = final_json(sm_classifier("update", "--local", endpoint, "--model-data", renamed).stdout)
+        _poll(lambda: sum(label.startswith("new-") for label in labels) >= 10 or failures, 60, "new answers")
+    finally:
+        stop.set()
+        loop.join(timeout=120)
+    assert failures == [], failures[:5]
+    switch = next(i for i, label in enumerate(labels) if label.startswith("new-"))
+    # One client, one request at a time: every answer before the switch is the old model's,
+    # every one after it the new model's.
+    assert switch >= 10 and all(label.startswith("new-") for label in labels[switch:]), labels
+    assert updated["url"] != first["url"]
+    leftovers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^sm-local-{endpoint}-"], capture_output=True, text=True
+    )
+    assert leftovers.stdout.strip() == "", "the replaced container was left behind"
+
+
+def _capture_record(event_id: str, when: str, content_type: str, body: bytes, answer: str) -> str:
+    """One line as SageMaker's data capture writes it (model-monitor-data-capture-endpoint)."""
+    import base64
+
+    return json.dumps(
+        {
+            "captureData": {
+                "endpointInput": {
+                    "observedContentType": content_type,
+                    "mode": "INPUT",
+                    "data": base64.b64encode(body).decode(),
+                    "encoding": "BASE64",
+                },
+                "endpointOutput": {
+                    "observedContentType": "application/json",
+                    "mode": "OUTPUT",
+                    "data": answer,
+                    "encoding": "JSON",
+                },
+            },
+            "eventMetadata": {"eventId": event_id, "inferenceTime": when},
+            "eventVersion": "0",
+        }
+    )
+
+
+def _serve_and_capture(url: str, images: list[Path]) -> tuple[dict[str, list[str]], dict[str, dict]]:
+    """POST each image (two of them also as one JSON request) to the real server; the capture
+    lines per S3 key, split over two variants and two hours, and what was answered per event."""
+    import base64
+
+    import requests
+
+    lines: dict[str, list[str]] = defaultdict(list)
+    answered: dict[str, dict] = {}
+    for number, image in enumerate(images):
+        body = image.read_bytes()
+        answer = requests.post(
+            f"{url}/invocations", data=body, headers={"Content-Type": "image/png"}, timeout=60
+        )
+        assert answer.status_code == 200, answer.text
+        variant, hour = ("AllTraffic", "20") if number % 2 else ("challenger", "21")
+        event = f"event-{number:03d}"
+        when = f"2026-12-06T{hour}:{number % 60:02d}:00Z"
+        key = f"capture/digits/{variant}/2026/12/06/{hour}/part-{number % 3}.jsonl"
+        lines[key].append(_capture_record(event, when, "image/png", body, answer.text))
+        answered[event] = {
+            "image": image, "variant": variant, "answer": answer.json()["predictions"][0], "time": when,
+        }  # fmt: skip
+    pair = {"instances": [base64.b64encode(p.read_bytes()).decode() for p in images[:2]]}
+    answer = requests.post(f"{url}/invocations", json=pair, timeout=60)
+    assert answer.status_code == 200, answer.text
+    record = _capture_record(
+        "event-pair", "2026-12-06T21:59:00Z", "application/json", json.dumps(pair).encode(), answer.text
+    )
+    lines["capture/digits/AllTraffic/2026/12/06/21/pair.jsonl"] += [record, "not a capture record"]
+    for position, predictions in enumerate(answer.json()["predictions"]):
+        answered[f"event-pair-{position}" if position else "event-pair"] = {
+            "image": images[position], "variant": "AllTraffic", "answer": predictions[0],
+            "time": "2026-12-06T21:59:00Z",
+        }  # fmt: skip
+    return lines, answered
+
+
+def test_captured_turns_the_real_servers_answers_into_a_review_set(
+    digits_training, local_endpoint, on_moto, cli, capsys, tmp_path
+):
+    import boto3
+
+    data, _ = digits_training
+    images = sorted((data / "test").glob("*/*.png"))
+    url = local_endpoint("digits-capture")["url"]
+    lines, answered = _serve_and_capture(url, images)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="captures")
+    for key, records in lines.items():
+        s3.put_object(Bucket="captures", Key=key, Body="\n".join(records).encode())
+
+    review = tmp_path / "review"
+    assert (
+        cli("captured", "digits", "--output", review, "--capture-uri", "s3://captures/capture", "--json") == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == len(images) + 2 and summary["skipped_records"] == 1
+
+    import csv
+
+    with (review / "captured.csv").open() as handle:
+        rows = {(row["event_id"], row["instance"]): row for row in csv.DictReader(handle)}
+    assert len(rows) == len(answered)
+    right = 0
+    for event, expected in answered.items():
+        event_id, _, instance = event.partition("-pair-")
+        row = rows[("event-pair" if instance else event, instance or "0")]
+        top = expected["answer"]
+        # Each image lies, byte for byte, in the folder of the label the server answered.
+        assert row["label"] == top["label"] and row["variant"] == expected["variant"]
+        assert abs(float(row["probability"]) - top["probability"]) < 1e-6
+        assert (review / row["file"]).read_bytes() == expected["image"].read_bytes()
+        assert Path(row["file"]).parent.name == top["label"]
+        right += top["label"] == expected["image"].parent.name
+    # A trained model's answers: the review set sorts most images into their true class.
+    assert right / len(answered) >= MIN_ACCURACY
+
+    for variant in ("AllTraffic", "challenger"):
+        tops = [e["answer"]["probability"] for e in answered.values() if e["variant"] == variant]
+        row = summary["by_variant"][variant]
+        assert row["count"] == len(tops)
+        assert abs(row["mean_top1"] - sum(tops) / len(tops)) < 1e-4
+        assert abs(row["share_under_0.5"] - sum(p < 0.5 for p in tops) / len(tops)) < 1e-4
+
+    recent = tmp_path / "recent"
+    assert cli("captured", "digits", "--output", recent, "--capture-uri", "s3://captures/capture",
+               "--since", "2026-12-06T21:00Z", "--limit", "5", "--json") == 0  # fmt: skip
+    limited = json.loads(capsys.readouterr().out)
+    assert limited["images"] == 5 and set(limited["by_variant"]) <= {"AllTraffic", "challenger"}
+    with (recent / "captured.csv").open() as handle:
+        kept = sorted(row["time"] for row in csv.DictReader(handle))
+    since_21 = sorted(e["time"].replace("Z", "+00:00") for e in answered.values() if "T21:" in e["time"])
+    assert kept == since_21[-5:]
