@@ -22,10 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from classifier_client.account_settings import AccountSettings, refuse_secrets
+from classifier_client.account_settings import (
+    LOCAL_STORAGE_SENTENCE,
+    AccountSettings,
+    has_local_storage,
+    refuse_secrets,
+)
 from classifier_client.capture import DataCapture
 from classifier_client.config import AwsContext, ConfigurationError, unique_name
-from classifier_client.endpoints import check_model_data, delete_resources
+from classifier_client.endpoints import check_model_data, delete_resources, variant_model_names
 from classifier_client.image import pin_image
 from classifier_client.variants import Shadow, Variant
 
@@ -161,6 +166,13 @@ class UpdateSettings:
             raise ConfigurationError("--instance-count must be at least 1")
         if not 0 <= self.termination_wait <= MAX_WAIT_S:
             raise ConfigurationError(f"--termination-wait must be 0-{MAX_WAIT_S} seconds")
+        if self.shift.mode == "rolling" and self.termination_wait:
+            raise ConfigurationError(
+                "--termination-wait is blue/green's; a rolling update has no old fleet to keep"
+            )
+        names = [v.name for v in self.variants] + [s.name for s in self.shadows]
+        if len(set(names)) < len(names):
+            raise ConfigurationError("a variant is named twice in --variant/--shadow")
         if self.latency_alarm_ms < 1:
             raise ConfigurationError("--latency-alarm-ms must be at least 1")
         if self.data_capture:
@@ -302,6 +314,9 @@ def _model_request(
         raise ConfigurationError(
             f"a multi-model endpoint takes the s3://.../ prefix of its models, got {model_data}"
         )
+    if old["PrimaryContainer"].get("Mode") != "MultiModel":
+        check_model_data(model_data, "--model-data")
+    container.pop("ModelDataSource", None)
     container["ModelDataUrl"] = model_data
     if settings.image_uri:
         container["Image"] = pin_image(ctx, settings.image_uri)
@@ -337,11 +352,9 @@ def _variant_request(
         )
         if count:
             result["InitialInstanceCount"] = count
-    weight = (
-        changed[name].weight
-        if name in changed
-        else serving.get("DesiredWeight", serving.get("CurrentWeight"))
-    )
+    weight = changed[name].weight if name in changed else None
+    if weight is None:
+        weight = serving.get("DesiredWeight", serving.get("CurrentWeight"))
     if weight is not None:
         result["InitialVariantWeight"] = float(weight)
     return result
@@ -373,6 +386,10 @@ def _config_request(
     _apply_capture(settings, request, account.output_kms_key)
     if account.volume_kms_key and instance_types:
         request["KmsKeyId"] = account.volume_kms_key
+    nvme = [t for t in instance_types if has_local_storage(t)]
+    if request.get("KmsKeyId") and nvme:
+        logger.warning("KmsKeyId left out for %s: %s", ", ".join(nvme), LOCAL_STORAGE_SENTENCE)
+        request.pop("KmsKeyId")
     if "AsyncInferenceConfig" in request and account.output_kms_key:
         request["AsyncInferenceConfig"]["OutputConfig"]["KmsKeyId"] = account.output_kms_key
     request.pop("Tags", None)
@@ -411,6 +428,21 @@ def _check_deployable(ctx: AwsContext, settings: UpdateSettings, live: LiveEndpo
             'exclusions) excludes "Multi-variant inference endpoints" from rolling deployments; '
             "use --canary or --linear"
         )
+    if settings.shift.mode != "all-at-once":
+        for variant in production:
+            if variant["VariantName"] not in replaced:
+                continue
+            count = settings.instance_count or live.serving(variant["VariantName"]).get(
+                "CurrentInstanceCount", variant.get("InitialInstanceCount", 1)
+            )
+            if count < 2:
+                # TrafficRoutingConfig: CanarySize "must be less than or equal to 50% of the
+                # variant's total instance count" (LinearStepSize 10-50%, MaximumBatchSize 5-50%).
+                raise ConfigurationError(
+                    f"--{settings.shift.mode} on variant {variant['VariantName']} with {count} instance: AWS "
+                    "shifts at most 50% of a variant's instances per step, so a step needs at least 2 "
+                    "instances; add --instance-count 2, or update all at once (the default)"
+                )
     if settings.instance_type:
         _check_scaling_allows(
             ctx, settings, [v["VariantName"] for v in production if v["VariantName"] in replaced]
@@ -536,7 +568,7 @@ def update(
     _check_deployable(ctx, settings, live, replaced)
     old_models = {v["VariantName"]: v["ModelName"] for v in live.production() + live.shadows()}
     config_name = unique_name(settings.endpoint_name)
-    models = {variant: unique_name(f"{settings.endpoint_name[:24]}-{variant}") for variant in replaced}
+    models = variant_model_names(settings.endpoint_name, list(replaced), config_name)
     requests = [_model_request(ctx, settings, old_models[v], models[v], data) for v, data in replaced.items()]
     config = _config_request(ctx, settings, live, config_name, models)
     tags = settings.account.endpoint().tag_list()
@@ -548,19 +580,26 @@ def update(
         raise ConfigurationError(
             f"{len(alarms)} rollback alarms: AWS (AutoRollbackConfig) takes at most {MAX_ROLLBACK_ALARMS}"
         )
-    for request in requests:
-        sagemaker.create_model(**request)
-    sagemaker.create_endpoint_config(**config)
-    if settings.default_alarms:
-        made = _put_default_alarms(ctx, settings, config_name, production_replaced, tags)
-        report(f"rollback alarms made by sm-classifier (deleted with the endpoint): {', '.join(made)}")
     deployment = settings.shift.policy(settings.termination_wait)
     if alarms:
         deployment["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
-    started = dt.datetime.now(dt.UTC)
-    sagemaker.update_endpoint(
-        EndpointName=settings.endpoint_name, EndpointConfigName=config_name, DeploymentConfig=deployment
-    )
+    created: list[str] = []
+    try:
+        for request in requests:
+            sagemaker.create_model(**request)
+            created.append(request["ModelName"])
+        sagemaker.create_endpoint_config(**config)
+        if settings.default_alarms:
+            made = _put_default_alarms(ctx, settings, config_name, production_replaced, tags)
+            report(f"rollback alarms made by sm-classifier (deleted with the endpoint): {', '.join(made)}")
+        started = dt.datetime.now(dt.UTC)
+        sagemaker.update_endpoint(
+            EndpointName=settings.endpoint_name, EndpointConfigName=config_name, DeploymentConfig=deployment
+        )
+    except Exception:
+        # Refused: what this update made is removed; the endpoint serves as before.
+        delete_resources(sagemaker, [config_name], created)
+        raise
     result: dict[str, Any] = {
         "endpoint": settings.endpoint_name,
         "endpoint_config": config_name,
@@ -576,7 +615,10 @@ def update(
     result.update(status=outcome.status, outcome=outcome.state, reason=outcome.reason)
     if outcome.alarms:
         result["alarms_fired"] = list(outcome.alarms)
-    result["deleted"] = _tidy(sagemaker, outcome, live, config_name, list(models.values()))
+    in_use = [
+        v["ModelName"] for v in config["ProductionVariants"] + config.get("ShadowProductionVariants", [])
+    ]
+    result["deleted"] = _tidy(sagemaker, outcome, live, config_name, list(models.values()), in_use)
     return result
 
 
@@ -657,16 +699,18 @@ def _went_to_alarm(item: dict[str, Any]) -> bool:
 
 
 def _tidy(
-    sagemaker, outcome: Outcome, live: LiveEndpoint, config_name: str, new_models: list[str]
+    sagemaker,
+    outcome: Outcome,
+    live: LiveEndpoint,
+    config_name: str,
+    new_models: list[str],
+    in_use: list[str],
 ) -> list[str]:
-    """After a completed update, the old config and the models it alone used; after a
-    rollback, the new ones. A failed rollback leaves both (the endpoint serves a mix)."""
+    """After a completed update, the old config and the models the new one no longer uses;
+    after a rollback, the new ones. A failed rollback leaves both (the endpoint serves a mix)."""
     if outcome.state == "completed":
-        return delete_resources(
-            sagemaker,
-            [live.endpoint["EndpointConfigName"]],
-            [m for m in live.model_names() if m not in new_models],
-        )
+        unused = [m for m in live.model_names() if m not in in_use]
+        return delete_resources(sagemaker, [live.endpoint["EndpointConfigName"]], unused)
     if outcome.state == "rolled back":
         return delete_resources(sagemaker, [config_name], new_models)
     return []

@@ -97,7 +97,7 @@ class DeploySettings:
         }
         if self.shadows:
             request["ShadowProductionVariants"] = [
-                self._variant(Variant(s.name, s.model_data, s.weight(production[0].weight)), models[s.name])
+                self._variant(Variant(s.name, s.model_data, s.weight(production[0].share)), models[s.name])
                 for s in self.shadows
             ]
         if self.data_capture:
@@ -118,7 +118,7 @@ class DeploySettings:
             "InstanceType": self.instance_type,
         }
         if self.variants or self.shadows:
-            base["InitialVariantWeight"] = variant.weight
+            base["InitialVariantWeight"] = variant.share
         return self.hosting.variant(base)
 
     def check(self, wait: bool = True) -> None:
@@ -216,9 +216,14 @@ def model_names(settings: DeploySettings, resource_name: str) -> dict[str, str]:
     if not settings.variants and not settings.shadows:
         return {DEFAULT_VARIANT: resource_name}
     names = [v.name for v in settings.production_variants()] + [s.name for s in settings.shadows]
-    models = {name: unique_name(f"{settings.endpoint_name[:24]}-{name}") for name in names}
+    return variant_model_names(settings.endpoint_name, names, resource_name)
+
+
+def variant_model_names(endpoint_name: str, variants: list[str], resource_name: str) -> dict[str, str]:
+    """A unique model name per variant, readable where the names allow it."""
+    models = {name: unique_name(f"{endpoint_name[:24]}-{name}") for name in variants}
     if len(set(models.values())) < len(models):  # long variant names cut to the same prefix
-        models = {name: f"{resource_name[:58]}-v{i}" for i, name in enumerate(names)}
+        models = {name: f"{resource_name[:58]}-v{i}" for i, name in enumerate(variants)}
     return models
 
 
@@ -250,7 +255,7 @@ def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> d
     result: dict[str, Any] = {
         "endpoint": settings.endpoint_name,
         "endpoint_config": resource_name,
-        "model": resource_name if len(models) == 1 else models,
+        "model": models[DEFAULT_VARIANT] if set(models) == {DEFAULT_VARIANT} else models,
         "status": status,
     }
     if settings.hosting.autoscale:

@@ -177,8 +177,20 @@ def update_local(
         shutil.rmtree(state, ignore_errors=True)
         raise
     retired = f"{name}-retired-{stamp}"
-    _docker("rename", name, retired)
-    _docker("rename", new.name, name)
+    try:
+        _docker("rename", name, retired)
+    except ConfigurationError:
+        _docker("rm", "--force", new.name, check=False)
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+    try:
+        _docker("rename", new.name, name)
+    except ConfigurationError:
+        # Put the old one back under the endpoint's name; the new one goes.
+        _docker("rename", retired, name, check=False)
+        _docker("rm", "--force", new.name, check=False)
+        shutil.rmtree(state, ignore_errors=True)
+        raise
     # Requests that looked the old address up just before the switch still reach it; then
     # SIGTERM lets gunicorn finish the requests in flight before the container stops.
     time.sleep(drain_s)
@@ -214,6 +226,8 @@ def local_url(endpoint_name: str, switch_s: float = SWITCH_S) -> str:
     deadline = time.monotonic() + switch_s
     while (url := _container_url(name)) is None:
         switching = _docker("ps", "-q", "--filter", f"name=^{name}-next-", check=False).stdout.strip()
+        if not switching and (url := _container_url(name)) is not None:
+            break  # the switch finished between the two lookups
         if not switching or time.monotonic() > deadline:
             raise ConfigurationError(
                 f"no running local endpoint {endpoint_name} (container {name}); `deploy --local` it"

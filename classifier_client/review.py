@@ -42,7 +42,10 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     now = now or dt.datetime.now(dt.UTC)
     relative = _RELATIVE.match(text.strip())
     if relative:
-        return now - dt.timedelta(**{_UNITS[relative[2]]: int(relative[1])})
+        try:
+            return now - dt.timedelta(**{_UNITS[relative[2]]: int(relative[1])})
+        except OverflowError:
+            raise ConfigurationError(f"--since {text}: further back than a datetime reaches") from None
     try:
         moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -54,9 +57,18 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
 
 def safe_name(text: str) -> str:
     """A single path component that names ``text`` (labels come from the model's config and
-    event ids from S3: neither may climb out of the review folder)."""
+    event ids from S3: neither may climb out of the review folder, nor be its CSV)."""
     name = _UNSAFE.sub("_", text).strip("._") or "_"
-    return name[:120]
+    return name[:120] if name != CSV_NAME else f"_{name}"
+
+
+def probability(prediction: dict[str, Any]) -> float:
+    """A prediction's probability; 0 where the record holds something else than a number."""
+    try:
+        value = float(prediction.get("probability") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if 0.0 <= value <= 1.0 else 0.0
 
 
 def capture_destination(ctx: AwsContext, endpoint_name: str) -> str:
@@ -74,7 +86,7 @@ def _capture_files(s3, destination: str, endpoint_name: str, since: dt.datetime 
     """Keys of the endpoint's capture files, every variant, oldest hour first."""
     bucket, prefix = parse_s3_uri(destination)
     root = f"{prefix.rstrip('/')}/{endpoint_name}/".lstrip("/")
-    hour_floor = since.replace(minute=0, second=0, microsecond=0) if since else None
+    hour_floor = since.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0) if since else None
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root):
         for item in page.get("Contents", []):
@@ -82,8 +94,12 @@ def _capture_files(s3, destination: str, endpoint_name: str, since: dt.datetime 
             hour = _HOUR_PATH.search(key)
             if not key.endswith(".jsonl") or not hour:
                 continue
-            year, month, day, hour_of_day = (int(part) for part in hour.groups())
-            written = dt.datetime(year, month, day, hour_of_day, tzinfo=dt.UTC)
+            try:
+                year, month, day, hour_of_day = (int(part) for part in hour.groups())
+                written = dt.datetime(year, month, day, hour_of_day, tzinfo=dt.UTC)
+            except ValueError:
+                logger.warning("skipped s3://%s/%s: not SageMaker's yyyy/mm/dd/hh layout", bucket, key)
+                continue
             if hour_floor is None or written >= hour_floor:
                 keys.append((written, key))
     yield from (key for _, key in sorted(keys))
@@ -120,10 +136,10 @@ class Review:
     variants: dict[str, Tally] = field(default_factory=dict)
 
     def add(self, image: CapturedImage) -> None:
-        probability = float(image.top.get("probability") or 0.0)
+        top = probability(image.top)
         self.images += 1
-        self.labels.setdefault(str(image.top.get("label", "")), Tally()).add(probability)
-        self.variants.setdefault(image.variant, Tally()).add(probability)
+        self.labels.setdefault(str(image.top.get("label", "")), Tally()).add(top)
+        self.variants.setdefault(image.variant, Tally()).add(top)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -171,7 +187,7 @@ def _row(image: CapturedImage, path: str) -> dict[str, str]:
         "event_id": image.event_id,
         "instance": str(image.instance),
         "label": str(image.top.get("label", "")),
-        "probability": f"{float(image.top.get('probability') or 0.0):.6f}",
+        "probability": f"{probability(image.top):.6f}",
         "top_k": json.dumps([[p.get("label"), p.get("probability")] for p in image.predictions]),
         "file": path,
     }
@@ -188,7 +204,7 @@ def _write_csv(output: Path, rows: Iterable[dict[str, str]]) -> int:
                 merged[(row.get("event_id", ""), row.get("instance", ""))] = row
     for row in rows:
         merged[(row["event_id"], row["instance"])] = row
-    ordered = sorted(merged.values(), key=lambda row: (row.get("time", ""), row.get("event_id", "")))
+    ordered = sorted(merged.values(), key=lambda row: (row.get("time") or "", row.get("event_id") or ""))
     temporary = path.with_suffix(".csv.tmp")
     with temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -217,7 +233,10 @@ def review_captured(
     images.sort(key=lambda image: (image.time, image.event_id, image.instance))
     if limit is not None:
         images = images[-limit:]
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(f"--output {output}: {error}") from error
     rows = []
     for image in images:
         folder = output / safe_name(str(image.top.get("label", "")))

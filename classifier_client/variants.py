@@ -28,7 +28,12 @@ class Variant:
 
     name: str
     model_data: str
-    weight: float = DEFAULT_WEIGHT
+    # None: not given (deploy: 1; update: the weight the variant serves with now).
+    weight: float | None = None
+
+    @property
+    def share(self) -> float:
+        return DEFAULT_WEIGHT if self.weight is None else self.weight
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def parse_variant(text: str) -> Variant:
     return Variant(
         check_name(name, "--variant"),
         model_data,
-        DEFAULT_WEIGHT if weight is None else parse_weight(weight, f"--variant {name}"),
+        None if weight is None else parse_weight(weight, f"--variant {name}"),
     )
 
 
@@ -119,7 +124,7 @@ def check_variants(variants: tuple[Variant, ...], shadows: tuple[Shadow, ...]) -
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigurationError(f"variant names must be unique; given more than once: {', '.join(repeated)}")
-    if variants and not any(v.weight for v in variants):
+    if variants and not any(v.share for v in variants):
         raise ConfigurationError("every --variant has weight 0: the endpoint would send its traffic nowhere")
     # API reference, CreateEndpointConfig.ShadowProductionVariants: "If you use this field, you
     # can only specify one variant for ProductionVariants and one variant for

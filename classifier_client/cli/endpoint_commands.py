@@ -77,6 +77,10 @@ def cmd_invoke(args) -> int:
             "--async and --target-model cannot be combined: InvokeEndpointAsync has no "
             "TargetModel (a multi-model endpoint is invoked synchronously, without --async)"
         )
+    if args.async_input and args.target_variant:
+        raise ConfigurationError(
+            "--async and --target-variant cannot be combined: InvokeEndpointAsync has no TargetVariant"
+        )
     if args.local and args.target_variant:
         raise ConfigurationError("--target-variant: a local endpoint serves one model, without variants")
     ctx = None if args.local else aws_context_for(args)

@@ -114,7 +114,8 @@ class FakeAws:
             return None
         from botocore.awsrequest import AWSResponse
 
-        return AWSResponse(self.endpoint, 200, {}, None), respond(params)
+        parsed = respond(params)
+        return AWSResponse(self.endpoint, 400 if "Error" in parsed else 200, {}, None), parsed
 
     def boto3(self, service: str):
         import boto3

@@ -95,7 +95,7 @@ def deployed(aws, cli, capsys):
     """An endpoint of one model with everything deploy can set, made on moto."""
     aws.answers["DescribeAlarmHistory"] = _alarm_history(aws)
     code = _deploy(
-        cli, aws, "--model-data", OLD, "--workers", "2", "--env", "LOG_LEVEL=debug",
+        cli, aws, "--model-data", OLD, "--workers", "2", "--env", "LOG_LEVEL=debug", "--instance-count", "2",
         "--subnets", "subnet-0abc", "--security-group-ids", "sg-0abc", "--kms-key", KEY,
         "--tag", "team=vision", "--data-capture", CAPTURE, "--capture-percent", "50",
     )  # fmt: skip
@@ -308,12 +308,21 @@ def test_update_that_an_alarm_rolls_back_says_which_and_keeps_the_old_model(aws,
 
 
 def test_update_of_one_variant_keeps_the_other_and_its_weight(aws, cli, capsys):
-    assert _deploy(cli, aws, "--variant", f"current={OLD}:3", "--variant", f"challenger={NEW}:1") == 0
+    deployed = ("--variant", f"current={OLD}:3", "--variant", f"challenger={NEW}:1", "--instance-count", "2")
+    assert _deploy(cli, aws, *deployed) == 0
     first = json.loads(capsys.readouterr().out)
     aws.recorded.calls.clear()
     aws.answers["UpdateEndpoint"] = _completes(aws)
+    aws.answers["DescribeAlarmHistory"] = _alarm_history(aws)
     code = cli(
-        "update", "digits", "--variant", f"challenger={THIRD}:2", "--linear", "20:60", "--no-default-alarms"
+        "update",
+        "digits",
+        "--variant",
+        f"challenger={THIRD}:2",
+        "--linear",
+        "20:60",
+        "--no-default-alarms",
+        "--wait",
     )
     assert code == 0, capsys.readouterr().err
     assert aws.recorded.one("CreateModel")["PrimaryContainer"]["ModelDataUrl"] == THIRD
@@ -329,6 +338,15 @@ def test_update_of_one_variant_keeps_the_other_and_its_weight(aws, cli, capsys):
     }
     assert "AutoRollbackConfiguration" not in deployment
     assert "PutMetricAlarm" not in aws.recorded.operations()
+    # Completed: only the replaced variant's old model goes; the other one still serves.
+    assert _models(aws) == {first["model"]["current"], aws.recorded.one("CreateModel")["ModelName"]}
+
+    # A new model without a weight keeps the weight the variant serves with.
+    aws.recorded.calls.clear()
+    assert cli("update", "digits", "--variant", f"current={NEW}", "--no-default-alarms") == 0
+    variants = {v["VariantName"]: v for v in aws.recorded.one("CreateEndpointConfig")["ProductionVariants"]}
+    assert variants["current"]["InitialVariantWeight"] == 3.0
+    assert variants["challenger"]["InitialVariantWeight"] == 2.0
 
     for args, message in [
         (("--model-data", THIRD), "has 2 production variants (current, challenger): name the one"),
@@ -363,12 +381,29 @@ def test_rolling_update_sends_a_rolling_policy(aws, cli, capsys, deployed):
         (("--canary", "10"), "takes PERCENT:SECONDS"),
         (("--termination-wait", "4000"), "--termination-wait must be 0-3600"),
         (("--env", "API_TOKEN=abc"), "API_TOKEN: holds a secret"),
+        (("--rolling", "10:60", "--termination-wait", "60"), "a rolling update has no old fleet"),
     ],
 )
 def test_update_refuses_what_aws_would_before_any_request(aws, cli, capsys, args, message):
     assert cli("update", "digits", "--model-data", NEW, *args) == 2
     assert message in capsys.readouterr().err
     assert aws.recorded.calls == []
+
+
+def test_a_traffic_shift_on_one_instance_is_refused_and_a_refused_update_leaves_nothing(aws, cli, capsys):
+    assert _deploy(cli, aws, "--model-data", OLD) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert cli("update", "digits", "--model-data", NEW, "--canary", "10:60") == 2
+    assert "a step needs at least 2 instances" in capsys.readouterr().err
+    assert cli("update", "digits", "--model-data", f"s3://{BUCKET}/prefix/") == 2
+    assert "must be the s3://.../model.tar.gz" in capsys.readouterr().err
+
+    aws.answers["UpdateEndpoint"] = lambda _request: {
+        "Error": {"Code": "ValidationException", "Message": "Cannot update endpoint"}
+    }
+    assert cli("update", "digits", "--model-data", NEW, "--no-default-alarms") == 1
+    assert "AWS ValidationException: Cannot update endpoint" in capsys.readouterr().err
+    assert _configs(aws) == {first["endpoint_config"]} and _models(aws) == {first["model"]}
 
 
 def test_update_without_a_model_or_of_a_missing_endpoint_says_so(aws, cli, capsys):
@@ -408,7 +443,7 @@ def test_invoke_with_a_target_variant_sends_it_and_shows_who_answered(ctx, cli, 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (f"a={OLD}", ("a", OLD, 1.0)),
+        (f"a={OLD}", ("a", OLD, None)),
         (f"a={OLD}:2.5", ("a", OLD, 2.5)),
         (f"b-2={OLD}:0", ("b-2", OLD, 0.0)),
     ],
