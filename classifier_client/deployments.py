@@ -25,6 +25,7 @@ from typing import Any
 from classifier_client.account_settings import (
     LOCAL_STORAGE_SENTENCE,
     AccountSettings,
+    check_tags,
     has_local_storage,
     refuse_secrets,
 )
@@ -211,13 +212,20 @@ def _request_from(sagemaker, operation: str, description: dict[str, Any]) -> dic
 
 def _tags(sagemaker, arn: str, extra: tuple[dict[str, str], ...]) -> list[dict[str, str]]:
     """The resource's own tags (AWS's aws: ones cannot be set), then the account's on top."""
-    merged = {
-        t["Key"]: t["Value"]
-        for t in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])
-        if not t["Key"].lower().startswith("aws:")
-    }
+    merged: dict[str, str] = {}
+    token: dict[str, str] = {}
+    while True:
+        page = sagemaker.list_tags(ResourceArn=arn, **token)
+        merged.update(
+            {t["Key"]: t["Value"] for t in page.get("Tags", []) if not t["Key"].lower().startswith("aws:")}
+        )
+        if not page.get("NextToken"):
+            break
+        token = {"NextToken": page["NextToken"]}
     merged.update({t["Key"]: t["Value"] for t in extra})
-    return [{"Key": k, "Value": v} for k, v in merged.items()]
+    tags = tuple({"Key": k, "Value": v} for k, v in merged.items())
+    check_tags(tags)
+    return list(tags)
 
 
 @dataclass

@@ -83,6 +83,7 @@ def cmd_update(args) -> int:
 
 def _update_local(args) -> int:
     from classifier_client import local_endpoints
+    from classifier_client.deployments import DEFAULT_LATENCY_ALARM_MS
     from classifier_client.training import parse_assignments
 
     if not args.model_data or args.variant or args.shadow:
@@ -96,6 +97,10 @@ def _update_local(args) -> int:
             ("--rollback-alarm", args.rollback_alarm),
             ("--data-capture", args.data_capture),
             ("--instance-type/--instance-count", args.instance_type or args.instance_count),
+            ("--termination-wait", args.termination_wait),
+            ("--role", args.role),
+            ("--capture-percent", args.capture_percent is not None),
+            ("rollback alarms", args.no_default_alarms or args.latency_alarm_ms != DEFAULT_LATENCY_ALARM_MS),
         )
         if value
     ]
