@@ -5,7 +5,7 @@ VENV := .venv
 VENV_SDK := .venv-sdk
 STAMP := .make
 
-.PHONY: setup lock demo image test test-unit test-sdk test-container lint bench-train bench-precision bench-serve bench-debugger bench-rules clean
+.PHONY: setup lock demo image image-serve test test-unit test-sdk test-container lint bench-train bench-precision bench-serve bench-debugger bench-rules clean
 
 setup: $(STAMP)/venv $(STAMP)/venv-sdk
 
@@ -14,6 +14,9 @@ setup: $(STAMP)/venv $(STAMP)/venv-sdk
 # transitive package pinned and hashed. .venv (runtime + dev tools) is resolved within the image's
 # lock, so the tests run the versions the image ships.
 RUNTIME_LOCK := container/requirements.lock
+# The serving image's lock: the part of RUNTIME_LOCK the server needs (scripts/subset_lock.py).
+SERVE_REQUIREMENTS := container/requirements-serve.txt
+SERVE_LOCK := container/requirements-serve.lock
 DEV_LOCK := requirements-dev.lock
 SDK_LOCK := classifier_client/requirements.lock
 # uv installs the locks several times faster than pip (parallel downloads, no resolver run); it
@@ -75,6 +78,7 @@ endef
 lock: $(STAMP)/uv-$(UV_VERSION)
 	@test -x $(UV) || { echo "make lock needs uv: $(VENV_TOOLS)/bin/pip install uv==$(UV_VERSION)" >&2; exit 1; }
 	$(call compile_lock,$(RUNTIME_LOCK),container/requirements.txt)
+	python3 scripts/subset_lock.py $(RUNTIME_LOCK) $(SERVE_REQUIREMENTS) > $(SERVE_LOCK)
 	$(call compile_lock,$(DEV_LOCK),container/requirements.txt requirements-dev.txt -c $(RUNTIME_LOCK))
 	$(call compile_lock,$(SDK_LOCK),classifier_client/requirements.txt)
 
@@ -113,7 +117,7 @@ END_SESSIONS = for job in $$build $$lint $$sdk; do \
 TEST_LOGS := $(STAMP)/test-logs
 test: | $(STAMP)/uv-$(UV_VERSION)
 	@mkdir -p $(TEST_LOGS); echo "building the image in the background (log: $(TEST_LOGS)/image.log)"; \
-	$(OWN_SESSION) $(MAKE) --no-print-directory image >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
+	$(OWN_SESSION) $(MAKE) --no-print-directory image image-serve >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
 	trap '$(END_SESSIONS); exit 130' INT TERM; \
 	if ! $(MAKE) --no-print-directory setup; then wait $$build; exit 1; fi; \
 	$(MAKE) --no-print-directory test-unit; status=$$?; \
@@ -123,7 +127,7 @@ test: | $(STAMP)/uv-$(UV_VERSION)
 	    >$(TEST_LOGS)/sdk-no-image.log 2>&1 & sdk=$$!; \
 	if wait $$build; then \
 	    tail -n 1 $(TEST_LOGS)/image.log; \
-	    $(MAKE) --no-print-directory -o image test-container test-sdk SDK_TESTS='-m docker' || status=1; \
+	    $(MAKE) --no-print-directory -o image -o image-serve test-container test-sdk SDK_TESTS='-m docker' || status=1; \
 	else \
 	    echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; status=1; \
 	fi; \
@@ -143,14 +147,21 @@ image:
 	scripts/build_wheelhouse.sh && \
 	./build_and_push.sh --no-push --name $(IMAGE_NAME) --tag $(IMAGE_TAG) --base-image "$$base"
 
+# The serving image: the Dockerfile's serve stage (no torch; docs/image.md), named IMAGE_NAME-serve.
+image-serve:
+	@base=$$(scripts/docker_host_prerequisites.sh) && \
+	scripts/build_wheelhouse.sh && \
+	./build_and_push.sh --no-push --serve-only --name $(IMAGE_NAME)-serve --tag $(IMAGE_TAG) --base-image "$$base"
+
 # The main job in Docker: train on the digits, serve, classify test images, stop the server.
 demo: image $(STAMP)/venv
 	local_test/run_demo.sh $(IMAGE_NAME):$(IMAGE_TAG)
 
 # docker-registry (push test) comes with --with-registry; moto comes from .venv-sdk.
-test-container: image $(STAMP)/venv $(STAMP)/venv-sdk
+test-container: image image-serve $(STAMP)/venv $(STAMP)/venv-sdk
 	@scripts/docker_host_prerequisites.sh --with-registry >/dev/null
-	CONTAINER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV)/bin/python -m pytest tests/container
+	CONTAINER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) CONTAINER_TEST_SERVE_IMAGE=$(IMAGE_NAME)-serve:$(IMAGE_TAG) \
+	    $(VENV)/bin/python -m pytest tests/container
 
 # ruff everywhere; mypy (configured in pyproject.toml) over the runtime in its venv and over
 # the client in the SDK's venv, where each one's libraries are installed.

@@ -13,7 +13,10 @@ usage() {
 Usage: $(basename "$0") [options]
 
 Build:
-  -n, --name NAME         image/repository name (default: sagemaker-image-classifier)
+  -n, --name NAME         image/repository name (default: sagemaker-image-classifier, or
+                          sagemaker-image-classifier-serve with --serve-only)
+  --serve-only            the serving image (Dockerfile stage serve: no torch, no training);
+                          its default name is NAME-serve (docs/image.md)
   -t, --tag TAG           image tag (default: latest; pushed to ECR: build-<UTC time>, unique,
                           as the repository's tags are immutable)
   --base-image IMAGE      build arg BASE_IMAGE (default: \$BASE_IMAGE or python:3.11-slim-bookworm)
@@ -53,6 +56,8 @@ EOF
 
 
 name="sagemaker-image-classifier"
+name_given=0
+target=""
 tag="latest"
 tag_given=0
 mutability="IMMUTABLE"
@@ -69,7 +74,8 @@ build_args=()
 cache_args=()
 while (($#)); do
     case "$1" in
-        -n|--name) name="${2:?$1 needs a value}"; shift 2 ;;
+        -n|--name) name="${2:?$1 needs a value}"; name_given=1; shift 2 ;;
+        --serve-only) target="serve"; shift ;;
         -t|--tag) tag="${2:?$1 needs a value}"; tag_given=1; shift 2 ;;
         --base-image) base_image="${2:?$1 needs a value}"; shift 2 ;;
         --wheelhouse) wheelhouse="${2:?$1 needs a value}"; shift 2 ;;
@@ -88,6 +94,9 @@ while (($#)); do
     esac
 done
 ((build || push)) || die "--skip-build with --no-push leaves nothing to do"
+if [[ "$target" == serve ]] && ((!name_given)); then
+    name="$name-serve"
+fi
 [[ "$name" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] \
     || die "bad image name '$name': lower-case letters, digits and . _ - / only"
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "bad tag '$tag'"
@@ -281,6 +290,7 @@ if ((build)); then
         --file "$repo_root/container/Dockerfile" \
         --build-arg "BASE_IMAGE=$base_image" \
         --build-arg "WHEELHOUSE_URL=$wheelhouse_url" \
+        ${target:+--target "$target"} \
         ${build_args[@]+"${build_args[@]}"} \
         ${cache_args[@]+"${cache_args[@]}"} \
         --tag "$local_ref" \

@@ -21,7 +21,7 @@ from classifier_client.account_settings import AccountSettings, RequestSettings,
 from classifier_client.capture import DataCapture
 from classifier_client.config import AwsContext, ConfigurationError, unique_name
 from classifier_client.hosting import HostingOptions
-from classifier_client.image import DEFAULT_IMAGE_NAME, DEFAULT_TAG, pin_image
+from classifier_client.image import DEFAULT_IMAGE_NAME, DEFAULT_TAG, SERVING_SUFFIX, pin_image
 from classifier_client.variants import DEFAULT_VARIANT, Shadow, Variant, check_variants
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,10 @@ DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_TOP_K = 3
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 FALLBACK_CONTENT_TYPE = "application/x-image"
-# What a local endpoint runs without an image named: the image `make image` builds.
+# What a local endpoint runs without an image named: the image `make image` builds (or, asked
+# for the serving image, the one `make image-serve` builds).
 LOCAL_IMAGE = f"{DEFAULT_IMAGE_NAME}:{DEFAULT_TAG}"
+LOCAL_SERVING_IMAGE = f"{DEFAULT_IMAGE_NAME}{SERVING_SUFFIX}:{DEFAULT_TAG}"
 
 
 def content_type_for(path: Path) -> str:
@@ -67,6 +69,8 @@ class DeploySettings:
     variants: tuple[Variant, ...] = ()
     shadows: tuple[Shadow, ...] = ()
     data_capture: DataCapture | None = None
+    # Without an image named: the serving image's repository instead of the full image's.
+    serving_image: bool = False
 
     def production_variants(self) -> tuple[Variant, ...]:
         return self.variants or (Variant(DEFAULT_VARIANT, self.model_data or ""),)
@@ -233,7 +237,7 @@ def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> d
     with its FailureReason."""
     settings.check(wait)
     role = ctx.require_role()
-    settings = replace(settings, image_uri=pin_image(ctx, settings.image_uri))
+    settings = replace(settings, image_uri=pin_image(ctx, settings.image_uri, settings.serving_image))
     sagemaker = ctx.client("sagemaker")
     # Model and config names change per deploy so an endpoint can be updated in place later.
     resource_name = unique_name(settings.endpoint_name)

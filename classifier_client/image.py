@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_NAME = "sagemaker-image-classifier"
 DEFAULT_TAG = "latest"
+# The serving image (container/Dockerfile's serve stage) goes to its own repository: NAME-serve.
+SERVING_SUFFIX = "-serve"
 SCRIPT_NAME = "build_and_push.sh"
 
 
@@ -50,6 +52,8 @@ class PushOptions:
     mutable_tags: bool = False
     repository_tags: tuple[tuple[str, str], ...] = ()
     kms_key: str | None = None
+    # The serving image (no torch, no training; docs/image.md), pushed to NAME-serve.
+    serve_only: bool = False
 
     def __post_init__(self):
         from classifier_client.account_settings import check_tags
@@ -57,7 +61,9 @@ class PushOptions:
         check_tags(tuple({"Key": key, "Value": value} for key, value in self.repository_tags))
 
     def arguments(self) -> list[str]:
-        args = ["--name", self.name]
+        args = ["--name", serving_name(self.name) if self.serve_only else self.name]
+        if self.serve_only:
+            args.append("--serve-only")
         if self.tag:
             args += ["--tag", self.tag]
         if self.region:
@@ -112,20 +118,26 @@ ECR_REFERENCE = re.compile(
 )
 
 
-def default_repository(ctx: AwsContext) -> str:
-    """The account's repository that `push` makes (no tag: its newest image)."""
-    return f"{ctx.account}.dkr.ecr.{ctx.region}.amazonaws.com/{DEFAULT_IMAGE_NAME}"
+def serving_name(name: str) -> str:
+    return name if name.endswith(SERVING_SUFFIX) else f"{name}{SERVING_SUFFIX}"
 
 
-def pin_image(ctx: AwsContext, reference: str | None) -> str:
+def default_repository(ctx: AwsContext, serving: bool = False) -> str:
+    """The account's repository that `push` (or `push --serve-only`) makes; no tag: its newest
+    image."""
+    name = serving_name(DEFAULT_IMAGE_NAME) if serving else DEFAULT_IMAGE_NAME
+    return f"{ctx.account}.dkr.ecr.{ctx.region}.amazonaws.com/{name}"
+
+
+def pin_image(ctx: AwsContext, reference: str | None, serving: bool = False) -> str:
     """``reference`` as ``REPOSITORY@sha256:...``, the form every Create* request sends, so a
     re-pushed tag never changes what a job or a new endpoint instance runs.
 
     A tag is resolved with ECR DescribeImages; an ECR reference without a tag names the newest
-    tagged image of its repository, and None the account's :func:`default_repository`. A tag
-    that does not resolve is refused, naming it."""
+    tagged image of its repository, and None the account's :func:`default_repository` (the
+    serving image's with ``serving``). A tag that does not resolve is refused, naming it."""
     if reference is None:
-        reference = default_repository(ctx)
+        reference = default_repository(ctx, serving)
     if DIGEST_REFERENCE.match(reference):
         return reference
     match = ECR_REFERENCE.match(reference)

@@ -6,6 +6,7 @@ import json
 import sys
 
 from classifier_client.endpoints import LOCAL_IMAGE as LOCAL_IMAGE_DEFAULT
+from classifier_client.endpoints import LOCAL_SERVING_IMAGE
 
 # The channel options of train and tune: each overrides what --data finds.
 CHANNEL_HELP = {
@@ -30,10 +31,13 @@ def aws_context_for(args, *, local: bool = False):
 
 def image_uri(args, local: bool) -> str | None:
     """``--image``; else the local image, or None: the newest image `push` put in the account's
-    repository, which the library looks up (and pins by digest) after its offline checks."""
+    repository, which the library looks up (and pins by digest) after its offline checks.
+    ``--serving-image`` picks the serving image's (docs/image.md)."""
     if args.image:
         return args.image
-    return LOCAL_IMAGE_DEFAULT if local else None
+    if local:
+        return LOCAL_SERVING_IMAGE if getattr(args, "serving_image", False) else LOCAL_IMAGE_DEFAULT
+    return None
 
 
 def print_json(data) -> None:

@@ -55,6 +55,7 @@ def cmd_push(args) -> int:
             mutable_tags=args.mutable_tags,
             repository_tags=parse_tags(args.repository_tag),
             kms_key=args.kms_key,
+            serve_only=args.serve_only,
         )
     )
     print(reference)

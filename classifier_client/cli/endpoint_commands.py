@@ -28,6 +28,7 @@ def _deploy_settings(args, ctx, local: bool, hosting=None):
         variants=variants,
         shadows=shadows,
         data_capture=capture,
+        serving_image=args.serving_image,
     )
 
 
@@ -52,6 +53,8 @@ def _hosting_options(args):
 def cmd_deploy(args) -> int:
     from classifier_client import endpoints, local_endpoints
 
+    if args.image and args.serving_image:
+        raise ConfigurationError("--serving-image picks the image when --image names none: give one of them")
     if args.local:
         if args.data_capture:
             raise ConfigurationError("--data-capture is SageMaker's: a local endpoint captures nothing")

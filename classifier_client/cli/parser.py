@@ -93,6 +93,10 @@ def _add_push(sub) -> None:
         help="a tag on the ECR repository push creates (repeatable)",
     )  # fmt: skip
     p.add_argument("--kms-key", metavar="KEY", help="the ECR repository push creates encrypts with this key")
+    p.add_argument(
+        "--serve-only", action="store_true",
+        help="the serving image instead (no torch, no training; docs/image.md), to NAME-serve",
+    )  # fmt: skip
     p.set_defaults(func=cmd_push)
 
 

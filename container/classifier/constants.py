@@ -91,6 +91,10 @@ SERVING_MAX_CONCURRENT_DECODES_ENV = "CLASSIFIER_MAX_CONCURRENT_DECODES"  # per 
 SERVING_DEVICE_ENV = "CLASSIFIER_DEVICE"  # "cpu" or "cuda"; default: cuda when present
 SERVING_LOG_LEVEL_ENV = "CLASSIFIER_LOG_LEVEL"
 # Inference engine: auto (measured fastest installed), torch or openvino.
+# Set to "serve" in the serving image (container/Dockerfile's serve stage): no torch, no training.
+IMAGE_KIND_ENV = "CLASSIFIER_IMAGE_KIND"
+SERVING_IMAGE_KIND = "serve"
+FULL_IMAGE_NAME = "sagemaker-image-classifier"
 INFERENCE_BACKEND_ENV = "CLASSIFIER_INFERENCE_BACKEND"
 INFERENCE_BACKENDS = ("auto", "torch", "openvino")
 # auto (int8, else bf16, where the recorded parity allows it), fp32, bf16 or int8.

@@ -27,6 +27,8 @@ REPO = REPO_ROOT
 LOCAL_TEST = REPO / "local_test"
 CONFIG_DIR = LOCAL_TEST / "test_dir" / "input" / "config"
 IMAGE_ENV = "CONTAINER_TEST_IMAGE"
+# The serving image (Dockerfile stage serve), which `make test-container` sets after `make image-serve`.
+SERVE_IMAGE_ENV = "CONTAINER_TEST_SERVE_IMAGE"
 # Fewer epochs than the demo: enough for >90 % on the digits, and CI stays short.
 TEST_HYPERPARAMETERS = {"epochs": "3"}
 TRAIN_TIMEOUT_S = 1200
@@ -98,10 +100,9 @@ def docker_engine() -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def image(docker_engine) -> str:
-    """The image under test: CONTAINER_TEST_IMAGE, or built now from the working tree."""
-    ref = os.environ.get(IMAGE_ENV)
+def _image_under_test(env_name: str, *build_args: str) -> str:
+    """``env_name``'s image, or built now from the working tree."""
+    ref = os.environ.get(env_name)
     if ref:
         run(["docker", "image", "inspect", ref], timeout=60)
         return ref
@@ -111,6 +112,7 @@ def image(docker_engine) -> str:
         [
             str(REPO / "build_and_push.sh"),
             "--no-push",
+            *build_args,
             "--tag",
             "container-test",
             "--base-image",
@@ -119,6 +121,24 @@ def image(docker_engine) -> str:
         timeout=3600,
     )
     return built.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def image(docker_engine) -> str:
+    """The full image: CONTAINER_TEST_IMAGE, or built now from the working tree."""
+    return _image_under_test(IMAGE_ENV)
+
+
+@pytest.fixture(scope="session")
+def serve_only_image(docker_engine) -> str:
+    """The serving image: CONTAINER_TEST_SERVE_IMAGE, or built now (build_and_push.sh --serve-only)."""
+    return _image_under_test(SERVE_IMAGE_ENV, "--serve-only")
+
+
+@pytest.fixture(scope="session", params=["full", "serve"])
+def serving_image(request) -> str:
+    """Each image that serves: every serving test runs on the full image and the serving one."""
+    return request.getfixturevalue("image" if request.param == "full" else "serve_only_image")
 
 
 @pytest.fixture(scope="session")
@@ -188,9 +208,9 @@ def start_server(image: str, job_dir: Path, **env_overrides: str) -> tuple[str, 
 
 
 @pytest.fixture(scope="session")
-def server(image, trained_job) -> Iterator[str]:
+def server(serving_image, trained_job) -> Iterator[str]:
     """A serving container on the trained model; yields its base URL."""
-    name, url = start_server(image, trained_job[0])
+    name, url = start_server(serving_image, trained_job[0])
     try:
         yield url
     finally:

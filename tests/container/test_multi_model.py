@@ -130,8 +130,8 @@ def _logs(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def endpoint(image, models_root) -> Iterator[str]:
-    with _multi_model_server(image, models_root) as (url, _):
+def endpoint(serving_image, models_root) -> Iterator[str]:
+    with _multi_model_server(serving_image, models_root) as (url, _):
         yield url
 
 
@@ -153,9 +153,9 @@ def _top_labels(url: str, name: str, images: list[Path]) -> list[str]:
     return answers
 
 
-def test_the_image_declares_multi_model_support(image):
+def test_the_image_declares_multi_model_support(serving_image):
     labels = json.loads(
-        run(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image], 60).stdout
+        run(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", serving_image], 60).stdout
     )
     assert labels["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
 
@@ -248,11 +248,11 @@ def _worker_pids(name: str) -> list[str]:
     return re.findall(r"worker (\d+) serving multi-model endpoints", _logs(name))
 
 
-def test_a_killed_worker_is_replaced_with_the_same_models(image, models_root, digits_data):
+def test_a_killed_worker_is_replaced_with_the_same_models(serving_image, models_root, digits_data):
     """MMS keeps its model table outside the backend workers; so does this server. SageMaker
     believes a model loaded until it unloads it: after a worker dies, the same models answer."""
     image_of = {"digits": _test_images(digits_data, ("3",))[0], "high": _test_images(digits_data, ("7",))[0]}
-    with _multi_model_server(image, models_root) as (url, name):
+    with _multi_model_server(serving_image, models_root) as (url, name):
         for model in image_of:
             assert _load(url, model).status_code == 200
         before = {model: _top_labels(url, model, [path]) for model, path in image_of.items()}

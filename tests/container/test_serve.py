@@ -85,9 +85,9 @@ def _slow_batch(count: int, side: int = 1200) -> bytes:
     return json.dumps({"instances": [encoded] * count}).encode()
 
 
-def test_docker_stop_drains_requests_in_flight(image, trained_job):
+def test_docker_stop_drains_requests_in_flight(serving_image, trained_job):
     job_dir: Path = trained_job[0]
-    name, url = start_server(image, job_dir)
+    name, url = start_server(serving_image, job_dir)
     # The container runs with --rm (as serve_local.sh does): `docker wait` catches its exit code.
     waiter = subprocess.Popen(["docker", "wait", name], stdout=subprocess.PIPE, text=True)
     try:
@@ -124,14 +124,16 @@ def test_docker_stop_drains_requests_in_flight(image, trained_job):
     assert exit_code not in ("137", ""), f"exit code {exit_code!r}"
 
 
-def test_cold_start_serves_the_exported_model_without_torch_and_prints_the_time(image, trained_job, capsys):
+def test_cold_start_serves_the_exported_model_without_torch_and_prints_the_time(
+    serving_image, trained_job, capsys
+):
     """`docker run IMAGE serve` to a green /ping on the model training exported, with torch mapped
     by no process in the container; the figure is printed (the 2 s goal is `make bench-serve
     --image`'s to check on a quiet machine, not a timed test)."""
     config = json.loads((trained_job[0] / "model" / "model_config.json").read_text())
     assert config["exports"]["openvino"]["parity"]["fp32"]["top1_agreement"] >= 0.99
     started = time.monotonic()
-    name, url = start_server(image, trained_job[0])
+    name, url = start_server(serving_image, trained_job[0])
     cold_start_s = time.monotonic() - started
     try:
         logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, timeout=60)

@@ -222,6 +222,29 @@ def test_without_an_image_the_newest_one_push_made_is_pinned_after_the_offline_c
     assert image == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-image-classifier@{newest}"
 
 
+def test_deploy_asked_for_the_serving_image_pins_the_newest_one_push_serve_only_made(aws, cli, capsys):
+    model_data = "s3://bucket/jobs/j/output/model.tar.gz"
+    serving = aws.push_image("sagemaker-image-classifier-serve", "build-1")
+    code = cli(
+        "deploy",
+        "--role",
+        aws.role_arn,
+        "--model-data",
+        model_data,
+        "--endpoint-name",
+        "e",
+        "--serving-image",
+    )
+    assert code == 0, capsys.readouterr().err
+    image = aws.recorded.one("CreateModel")["PrimaryContainer"]["Image"]
+    assert image == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-image-classifier-serve@{serving}"
+    assert (
+        cli("deploy", "--image", "x", "--serving-image", "--model-data", model_data, "--endpoint-name", "e")
+        == 2
+    )
+    assert "give one of them" in capsys.readouterr().err
+
+
 def test_upload_data_writes_every_object_with_the_key_and_skips_them_on_a_rerun(
     aws, cli, tmp_path, capsys, tiny_image_folder
 ):

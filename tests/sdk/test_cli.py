@@ -175,6 +175,13 @@ def test_push_passes_options_to_build_and_push_and_returns_the_last_line(tmp_pat
     assert push_image(options, script) == "127.0.0.1:5000/clf:t1"
     assert PushOptions(push=False, build=True).arguments()[-1] == "--no-push"
     assert "--tag" not in PushOptions().arguments(), "the script picks a unique tag for ECR"
+    # The serving image goes to its own repository, NAME-serve, unless it is named so already.
+    assert PushOptions(serve_only=True).arguments() == [
+        "--name",
+        "sagemaker-image-classifier-serve",
+        "--serve-only",
+    ]
+    assert PushOptions(name="x-serve", serve_only=True).arguments()[:2] == ["--name", "x-serve"]
 
 
 def test_push_failure_is_reported(tmp_path):

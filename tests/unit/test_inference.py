@@ -194,6 +194,29 @@ def test_an_old_model_without_exports_is_served_by_torch(tmp_path):
         selection.choose(model_dir, SPEC, "cpu", backend="openvino")
 
 
+def test_without_torch_a_model_without_an_openvino_export_is_refused_naming_the_hyperparameter(
+    tmp_path, monkeypatch
+):
+    """The serving image has no torch: such a model stops the server at start-up, and a
+    multi-model load, with what to do about it."""
+    model_dir = save_model(tmp_path / "model", create_model("resnet18", 4).state_dict(), SPEC)
+    monkeypatch.setattr(selection, "installed", lambda module: module != "torch")
+    with pytest.raises(ModelArtifactError) as refused:
+        selection.choose(model_dir, SPEC, "cpu")
+    message = str(refused.value)
+    assert str(model_dir) in message and "has no OpenVINO export" in message
+    assert "inference_export=openvino" in message and "sagemaker-image-classifier" in message
+
+
+def test_train_in_the_serving_image_exits_saying_which_image_trains(monkeypatch):
+    from classifier import constants, entrypoints
+
+    monkeypatch.setenv(constants.IMAGE_KIND_ENV, constants.SERVING_IMAGE_KIND)
+    with pytest.raises(SystemExit) as stopped:
+        entrypoints.train("/opt/program/train")
+    assert "this is the serving image" in str(stopped.value.code)
+
+
 def test_a_gpu_runs_torch(exported):
     _, model_dir, spec = exported
     assert selection.choose(model_dir, spec, "cuda:0").backend == "torch"

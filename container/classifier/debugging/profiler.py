@@ -71,9 +71,7 @@ def profiler_settings(base_dir: Path, enabled_default: bool = True) -> ProfilerS
     try:
         interval = int(float(config.get("profilingintervalinmilliseconds", DEFAULT_INTERVAL_MS)))
     except (TypeError, ValueError):
-        logger.warning(
-            "%s: bad ProfilingIntervalInMilliseconds; using %d", path, DEFAULT_INTERVAL_MS
-        )
+        logger.warning("%s: bad ProfilingIntervalInMilliseconds; using %d", path, DEFAULT_INTERVAL_MS)
         interval = DEFAULT_INTERVAL_MS
     parameters = {}
     for key, value in (config.get("profilingparameters") or {}).items():
@@ -97,9 +95,7 @@ class NvmlGpuSampler:
     def __init__(self, nvml) -> None:
         self._nvml = nvml
         nvml.nvmlInit()
-        self._handles = [
-            nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())
-        ]
+        self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
 
     def sample(self) -> list[tuple[float, float]]:
         """(utilisation %, memory used %) per GPU."""

@@ -128,7 +128,22 @@ def _forced(backend: str, model_dir: Path, spec: ModelSpec, device: str) -> Path
     return path
 
 
+def require_engine(model_dir: Path, spec: ModelSpec) -> None:
+    """Refuse, before anything loads, a model that no installed engine can run: in the serving
+    image (no PyTorch), a model without an OpenVINO export."""
+    if installed(TORCH) or _exported_file(model_dir, spec, OPENVINO) is not None:
+        return
+    raise ModelArtifactError(
+        f"the model in {model_dir} ({spec.architecture}, {spec.num_classes} classes) has no OpenVINO "
+        f"export, and this image has no PyTorch to run it: train it with the hyperparameter "
+        f"inference_export=openvino (the default) so that model.tar.gz holds model.xml, or add one with "
+        f"`python -m classifier.inference.export MODEL_DIR` in the full image ({constants.FULL_IMAGE_NAME}), "
+        "or serve this model with the full image"
+    )
+
+
 def _automatic(model_dir: Path, spec: ModelSpec, device: str) -> tuple[str, Path | None, str]:
+    require_engine(model_dir, spec)
     if device != "cpu":
         return TORCH, None, f"{device} runs PyTorch"
     if platform.machine().lower() not in X86_MACHINES:

@@ -7,6 +7,7 @@ CPU/GPU count and logged in one startup line.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import subprocess
@@ -67,8 +68,8 @@ def visible_gpus(dev_dir: str = "/dev") -> int:
     falls back to cuInit where NVML is missing, hence the probe process. Hosts without
     NVIDIA device nodes skip it.
     """
-    if not any(Path(dev_dir).glob("nvidia[0-9]*")):
-        return 0
+    if not any(Path(dev_dir).glob("nvidia[0-9]*")) or importlib.util.find_spec("torch") is None:
+        return 0  # no GPU, or the serving image (CPU only: OpenVINO)
     probe = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
@@ -196,8 +197,12 @@ class ServingSettings:
             model_dir=base_dir / constants.MODEL_DIR,
             bind_host=env.get(constants.SERVING_BIND_HOST_ENV, "").strip() or "0.0.0.0",
             port=_read(
-                env, constants.BIND_TO_PORT_ENV, int, constants.DEFAULT_PORT,
-                lambda v: 0 < v < 65536, "a TCP port (1-65535)",
+                env,
+                constants.BIND_TO_PORT_ENV,
+                int,
+                constants.DEFAULT_PORT,
+                lambda v: 0 < v < 65536,
+                "a TCP port (1-65535)",
             ),  # fmt: skip
             device=device,
             cpu_count=cpus,
@@ -250,8 +255,12 @@ def _batching(env: Mapping[str, str], device: str) -> dict:
     return {
         "max_batch_size": max_batch_size,
         "max_batch_delay_ms": _read(
-            env, constants.SERVING_MAX_BATCH_DELAY_MS_ENV, float, DEFAULT_MAX_BATCH_DELAY_MS,
-            lambda v: 0 <= v <= 1000, "milliseconds between 0 and 1000",
+            env,
+            constants.SERVING_MAX_BATCH_DELAY_MS_ENV,
+            float,
+            DEFAULT_MAX_BATCH_DELAY_MS,
+            lambda v: 0 <= v <= 1000,
+            "milliseconds between 0 and 1000",
         ),  # fmt: skip
         # Enough request threads that full batches gather while one runs, and that /ping
         # finds a free thread instead of queueing behind invocations.
@@ -264,8 +273,12 @@ def _batching(env: Mapping[str, str], device: str) -> dict:
 def _request_limits(env: Mapping[str, str]) -> dict:
     return {
         "max_payload_mb": _read(
-            env, constants.MAX_PAYLOAD_IN_MB_ENV, float, float(constants.DEFAULT_MAX_PAYLOAD_MB),
-            lambda v: 0 < v <= 1024, "megabytes between 0 and 1024",
+            env,
+            constants.MAX_PAYLOAD_IN_MB_ENV,
+            float,
+            float(constants.DEFAULT_MAX_PAYLOAD_MB),
+            lambda v: 0 < v <= 1024,
+            "megabytes between 0 and 1024",
         ),  # fmt: skip
         "batch_strategy": _choice(env, constants.BATCH_STRATEGY_ENV, BATCH_STRATEGIES, BATCH_STRATEGIES[0]),
         "max_image_pixels": _positive_int(

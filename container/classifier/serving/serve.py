@@ -60,6 +60,9 @@ def main() -> int:
         # A multi-model endpoint has no /opt/ml/model: SageMaker loads models through POST /models.
         if not settings.multi_model:
             spec = load_model_spec(settings.model_dir)
+            from classifier.inference.selection import require_engine
+
+            require_engine(settings.model_dir, spec)
     except (ModelArtifactError, OSError) as error:
         logger.error(
             "no servable model in %s (set %s to change the root): %s",

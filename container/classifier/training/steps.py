@@ -42,7 +42,6 @@ class StopSignal:
         self.received = True
 
 
-
 @dataclass
 class EpochResult:
     loss: float
@@ -80,7 +79,16 @@ def _optimizer_step(model, loss, optimizer, scaler, settings: StepSettings) -> N
 
 
 def train_one_epoch(
-    model, loader, loss_fn, optimizer, scaler, ctx, settings: StepSettings, hook, profiler, stop: StopSignal,
+    model,
+    loader,
+    loss_fn,
+    optimizer,
+    scaler,
+    ctx,
+    settings: StepSettings,
+    hook,
+    profiler,
+    stop: StopSignal,
     on_step=None,
 ) -> EpochResult:
     """One pass over ``loader``; ``on_step(loss)``, if given, gets each step's batch loss."""

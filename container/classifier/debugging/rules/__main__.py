@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m classifier.debugging.rules", description="Run the debugger rules on saved tensors."
     )
-    parser.add_argument(
-        "tensors_path", help="the smdebug out_dir: a local folder or s3://bucket/prefix"
-    )
+    parser.add_argument("tensors_path", help="the smdebug out_dir: a local folder or s3://bucket/prefix")
     parser.add_argument(
         "--rule", action="append", choices=RULE_NAMES, help="rule to run (repeatable; default: all)"
     )

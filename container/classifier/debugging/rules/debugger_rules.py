@@ -293,9 +293,7 @@ class LossNotDecreasing(_LossRule):
         self.use_losses_collection = _as_bool(use_losses_collection)
         self.num_steps = _as_int(num_steps, "num_steps")
         self.diff_percent = _as_float(diff_percent, "diff_percent")
-        self.increase_threshold_percent = _as_float(
-            increase_threshold_percent, "increase_threshold_percent"
-        )
+        self.increase_threshold_percent = _as_float(increase_threshold_percent, "increase_threshold_percent")
         self.mode = _as_mode(mode)
         if self.num_steps < 1:
             raise ValueError("num_steps must be >= 1")
@@ -630,8 +628,7 @@ class ExplodingTensor(ReportingRule):
         first = sorted(bad)[0]
         return self._fire(
             step,
-            f"{len(bad)} tensor(s) hold non-finite values at step {step}, "
-            f"e.g. {first} ({bad[first]})",
+            f"{len(bad)} tensor(s) hold non-finite values at step {step}, e.g. {first} ({bad[first]})",
             tensors=dict(sorted(bad.items())[:20]),
         )
 

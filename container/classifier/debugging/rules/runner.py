@@ -42,9 +42,7 @@ class RuleResult:
     def __str__(self) -> str:
         line = f"{self.rule}: {self.status}"
         if self.fired:
-            line += (
-                f" at step {self.fired_at_step} ({self.violations} violation(s)): {self.message}"
-            )
+            line += f" at step {self.fired_at_step} ({self.violations} violation(s)): {self.message}"
         elif self.status == ERROR:
             line += f": {self.message}"
         elif self.status == NO_DATA:
@@ -79,9 +77,7 @@ def _split_params(rules: list[str], params: dict) -> dict[str, dict]:
         if key in per_rule and isinstance(value, dict):
             per_rule[key].update(value)
             continue
-        takers = [
-            name for name in rules if key in inspect.signature(rule_class(name).__init__).parameters
-        ]
+        takers = [name for name in rules if key in inspect.signature(rule_class(name).__init__).parameters]
         if not takers:
             raise TypeError(f"no selected rule takes a parameter {key!r}")
         for name in takers:
