@@ -182,8 +182,10 @@ bench-precision: $(STAMP)/venv
 	$(VENV)/bin/python benchmarks/precision_parity.py
 
 # Needs wrk (or ab): apt-get install wrk apache2-utils.
-bench-serve: $(STAMP)/venv
-	$(VENV)/bin/python benchmarks/serving_bench.py
+# With the image: its start-up, and batch transform (sm-classifier transform --local) over 4,000
+# JPEGs against the in-process ceiling on the same files.
+bench-serve: image $(STAMP)/venv $(STAMP)/venv-sdk
+	$(VENV)/bin/python benchmarks/serving_bench.py --image $(IMAGE_NAME):$(IMAGE_TAG)
 
 # Training throughput with debugger hook + rules + profiler on vs all off, at two step sizes
 # (ratios; targets: <= 5% overhead at 64 px / batch 64, <= 10% at 32 px / batch 16).

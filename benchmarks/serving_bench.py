@@ -14,7 +14,9 @@ instead. It then measures, in one run, posting scikit-image's 451x300 ``chelsea`
   engine, with its idle memory (master + workers) after warm-up and its start-up time;
 - the same server with torch and torchvision loaded in every process, as it ran before it
   served without them: the memory baseline;
-- with ``--image``, start-up to a green /ping of ``docker run IMAGE serve``.
+- with ``--image``, start-up to a green /ping of ``docker run IMAGE serve``, and batch transform:
+  the whole ``sm-classifier transform --local`` over ``--transform-files`` JPEGs of mixed sizes
+  against the in-process ceiling on the same files (benchmarks/transform_bench.py).
 
 The machine is shared and noisy: read the ratios, measured in the same run, not the absolute
 figures.
@@ -42,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "container"))
 
-from benchmarks import serving_load  # noqa: E402
+from benchmarks import serving_load, transform_bench  # noqa: E402
 from benchmarks.serving_load import percentile  # noqa: E402
 from classifier.serving.serve import apply_openmp_defaults  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
@@ -360,6 +362,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--tool", choices=("wrk", "ab"), default="wrk" if shutil.which("wrk") else "ab")
     parser.add_argument("--image", help="also time `docker run IMAGE serve` to a green /ping (3 runs)")
+    parser.add_argument(
+        "--transform-files", type=int, default=transform_bench.DEFAULT_FILES,
+        help="with --image: JPEGs of the batch transform figure (0: skip it)",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=REPO / "bench-results" / "serving.json")
     parser.add_argument(
         "--model-dir",
@@ -385,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     cpus, body = len(os.sched_getaffinity(0)), chelsea_jpeg()
     batch = ServingSettings.from_env({**os.environ, **overrides}).max_batch_size
     load_before = os.getloadavg()[0]
+    from benchmarks.cpu import describe_cpu
+
+    print(describe_cpu(), flush=True)
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
         root = Path(tmp)
         if args.model_dir:
@@ -412,10 +421,24 @@ def main(argv: list[str] | None = None) -> int:
         container = (
             serving_load.container_start_seconds(args.image, root, free_port()) if args.image else None
         )
+        transform = None
+        if args.image and args.transform_files:
+            settings = ServingSettings.from_env({**os.environ, **overrides})
+            transform = transform_bench.measure(
+                args.image,
+                root / "model",
+                args.transform_files,
+                cpus,
+                batch,
+                root / "transform",
+                settings.workers,
+            )
 
     report_engines(alone, served, args.concurrency, cpus)
     goals = report_ceiling(ceiling, engine, served, args.concurrency)
     goals += report_memory_and_start(served, baseline, container)
+    if transform:
+        goals += transform_bench.report(transform, batch)
     print("\ngoals:\n" + "\n".join(f"  {goal}" for goal in goals))
     print(
         f"machine load average (1 min): {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end, "
@@ -423,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     record = {"ceiling": ceiling, "engines_alone": alone, "served": served, "torch_layout": baseline}
-    record.update(container_start_s=container, overrides=overrides, goals=goals)
+    record.update(container_start_s=container, transform=transform, overrides=overrides, goals=goals)
     args.output.write_text(json.dumps(record, indent=2, default=str))
     failed = any(runs[c]["errors"] for runs in served.values() for c in args.concurrency)
     return 1 if failed else 0

@@ -23,6 +23,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from classifier.redaction import names_a_secret, uri_has_credentials
@@ -131,8 +132,31 @@ class RequestSettings:
         return self
 
 
+# sagemaker.core.config.config: the admin and user files are SAGEMAKER_ADMIN_CONFIG_OVERRIDE /
+# SAGEMAKER_USER_CONFIG_OVERRIDE, else "config.yaml" under platformdirs' site_config_dir and
+# user_config_dir of "sagemaker"; missing default files are skipped.
+SDK_APP_NAME = "sagemaker"
+CONFIG_OVERRIDE_ENVS = ("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", "SAGEMAKER_USER_CONFIG_OVERRIDE")
+
+
+def defaults_file_may_exist() -> bool:
+    """Whether the SDK could find a defaults file. Importing the SDK's loader takes two seconds
+    of CPU, which a local command that finds none should not pay."""
+    import os
+
+    from platformdirs import site_config_dir, user_config_dir
+
+    if any(os.environ.get(name) for name in CONFIG_OVERRIDE_ENVS):
+        return True
+    return any(
+        Path(folder(SDK_APP_NAME), "config.yaml").exists() for folder in (site_config_dir, user_config_dir)
+    )
+
+
 def load_defaults() -> dict[str, Any]:
     """The SDK's defaults files merged (admin, then user), validated by the SDK's own loader."""
+    if not defaults_file_may_exist():
+        return {}
     from sagemaker.core.config import load_sagemaker_config
 
     try:

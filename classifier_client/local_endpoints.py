@@ -254,7 +254,7 @@ def _wait_until_healthy(name: str, timeout: float) -> str:
                 return url
         except requests.RequestException:
             pass
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise ConfigurationError(f"local endpoint {name} did not answer /ping within {timeout:.0f}s")
 
 

@@ -28,6 +28,10 @@ DEFAULT_TOP_K = 5
 # Each CPU worker holds a copy of the model; beyond a few workers, intra-op threads
 # use the extra cores better than more copies do.
 MAX_DEFAULT_CPU_WORKERS = 4
+# CreateTransformJob: "The value of MaxPayloadInMB cannot be greater than 100 MB. If you specify
+# the MaxConcurrentTransforms parameter, the value of (MaxConcurrentTransforms * MaxPayloadInMB)
+# also cannot exceed 100 MB."
+TRANSFORM_PAYLOAD_LIMIT_MB = 100
 DEFAULT_CPU_MAX_BATCH = 8
 DEFAULT_GPU_MAX_BATCH = 32
 # 0: a batch is whatever is queued when the model is free; while it runs, the next
@@ -144,6 +148,23 @@ class ServingSettings:
     @property
     def max_payload_bytes(self) -> int:
         return int(self.max_payload_mb * 1024 * 1024)
+
+    @property
+    def advertised_payload_mb(self) -> int | None:
+        """MaxPayloadInMB for /execution-parameters: whole megabytes, rounded down (a mini-batch
+        sized to a rounded-up figure would be refused with 413); below 1 MB none (0 asks for
+        chunked transfers), and the job's own MaxPayloadInMB applies."""
+        return int(self.max_payload_mb) if self.max_payload_mb >= 1 else None
+
+    @property
+    def concurrent_transforms(self) -> int:
+        """MaxConcurrentTransforms for /execution-parameters: enough requests in flight for each
+        worker's micro-batcher to gather full batches (a request per worker left every batch at
+        one image: 0.31x of what the CPU can do), within CreateTransformJob's "(MaxConcurrentTransforms
+        * MaxPayloadInMB) also cannot exceed 100 MB" for the payload the job will use."""
+        wanted = self.workers * min(self.max_batch_size, self.worker_threads)
+        payload = self.advertised_payload_mb or constants.DEFAULT_MAX_PAYLOAD_MB
+        return max(1, min(wanted, TRANSFORM_PAYLOAD_LIMIT_MB // payload))
 
     @property
     def adaptive_threads(self) -> bool:

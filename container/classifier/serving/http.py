@@ -163,12 +163,12 @@ def route_metrics(app: Flask) -> None:
 
 def execution_parameters(settings: ServingSettings) -> dict:
     """GET /execution-parameters: what batch transform may send this server."""
-    parameters = {"MaxConcurrentTransforms": settings.workers, "BatchStrategy": settings.batch_strategy}
-    # Whole megabytes, rounded down: a mini-batch sized to a rounded-up figure would be
-    # refused with 413. Below 1 MB there is no honest figure (0 asks for chunked
-    # transfers), so the job's own MaxPayloadInMB applies.
-    if settings.max_payload_mb >= 1:
-        parameters["MaxPayloadInMB"] = int(settings.max_payload_mb)
+    parameters = {
+        "MaxConcurrentTransforms": settings.concurrent_transforms,
+        "BatchStrategy": settings.batch_strategy,
+    }
+    if settings.advertised_payload_mb is not None:
+        parameters["MaxPayloadInMB"] = settings.advertised_payload_mb
     return parameters
 
 

@@ -341,8 +341,9 @@ class TestExecutionParametersAndLogging:
         assert "forged" not in forged.headers["X-Request-Id"]
 
     def test_execution_parameters(self, client, settings):
+        """Enough concurrent requests to fill every worker's batches, within the 100 MB rule."""
         assert client.get("/execution-parameters").json == {
-            "MaxConcurrentTransforms": settings.workers,
+            "MaxConcurrentTransforms": min(settings.workers * settings.max_batch_size, 100 // 6),
             "BatchStrategy": "MULTI_RECORD",
             "MaxPayloadInMB": 6,
         }
@@ -355,11 +356,16 @@ class TestExecutionParametersAndLogging:
             SAGEMAKER_MAX_PAYLOAD_IN_MB=20,
         )
         response = create_app(predictor, settings).test_client().get("/execution-parameters")
+        # 3 workers x 8 images a batch would be 24 requests; 24 x 20 MB passes AWS's 100 MB.
         assert response.json == {
-            "MaxConcurrentTransforms": 3,
+            "MaxConcurrentTransforms": 5,
             "BatchStrategy": "SINGLE_RECORD",
             "MaxPayloadInMB": 20,
         }
+        small = settings_for(base_dir, SAGEMAKER_MODEL_SERVER_WORKERS=2, CLASSIFIER_MAX_BATCH_SIZE=4)
+        assert create_app(predictor, small).test_client().get("/execution-parameters").json[
+            "MaxConcurrentTransforms"
+        ] == 8
 
     def test_one_log_line_per_request(self, client, jpeg_bytes, caplog):
         with caplog.at_level(logging.INFO, logger="classifier.serving.requests"):
