@@ -363,9 +363,13 @@ class TestExecutionParametersAndLogging:
             "MaxPayloadInMB": 20,
         }
         small = settings_for(base_dir, SAGEMAKER_MODEL_SERVER_WORKERS=2, CLASSIFIER_MAX_BATCH_SIZE=4)
-        assert create_app(predictor, small).test_client().get("/execution-parameters").json[
-            "MaxConcurrentTransforms"
-        ] == 8
+        assert (
+            create_app(predictor, small)
+            .test_client()
+            .get("/execution-parameters")
+            .json["MaxConcurrentTransforms"]
+            == 8
+        )
 
     def test_one_log_line_per_request(self, client, jpeg_bytes, caplog):
         with caplog.at_level(logging.INFO, logger="classifier.serving.requests"):
