@@ -78,7 +78,7 @@ endef
 lock: $(STAMP)/uv-$(UV_VERSION)
 	@test -x $(UV) || { echo "make lock needs uv: $(VENV_TOOLS)/bin/pip install uv==$(UV_VERSION)" >&2; exit 1; }
 	$(call compile_lock,$(RUNTIME_LOCK),container/requirements.txt)
-	python3 scripts/subset_lock.py $(RUNTIME_LOCK) $(SERVE_REQUIREMENTS) > $(SERVE_LOCK)
+	python3 scripts/subset_lock.py $(RUNTIME_LOCK) $(SERVE_REQUIREMENTS) > $(SERVE_LOCK).tmp && mv $(SERVE_LOCK).tmp $(SERVE_LOCK)
 	$(call compile_lock,$(DEV_LOCK),container/requirements.txt requirements-dev.txt -c $(RUNTIME_LOCK))
 	$(call compile_lock,$(SDK_LOCK),classifier_client/requirements.txt)
 

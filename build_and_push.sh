@@ -15,8 +15,8 @@ Usage: $(basename "$0") [options]
 Build:
   -n, --name NAME         image/repository name (default: sagemaker-image-classifier, or
                           sagemaker-image-classifier-serve with --serve-only)
-  --serve-only            the serving image (Dockerfile stage serve: no torch, no training);
-                          its default name is NAME-serve (docs/image.md)
+  --serve-only            the serving image (Dockerfile stage serve: no torch, no training),
+                          named NAME-serve (docs/image.md)
   -t, --tag TAG           image tag (default: latest; pushed to ECR: build-<UTC time>, unique,
                           as the repository's tags are immutable)
   --base-image IMAGE      build arg BASE_IMAGE (default: \$BASE_IMAGE or python:3.11-slim-bookworm)
@@ -56,7 +56,6 @@ EOF
 
 
 name="sagemaker-image-classifier"
-name_given=0
 target=""
 tag="latest"
 tag_given=0
@@ -74,7 +73,7 @@ build_args=()
 cache_args=()
 while (($#)); do
     case "$1" in
-        -n|--name) name="${2:?$1 needs a value}"; name_given=1; shift 2 ;;
+        -n|--name) name="${2:?$1 needs a value}"; shift 2 ;;
         --serve-only) target="serve"; shift ;;
         -t|--tag) tag="${2:?$1 needs a value}"; tag_given=1; shift 2 ;;
         --base-image) base_image="${2:?$1 needs a value}"; shift 2 ;;
@@ -94,7 +93,8 @@ while (($#)); do
     esac
 done
 ((build || push)) || die "--skip-build with --no-push leaves nothing to do"
-if [[ "$target" == serve ]] && ((!name_given)); then
+if [[ "$target" == serve && "$name" != *-serve ]]; then
+    # Never into the full image's repository: `train` would pull a torch-less image from it.
     name="$name-serve"
 fi
 [[ "$name" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] \

@@ -175,7 +175,8 @@ def _describe_digest(ecr, match: re.Match, reference: str) -> str:
         raise ConfigurationError(
             f"image {reference!r} does not resolve in ECR ({code}: "
             f"{error.response.get('Error', {}).get('Message', '')}); push it first "
-            "(sm-classifier push) or name it by digest"
+            f"(sm-classifier push{' --serve-only' if match['repository'].endswith(SERVING_SUFFIX) else ''}) "
+            "or name it by digest"
         ) from error
     if not found:
         raise ConfigurationError(f"image {reference!r}: repository {match['repository']} holds no image")

@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.client import HTTPException
+from http.client import HTTPConnection, HTTPException, RemoteDisconnected
 from pathlib import Path
 from typing import Any
 
@@ -352,43 +352,66 @@ def _requests_of(path: Path, settings: TransformSettings, plan: _Plan):
 _CONNECTIONS = threading.local()
 
 
-def _connection(url: str):
-    """One keep-alive HTTP connection per sending thread, as SageMaker's agent keeps them. The
-    standard library's client: requests' per-call machinery cost the client more CPU than the
-    model's own decode on the two cores they share."""
-    from http.client import HTTPConnection
+def _connection(url: str) -> tuple[HTTPConnection, bool]:
+    """This thread's keep-alive HTTP connection to ``url``, and whether it served a request
+    before. SageMaker's agent keeps its connections too; the standard library's client, because
+    requests' per-call machinery cost the client more CPU than the model's own decode on the two
+    cores they share."""
     from urllib.parse import urlsplit
 
-    connection = getattr(_CONNECTIONS, "connection", None)
-    if connection is None:
-        parts = urlsplit(url)
-        connection = _CONNECTIONS.connection = HTTPConnection(
-            parts.hostname or "127.0.0.1", parts.port, timeout=600
-        )
-    return connection
+    cached = getattr(_CONNECTIONS, "cached", None)
+    if cached is not None and cached[0] == url:
+        return cached[1], True
+    parts = urlsplit(url)
+    connection = HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=600)
+    _CONNECTIONS.cached = (url, connection)
+    return connection, False
+
+
+def _forget_connection() -> None:
+    cached = getattr(_CONNECTIONS, "cached", None)
+    if cached is not None:
+        cached[1].close()
+    _CONNECTIONS.cached = None
+
+
+def _exchange(connection: HTTPConnection, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    try:
+        connection.request("POST", "/invocations", body=body, headers=headers)
+    except (BrokenPipeError, ConnectionResetError):
+        # The server may answer before it has read the whole body (413) and close: its answer
+        # is what the caller needs, not the broken pipe.
+        pass
+    response = connection.getresponse()
+    content = response.read()
+    if response.will_close:
+        _forget_connection()
+    return response.status, content
 
 
 def _post(url: str, settings: TransformSettings, body: bytes) -> bytes:
     headers = {"Content-Type": settings.content_type, "Accept": _accept_for(settings)}
-    for attempt in (1, 2):
-        connection = _connection(url)
+    while True:
+        connection, reused = _connection(url)
         try:
-            connection.request("POST", "/invocations", body=body, headers=headers)
-            response = connection.getresponse()
-            content = response.read()
+            status, content = _exchange(connection, body, headers)
             break
-        except (OSError, HTTPException) as error:
-            # The server closed a kept-alive connection (gunicorn's keep-alive timeout): once more.
-            connection.close()
-            _CONNECTIONS.connection = None
-            if attempt == 2:
+        except (RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
+            _forget_connection()
+            # A kept-alive connection the server closed meanwhile (its keep-alive timeout):
+            # nothing was answered, so once more on a new one. A fresh connection's failure is
+            # the file's.
+            if not reused:
                 raise _RequestFailed({"error": f"{type(error).__name__}: {error}"}) from error
-    if response.status != 200:
+        except (OSError, HTTPException) as error:
+            _forget_connection()
+            raise _RequestFailed({"error": f"{type(error).__name__}: {error}"}) from error
+    if status != 200:
         try:
             error_text = json.loads(content).get("error", content.decode(errors="replace"))
         except (ValueError, AttributeError):
             error_text = content.decode(errors="replace")
-        raise _RequestFailed({"status": response.status, "error": error_text})
+        raise _RequestFailed({"status": status, "error": error_text})
     return content
 
 

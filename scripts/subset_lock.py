@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==")
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==")
 _VIA_ONE = re.compile(r"^\s+# via (?!$)(.+)$")
 _VIA_MORE = re.compile(r"^\s+#\s{3}(.+)$")
 
@@ -77,6 +77,10 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     lock, requirements = Path(argv[1]), Path(argv[2])
+    for path in (lock, requirements):
+        if not path.is_file():
+            print(f"subset_lock.py: {path} does not exist", file=sys.stderr)
+            return 2
     sys.stdout.write(
         subset(lock.read_text(), requirements.read_text(), lock.as_posix(), requirements.as_posix())
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 from classifier import constants
 
 TRAINING_MODULES = ("torch", "flask")
-SERVING_MODULES = ("flask",)
+SERVING_MODULES = ("flask", "gunicorn", "numpy", "PIL")
 
 
 def _hand_over_to_checkout_venv(script: Path, modules: tuple[str, ...]) -> None:

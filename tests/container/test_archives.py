@@ -17,7 +17,9 @@ from .conftest import assert_served_as_measured, count_correct, remove_container
 pytestmark = pytest.mark.docker
 
 
-def test_trains_from_tar_gz_channels_and_serves_a_model_tar_gz(image, trained_job, digits_data, tmp_path):
+def test_trains_from_tar_gz_channels_and_serves_a_model_tar_gz(
+    serving_image, trained_job, digits_data, tmp_path
+):
     job_dir = trained_job[0]
     for channel in ("train", "valid", "test"):
         assert [p.name for p in (job_dir / "input" / "data" / channel).iterdir()] == [f"{channel}.tar.gz"]
@@ -30,7 +32,7 @@ def test_trains_from_tar_gz_channels_and_serves_a_model_tar_gz(image, trained_jo
     with tarfile.open(serve_dir / "model" / "model.tar.gz", "w:gz") as tar:
         for path in sorted((job_dir / "model").iterdir()):
             tar.add(path, arcname=path.name)
-    name, url = start_server(image, serve_dir)
+    name, url = start_server(serving_image, serve_dir)
     try:
         correct, total = count_correct(url, sorted((digits_data / "test").glob("*/*.png")))
     finally:

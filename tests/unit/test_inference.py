@@ -206,6 +206,10 @@ def test_without_torch_a_model_without_an_openvino_export_is_refused_naming_the_
     message = str(refused.value)
     assert str(model_dir) in message and "has no OpenVINO export" in message
     assert "inference_export=openvino" in message and "sagemaker-image-classifier" in message
+    with pytest.raises(
+        ModelArtifactError, match="CLASSIFIER_INFERENCE_BACKEND=torch, but this image has no PyTorch"
+    ):
+        selection.choose(model_dir, SPEC, "cpu", backend="torch")
 
 
 def test_train_in_the_serving_image_exits_saying_which_image_trains(monkeypatch):

@@ -113,6 +113,7 @@ def _precision(model_dir: Path, spec: ModelSpec, backend: str, requested: str) -
 
 def _forced(backend: str, model_dir: Path, spec: ModelSpec, device: str) -> Path | None:
     if backend == TORCH:
+        require_engine(model_dir, spec, TORCH)
         return None
     if device != "cpu":
         raise ModelArtifactError(f"inference backend {backend} runs on the CPU only, not on {device}")
@@ -128,9 +129,15 @@ def _forced(backend: str, model_dir: Path, spec: ModelSpec, device: str) -> Path
     return path
 
 
-def require_engine(model_dir: Path, spec: ModelSpec) -> None:
+def require_engine(model_dir: Path, spec: ModelSpec, backend: str = AUTO) -> None:
     """Refuse, before anything loads, a model that no installed engine can run: in the serving
-    image (no PyTorch), a model without an OpenVINO export."""
+    image (no PyTorch), a model without an OpenVINO export, or PyTorch asked for."""
+    if backend == TORCH and not installed(TORCH):
+        raise ModelArtifactError(
+            f"{constants.INFERENCE_BACKEND_ENV}=torch, but this image has no PyTorch (the serving "
+            f"image runs OpenVINO only): leave the backend on auto, or serve with the full image "
+            f"({constants.FULL_IMAGE_NAME})"
+        )
     if installed(TORCH) or _exported_file(model_dir, spec, OPENVINO) is not None:
         return
     raise ModelArtifactError(

@@ -53,7 +53,7 @@ def main() -> int:
         return EXIT_CONFIG_ERROR
     configure_logging(settings.log_level)
 
-    from classifier.artifacts import ModelArtifactError, load_model_spec
+    from classifier.artifacts import ModelArtifactError, load_model_spec, resolve_model_dir
 
     spec = None
     try:
@@ -62,7 +62,8 @@ def main() -> int:
             spec = load_model_spec(settings.model_dir)
             from classifier.inference.selection import require_engine
 
-            require_engine(settings.model_dir, spec)
+            # The folder the files are in: an archive on a read-only mount is unpacked elsewhere.
+            require_engine(resolve_model_dir(settings.model_dir), spec, settings.inference_backend)
     except (ModelArtifactError, OSError) as error:
         logger.error(
             "no servable model in %s (set %s to change the root): %s",
