@@ -16,6 +16,8 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from tests.sdk.capture_records import capture_record
+
 BUCKET = "life-bucket"
 OLD = f"s3://{BUCKET}/jobs/job-1/output/model.tar.gz"
 NEW = f"s3://{BUCKET}/jobs/job-2/output/model.tar.gz"
@@ -455,29 +457,8 @@ def test_a_variant_s_weight_is_what_follows_the_uri(text, expected):
     assert (variant.name, variant.model_data, variant.weight) == expected
 
 
-def _record(event_id: str, when: str, body: bytes, answer: object, content_type: str = "image/png") -> str:
-    import base64
-
-    return json.dumps(
-        {
-            "captureData": {
-                "endpointInput": {
-                    "observedContentType": content_type,
-                    "mode": "INPUT",
-                    "data": base64.b64encode(body).decode(),
-                    "encoding": "BASE64",
-                },
-                "endpointOutput": {
-                    "observedContentType": "application/json",
-                    "mode": "OUTPUT",
-                    "data": json.dumps(answer),
-                    "encoding": "JSON",
-                },
-            },
-            "eventMetadata": {"eventId": event_id, "inferenceTime": when},
-            "eventVersion": "0",
-        }
-    )
+def _record(event_id: str, when: str, body: bytes, answer: object) -> str:
+    return capture_record(event_id, when, "image/png", body, json.dumps(answer))
 
 
 def test_captured_keeps_hostile_labels_and_event_ids_inside_the_review_set(aws, cli, capsys, tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from classifier.metric_definitions import EPOCH_METRICS
+from tests.sdk.capture_records import capture_record
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -291,32 +292,6 @@ def test_local_update_under_a_load_loop_fails_no_request(digits_training, local_
     assert leftovers.stdout.strip() == "", "the replaced container was left behind"
 
 
-def _capture_record(event_id: str, when: str, content_type: str, body: bytes, answer: str) -> str:
-    """One line as SageMaker's data capture writes it (model-monitor-data-capture-endpoint)."""
-    import base64
-
-    return json.dumps(
-        {
-            "captureData": {
-                "endpointInput": {
-                    "observedContentType": content_type,
-                    "mode": "INPUT",
-                    "data": base64.b64encode(body).decode(),
-                    "encoding": "BASE64",
-                },
-                "endpointOutput": {
-                    "observedContentType": "application/json",
-                    "mode": "OUTPUT",
-                    "data": answer,
-                    "encoding": "JSON",
-                },
-            },
-            "eventMetadata": {"eventId": event_id, "inferenceTime": when},
-            "eventVersion": "0",
-        }
-    )
-
-
 def _serve_and_capture(url: str, images: list[Path]) -> tuple[dict[str, list[str]], dict[str, dict]]:
     """POST each image (two of them also as one JSON request) to the real server; the capture
     lines per S3 key, split over two variants and two hours, and what was answered per event."""
@@ -336,14 +311,14 @@ def _serve_and_capture(url: str, images: list[Path]) -> tuple[dict[str, list[str
         event = f"event-{number:03d}"
         when = f"2026-12-06T{hour}:{number % 60:02d}:00Z"
         key = f"capture/digits/{variant}/2026/12/06/{hour}/part-{number % 3}.jsonl"
-        lines[key].append(_capture_record(event, when, "image/png", body, answer.text))
+        lines[key].append(capture_record(event, when, "image/png", body, answer.text))
         answered[event] = {
             "image": image, "variant": variant, "answer": answer.json()["predictions"][0], "time": when,
         }  # fmt: skip
     pair = {"instances": [base64.b64encode(p.read_bytes()).decode() for p in images[:2]]}
     answer = requests.post(f"{url}/invocations", json=pair, timeout=60)
     assert answer.status_code == 200, answer.text
-    record = _capture_record(
+    record = capture_record(
         "event-pair", "2026-12-06T21:59:00Z", "application/json", json.dumps(pair).encode(), answer.text
     )
     lines["capture/digits/AllTraffic/2026/12/06/21/pair.jsonl"] += [record, "not a capture record"]
