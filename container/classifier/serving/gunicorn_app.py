@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import socket
 import sys
 import tempfile
 
@@ -45,6 +46,10 @@ def gunicorn_options(settings: ServingSettings) -> dict:
         "control_socket_disable": True,
         "proc_name": "classifier-serve",
     }
+    if settings.workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        # One listening socket per worker slot on the same port; see ServingApplication.post_fork.
+        options["bind"] = options["bind"] * settings.workers
+        options["reuse_port"] = True
     if os.path.isdir("/dev/shm"):
         # Worker heartbeats on a tmpfs: a slow overlay filesystem cannot stall them.
         options["worker_tmp_dir"] = "/dev/shm"
@@ -104,9 +109,21 @@ class ServingApplication(BaseApplication):
             self._slot_owner[worker.serving_slot] = worker
 
     def post_fork(self, server, worker) -> None:
-        """Worker: remember the slot for ``load``, which runs next in this process."""
+        """Worker: remember the slot for ``load``, which runs next in this process, and listen
+        on the slot's own socket only.
+
+        With one socket shared by every gthread worker, the worker that wakes first accepts
+        every connection of a burst: 16 keep-alive connections of a batch transform all land in
+        one worker, whose one GIL then carries every request while the others idle. With
+        SO_REUSEPORT sockets, one per slot, the kernel spreads new connections over the slots
+        by their addresses. A replacement worker takes over its slot's socket, and connections
+        that arrive while it loads wait in that socket's backlog; a worker without a slot (more
+        workers than slots, e.g. after TTIN) listens on every socket.
+        """
         self._worker_slot = worker.serving_slot
         self._worker_age = worker.age
+        if worker.serving_slot is not None and len(worker.sockets) == self.settings.workers > 1:
+            worker.sockets = [worker.sockets[worker.serving_slot]]
 
     def child_exit(self, server, worker) -> None:
         """Master: a dead worker's slot is free again, and not busy; its live gauges go."""

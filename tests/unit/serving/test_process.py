@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.helpers import REPO_ROOT, free_port
@@ -187,6 +188,57 @@ def test_concurrent_load_has_no_5xx_and_ping_stays_fast(server):
     assert statuses and set(statuses) == {200}, f"statuses: {sorted(set(statuses))}"
     assert len(ping_latencies) >= 3 and set(ping_statuses) == {200}, ping_statuses
     assert max(ping_latencies) < 2.0, f"slowest /ping {max(ping_latencies):.2f} s"
+
+
+def _workers(server: Server) -> list[psutil.Process]:
+    return psutil.Process(server.process.pid).children()
+
+
+def _connections_per_worker(server: Server) -> list[int]:
+    return [
+        sum(
+            1
+            for connection in worker.net_connections(kind="tcp")
+            if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == server.port
+        )
+        for worker in _workers(server)
+    ]
+
+
+def test_keep_alive_connections_are_spread_over_both_workers(server):
+    """A burst of keep-alive connections (a batch transform's) reaches every worker, not the
+    first one to wake; with one shared socket all 16 landed in one worker."""
+    connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(16)]
+    try:
+        for connection in connections:
+            connection.request("GET", "/ping")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+        per_worker = _connections_per_worker(server)
+    finally:
+        for connection in connections:
+            connection.close()
+    assert len(per_worker) == 2 and sum(per_worker) == 16, per_worker
+    # Spread by the kernel's hash of each connection's addresses: all 16 in one worker has odds
+    # of 2 in 65,536.
+    assert min(per_worker) >= 1, per_worker
+
+
+def test_connections_that_reach_a_killed_workers_socket_are_answered_by_its_replacement(base_dir):
+    body = encode(photo(300, 200, seed=3), "JPEG")
+    with Server(base_dir) as server:
+        victim = _workers(server)[0]
+        victim.kill()
+        victim.wait(10)
+        statuses = []
+        for _ in range(16):
+            statuses.append(server.request("POST", "/invocations", body=body, headers=JPEG)[0])
+        deadline = time.monotonic() + START_DEADLINE_S
+        while len(_workers(server)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # poll interval for the replacement's fork
+        assert statuses == [200] * 16
+        assert len(_workers(server)) == 2 and victim.pid not in [w.pid for w in _workers(server)]
 
 
 def _smooth_jpeg(width: int, height: int) -> bytes:
