@@ -30,7 +30,7 @@ so build on Debian 12 or older glibc).
 Environment:
   PYTHON           interpreter that runs pip (default: python3, else .venv-tools or .venv);
                    must be CPython 3.11
-  TORCH_INDEX_URL  extra index for another torch variant, e.g. https://download.pytorch.org/whl/cpu;
+  TORCH_INDEX_URL  extra index for another torch variant, e.g. PyTorch's CPU-only index;
                    its hashes differ, so it needs a lock compiled against that index (-r)
   PIP_* variables  are honoured as usual (index URL, find-links, certificates)
 EOF

@@ -14,7 +14,7 @@ readonly DEFAULT_LOCAL_BASE="local/debian-python:3.11-bookworm"
 
 usage() {
     cat <<EOF
-Usage: $(basename "$0") [--base IMAGE] [--local-base IMAGE] [--with-registry] [-h]
+Usage: $(basename "$0") [--base IMAGE] [--local-base IMAGE] [--with-registry] [--print-mirror] [-h]
 
 Installs (Debian/Ubuntu, as root) what is missing of docker.io, docker-compose, debootstrap and curl,
 starts the Docker engine if it is not running, and makes sure a base image exists.
@@ -24,29 +24,119 @@ Prints the base image to build FROM as the only line on stdout.
                        (default: \$BASE_IMAGE or $DEFAULT_BASE_IMAGE)
   --local-base IMAGE   tag of the debootstrap-built fallback base (default: $DEFAULT_LOCAL_BASE)
   --with-registry      also install Debian's docker-registry (used by the push tests)
+  --print-mirror       print the Debian mirror debootstrap would use, and exit
   -h, --help           show this help
 
-Environment: DEBIAN_MIRROR (default http://deb.debian.org/debian),
-             DOCKERD_LOG (default /var/log/dockerd.log), DOCKER_START_TIMEOUT (seconds, default 60),
-             BASE_PULL_TIMEOUT (seconds, default 120).
+Environment: DEBIAN_MIRROR (Debian archive for debootstrap; default: the first Debian archive
+             among this host's apt sources), DOCKERD_LOG (default /var/log/dockerd.log),
+             DOCKER_START_TIMEOUT (seconds, default 60), BASE_PULL_TIMEOUT (seconds, default 120).
 EOF
+}
+
+# Print the first URI of the apt sources under the folder \$1 (sources.list, then
+# sources.list.d/*.list and *.sources, one-line or deb822 format) that serves the Debian archive:
+# a 'deb' entry (not deb-src) over http, https or ftp (no file:, cdrom:, mirror+ or tor+ methods)
+# with component main and a Debian suite (a codename or alias, also with -updates or -backports);
+# security-only entries (suite *-security, a path with debian-security) and third-party
+# repositories (other suites or components) do not count. Prints nothing when none does.
+readonly DEBIAN_SUITES="jessie stretch buster bullseye bookworm trixie forky duke sid experimental
+    oldoldstable oldstable stable testing unstable"
+apt_debian_mirror() {
+    local dir="$1" files=() f
+    [[ -f $dir/sources.list ]] && files+=("$dir/sources.list")
+    for f in "$dir"/sources.list.d/*; do
+        case "$f" in *.list | *.sources) [[ -f $f ]] && files+=("$f") ;; esac
+    done
+    ((${#files[@]})) || return 0
+    awk -v suites="$DEBIAN_SUITES" '
+        function has(list, word,   n, a, i) {
+            n = split(list, a)
+            for (i = 1; i <= n; i++) if (a[i] == word) return 1
+            return 0
+        }
+        function debian_suite(s) {
+            if (s ~ /-security$/) return 0
+            sub(/-(updates|backports|backports-sloppy|proposed-updates)$/, "", s)
+            return has(suites, s)
+        }
+        function consider(types, uris, suite_list, components,   n, a, i, ok) {
+            if (!has(types, "deb") || !has(components, "main")) return
+            n = split(suite_list, a)
+            for (i = 1; i <= n; i++) if (debian_suite(a[i])) ok = 1
+            if (!ok) return
+            n = split(uris, a)
+            for (i = 1; i <= n; i++) {
+                if (a[i] !~ /^(https?|ftp):\/\// || a[i] ~ /debian-security/) continue
+                sub(/\/+$/, "", a[i])
+                print a[i]; found = 1; exit
+            }
+        }
+        function one_line(line,   n, f, i, k, comps) {
+            sub(/#.*/, "", line)
+            n = split(line, f)
+            if (n < 3) return
+            k = 2
+            if (f[2] ~ /^\[/) {  # options: [arch=amd64 signed-by=...], maybe spread over words
+                while (k < n && f[k] !~ /\]$/) k++
+                k++
+            }
+            for (i = k + 2; i <= n; i++) comps = comps " " f[i]
+            consider(f[1], f[k], f[k + 1], comps)
+        }
+        function end_stanza() {
+            if (("types" in field) && tolower(field["enabled"]) !~ /^[ \t]*no/)
+                consider(field["types"], field["uris"], field["suites"], field["components"])
+            split("", field); key = ""
+        }
+        FNR == 1 { end_stanza(); deb822 = (FILENAME ~ /\.sources$/) }
+        { sub(/\r$/, "") }
+        !deb822 { one_line($0); next }
+        /^#/ { next }
+        /^[ \t]*$/ { end_stanza(); next }
+        /^[ \t]/ { if (key != "") field[key] = field[key] " " $0; next }
+        index($0, ":") {
+            key = tolower(substr($0, 1, index($0, ":") - 1))
+            field[key] = substr($0, index($0, ":") + 1)
+        }
+        END { if (!found) end_stanza() }
+    ' "${files[@]}"
+}
+
+# The Debian archive debootstrap uses: DEBIAN_MIRROR, else the one of this host's apt sources
+# (APT_SOURCES_DIR, default /etc/apt, is there for the tests).
+debian_mirror() {
+    if [[ -n ${DEBIAN_MIRROR:-} ]]; then
+        echo "$DEBIAN_MIRROR"
+        return
+    fi
+    local dir="${APT_SOURCES_DIR:-/etc/apt}" found
+    found="$(apt_debian_mirror "$dir")"
+    [[ -n $found ]] || die "no Debian archive found among the apt sources in $dir (sources.list," \
+        "sources.list.d/*.list, *.sources); set DEBIAN_MIRROR to the URL of a Debian mirror"
+    echo "$found"
 }
 
 
 base_image="${BASE_IMAGE:-$DEFAULT_BASE_IMAGE}"
 local_base="$DEFAULT_LOCAL_BASE"
 with_registry=0
+print_mirror=0
 while (($#)); do
     case "$1" in
         --base) base_image="${2:?--base needs a value}"; shift 2 ;;
         --local-base) local_base="${2:?--local-base needs a value}"; shift 2 ;;
         --with-registry) with_registry=1; shift ;;
+        --print-mirror) print_mirror=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
 
-mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+if ((print_mirror)); then
+    debian_mirror
+    exit 0
+fi
+
 dockerd_log="${DOCKERD_LOG:-/var/log/dockerd.log}"
 start_timeout="${DOCKER_START_TIMEOUT:-60}"
 pull_timeout="${BASE_PULL_TIMEOUT:-120}"
@@ -121,6 +211,7 @@ fi
 
 command -v debootstrap >/dev/null || die "cannot pull $base_image and debootstrap is not installed"
 [[ $(id -u) -eq 0 ]] || die "cannot pull $base_image; building a local base by debootstrap needs root"
+mirror="$(debian_mirror)" || exit 1
 log "cannot pull $base_image; building $local_base by debootstrap from $mirror (about a minute)"
 rootfs="$(mktemp -d /var/tmp/base-rootfs.XXXXXX)"
 trap 'rm -rf "$rootfs"' EXIT
