@@ -13,15 +13,13 @@ import multiprocessing
 import os
 import shutil
 import socket
-import sys
 import tempfile
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.arbiter import Arbiter
 
-from classifier.artifacts import ModelArtifactError, ModelSpec
+from classifier.artifacts import ModelSpec
 from classifier.serving import metrics
-from classifier.serving.app import create_app
+from classifier.serving.app import build_single_model_app
 from classifier.serving.config import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -29,8 +27,9 @@ logger = logging.getLogger(__name__)
 
 def gunicorn_options(settings: ServingSettings) -> dict:
     """gunicorn settings (by their config-file names) for ``settings``."""
+    bind = [f"{settings.bind_host}:{settings.port}"]
     options = {
-        "bind": [f"{settings.bind_host}:{settings.port}"],
+        "bind": bind,
         "workers": settings.workers,
         "worker_class": "gthread",
         "threads": settings.worker_threads,
@@ -48,35 +47,12 @@ def gunicorn_options(settings: ServingSettings) -> dict:
     }
     if settings.workers > 1 and hasattr(socket, "SO_REUSEPORT"):
         # One listening socket per worker slot on the same port; see ServingApplication.post_fork.
-        options["bind"] = options["bind"] * settings.workers
+        options["bind"] = bind * settings.workers
         options["reuse_port"] = True
     if os.path.isdir("/dev/shm"):
         # Worker heartbeats on a tmpfs: a slow overlay filesystem cannot stall them.
         options["worker_tmp_dir"] = "/dev/shm"
     return options
-
-
-def build_single_model_app(settings: ServingSettings, slot: int | None, busy_flags, device_index: int):
-    """The Flask app of one worker: load the model on this worker's device, warm up."""
-    from classifier.serving.worker import prepare_worker
-
-    device, load = prepare_worker(settings, slot, busy_flags, device_index)
-    try:
-        predictor = load(settings.model_dir)
-    except ModelArtifactError as error:
-        logger.error("the model failed to load from %s: %s", settings.model_dir, error)
-        # Makes the gunicorn master halt: the container exits instead of answering /ping.
-        sys.exit(Arbiter.WORKER_BOOT_ERROR)
-    except Exception as error:  # noqa: BLE001 - any load failure must stop the container
-        logger.exception(
-            "the model failed to load from %s: %s: %s",
-            settings.model_dir,
-            type(error).__name__,
-            error,
-        )
-        sys.exit(Arbiter.WORKER_BOOT_ERROR)
-    logger.info("worker %d ready on %s (slot %s)", os.getpid(), device, slot)
-    return create_app(predictor, settings)
 
 
 class ServingApplication(BaseApplication):
@@ -169,12 +145,10 @@ class ServingApplication(BaseApplication):
         slot = self._worker_slot
         device_index = slot if slot is not None else self._worker_age
         if self.settings.multi_model:
-            from classifier.serving import multi_model
             from classifier.serving.model_table import ModelTable
+            from classifier.serving.multi_model_app import build_multi_model_app
 
             assert self.model_table_dir is not None, "the master makes the table's folder before fork"
             table = ModelTable(self.model_table_dir)
-            return multi_model.build_multi_model_app(
-                self.settings, slot, self.busy_flags, device_index, table
-            )
+            return build_multi_model_app(self.settings, slot, self.busy_flags, device_index, table)
         return build_single_model_app(self.settings, slot, self.busy_flags, device_index)

@@ -2,7 +2,8 @@
 one log line per request, the metrics routes, /execution-parameters and /invocations.
 
 Every error is JSON ``{"error": ...}``; mistakes in the request are 4xx, and only a fault of
-the server is a 500, which carries a request id that is also in the log.
+the server is a 500, which carries a request id that is also in the log. What each error of the
+multi-model registry answers is one table, :data:`MODEL_ERROR_STATUS`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,21 @@ from classifier import constants
 from classifier.serving import metrics
 from classifier.serving.config import ServingSettings
 from classifier.serving.content_types import CONTENT_TYPES, json_response
+from classifier.serving.model_errors import (
+    ModelAlreadyLoaded,
+    ModelError,
+    ModelLoadFailed,
+    ModelLoadRefused,
+    ModelNotFound,
+    ModelNotLoaded,
+    ModelRestoring,
+)
 from classifier.serving.predictor import InvalidInput, ModelTimeout, Predictor
 
 logger = logging.getLogger("classifier.serving.requests")
 
 __all__ = [
-    "ApiError", "answer_errors_as_json", "execution_parameters", "invoke", "json_response",
+    "MODEL_ERROR_STATUS", "ApiError", "answer_errors_as_json", "execution_parameters", "invoke",
     "log_requests", "route_metrics",
 ]  # fmt: skip
 
@@ -32,6 +42,18 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _ATTRIBUTE_SEPARATOR = re.compile(r"[,;]")
 # A caller's own request id is kept only if it cannot forge log lines.
 _REQUEST_ID = re.compile(r"[\w.:-]{1,128}")
+
+MODEL_ERROR_STATUS: dict[type[ModelError], int] = {
+    ModelNotLoaded: 404,
+    ModelNotFound: 404,
+    ModelAlreadyLoaded: 409,
+    ModelLoadFailed: 500,
+    ModelRestoring: 503,
+    # AWS, "Custom containers contract for multi-model endpoints" (LoadModel): "Any time a model
+    # cannot be loaded due to lack of memory or to any other resource, this API should return a
+    # 507 HTTP status code."
+    ModelLoadRefused: 507,
+}
 
 
 class ApiError(Exception):
@@ -117,6 +139,13 @@ def answer_errors_as_json(app: Flask) -> None:
             # The unread rest of the body would be parsed as the next request.
             response.headers["Connection"] = "close"
         return response
+
+    @app.errorhandler(ModelError)
+    def _model_error(error: ModelError):
+        if isinstance(error, ModelLoadRefused):
+            # SageMaker unloads models to make room: the log says which load ran short, and by how much.
+            logger.warning("%s", error)
+        return json_response({"error": str(error)}, MODEL_ERROR_STATUS.get(type(error), 500))
 
     @app.errorhandler(InvalidInput)
     def _invalid_input(error: InvalidInput):

@@ -1,4 +1,5 @@
-"""Multi-model endpoints: the container API SageMaker drives when ``SAGEMAKER_MULTI_MODEL=true``.
+"""Multi-model endpoints: the registry of loaded models behind the container API SageMaker drives
+when ``SAGEMAKER_MULTI_MODEL=true`` (its routes: :mod:`classifier.serving.multi_model_app`).
 
 AWS developer guide, "Custom containers contract for multi-model endpoints": "your container
 must support a set of APIs that enable Amazon SageMaker AI to communicate with the container
@@ -20,7 +21,6 @@ forces one worker in this mode).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,21 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flask import Flask, g, request
-
 from classifier import constants
 from classifier.artifacts import ModelArtifactError
-from classifier.serving.config import ServingSettings
-from classifier.serving.http import (
-    ApiError,
-    answer_errors_as_json,
-    execution_parameters,
-    invoke,
-    json_response,
-    log_requests,
-    route_metrics,
-)
 from classifier.serving.memory import current_rss, is_resource_exhaustion, release_freed_memory
+from classifier.serving.model_errors import (
+    ModelAlreadyLoaded,
+    ModelError,
+    ModelLoadFailed,
+    ModelLoadRefused,
+    ModelNotFound,
+    ModelNotLoaded,
+    ModelRestoring,
+)
 from classifier.serving.model_table import ModelTable
 
 if TYPE_CHECKING:
@@ -50,16 +47,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 DEFAULT_PAGE_SIZE = 100
 # A model's weights are read into memory at least once; the forward pass's activations and
 # allocator slack come on top. Only the guess before a load: after it, RSS is measured.
 WEIGHTS_GROWTH_FACTOR = 1.5
 WEIGHTS_SUFFIXES = (".pt", ".bin", ".xml")
-
-
-class ModelLoadRefused(Exception):
-    """Not enough memory to load: SageMaker unloads unused models and retries (HTTP 507)."""
 
 
 def weights_bytes(model_dir: Path) -> int:
@@ -145,9 +137,9 @@ class ModelRegistry:
             with self._lock:
                 model, pending = self._models.get(name), name in self._pending
             if pending:
-                raise ApiError(503, f"model {name!r} is being loaded again after a worker restart; retry")
+                raise ModelRestoring(f"model {name!r} is being loaded again after a worker restart; retry")
         if model is None:
-            raise ApiError(404, f"model {name!r} is not loaded")
+            raise ModelNotLoaded(f"model {name!r} is not loaded")
         return model
 
     def names(self) -> list[str]:
@@ -167,7 +159,7 @@ class ModelRegistry:
     def load(self, name: str, url: str) -> LoadedModel:
         with self._lock:
             if name in self._models or name in self._loading or name in self._pending:
-                raise ApiError(409, f"model {name!r} is already loaded")
+                raise ModelAlreadyLoaded(f"model {name!r} is already loaded")
             self._loading.add(name)
         try:
             with self._load_lock:
@@ -210,7 +202,7 @@ class ModelRegistry:
         try:
             with self._load_lock:
                 self._load_within_budget(name, url)
-        except (ApiError, ModelLoadRefused) as error:
+        except ModelError as error:
             logger.error("model %s could not be loaded again from %s: %s", name, url, error)
             self._forget(name)
         except Exception:  # noqa: BLE001 - the other models are still restored
@@ -223,7 +215,7 @@ class ModelRegistry:
     def _load_within_budget(self, name: str, url: str) -> LoadedModel:
         model_dir = Path(url)
         if not model_dir.exists():
-            raise ApiError(404, f"model {name!r}: {url} does not exist in the container")
+            raise ModelNotFound(f"model {name!r}: {url} does not exist in the container")
         before = self._rss()
         expected = int(weights_bytes(model_dir) * WEIGHTS_GROWTH_FACTOR)
         if before + expected > self.budget_bytes:
@@ -247,17 +239,14 @@ class ModelRegistry:
         return loaded
 
     def _load_or_explain(self, name: str, url: str, model_dir: Path):
-        """The loaded predictor; a failed load leaves no memory behind and says why.
-
-        AWS, "Custom containers contract for multi-model endpoints" (LoadModel): "Any time a
-        model cannot be loaded due to lack of memory or to any other resource, this API should
-        return a 507 HTTP status code."
-        """
+        """The loaded predictor; a failed load leaves no memory behind and says why: a bad
+        artefact is :class:`ModelLoadFailed`, a lack of memory or of any other resource
+        :class:`ModelLoadRefused`."""
         try:
             return self._load(model_dir)
         except ModelArtifactError as error:
             release_freed_memory()
-            raise ApiError(500, f"model {name!r} failed to load from {url}: {error}") from error
+            raise ModelLoadFailed(f"model {name!r} failed to load from {url}: {error}") from error
         except Exception as error:
             release_freed_memory()
             if is_resource_exhaustion(error):
@@ -280,7 +269,7 @@ class ModelRegistry:
         with self._lock:
             model = self._models.pop(name, None)
         if model is None:
-            raise ApiError(404, f"model {name!r} is not loaded")
+            raise ModelNotLoaded(f"model {name!r} is not loaded")
         self._forget(name)
         before = self._rss()
         model.predictor.close()
@@ -293,93 +282,3 @@ class ModelRegistry:
     def close(self) -> None:
         for name in self.names():
             self.unload(name)
-
-
-def create_multi_model_app(registry: ModelRegistry, settings: ServingSettings) -> Flask:
-    """The multi-model WSGI app: /ping, /execution-parameters, the model API, /metrics."""
-    app = Flask("classifier.serving.multi_model")
-    log_requests(app)
-    answer_errors_as_json(app)
-
-    @app.errorhandler(ModelLoadRefused)
-    def _refused(error: ModelLoadRefused):
-        logger.warning("%s", error)
-        return json_response({"error": str(error)}, 507)
-
-    _route_models(app, registry, settings)
-    route_metrics(app)
-    return app
-
-
-def _route_models(app: Flask, registry: ModelRegistry, settings: ServingSettings) -> None:
-    @app.get("/ping")
-    def ping():
-        # Healthy with zero models: SageMaker loads them only when they are first invoked. Not
-        # healthy while a replacement worker loads what its dead predecessor had loaded.
-        if registry.restoring:
-            return json_response({"error": "loading again the models a restarted worker had loaded"}, 503)
-        return json_response({"status": "healthy", "models": len(registry.names())})
-
-    @app.get("/execution-parameters")
-    def get_execution_parameters():
-        return json_response(execution_parameters(settings))
-
-    @app.post("/models")
-    def load_model():
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not body.get("model_name") or not body.get("url"):
-            raise ApiError(400, 'expected a JSON body {"model_name": ..., "url": ...}')
-        loaded = registry.load(str(body["model_name"]), str(body["url"]))
-        return json_response({"status": "loaded", **loaded.describe()})
-
-    @app.get("/models")
-    def list_models():
-        shown, token = registry.page(request.args.get("next_page_token") or None)
-        answer: dict[str, object] = {"models": [{"modelName": name, "modelUrl": url} for name, url in shown]}
-        if token is not None:
-            answer["nextPageToken"] = token
-        return json_response(answer)
-
-    @app.get("/models/<path:name>")
-    def get_model(name: str):
-        return json_response(registry.get(name).describe())
-
-    @app.delete("/models/<path:name>")
-    def unload_model(name: str):
-        freed = registry.unload(name)
-        return json_response({"status": "unloaded", "modelName": name, "freedMB": round(freed / 2**20, 1)})
-
-    @app.post("/models/<path:name>/invoke")
-    def invoke_model(name: str):
-        g.target_model = request.headers.get(TARGET_MODEL_HEADER, "")
-        logger.info("invoke %s (target model %s) id=%s", name, g.target_model or "-", g.request_id)
-        predictor = registry.get(name).predictor
-        return invoke(predictor, settings.max_payload_bytes)
-
-    @app.post("/invocations")
-    def invocations():
-        raise ApiError(
-            404, f"this is a multi-model endpoint: invoke POST /models/<name>/invoke ({TARGET_MODEL_HEADER})"
-        )
-
-
-# --- the worker --------------------------------------------------------------------------------
-
-
-def build_multi_model_app(
-    settings: ServingSettings, slot: int | None, busy_flags, device_index: int, table: ModelTable
-) -> Flask:
-    """The multi-model app of the one gunicorn worker: no model until SageMaker loads one, or,
-    after a restart, those the dead worker had loaded (restored in the background, /ping red
-    until they are)."""
-    from classifier.serving.worker import prepare_worker
-
-    device, load = prepare_worker(settings, slot, busy_flags, device_index)
-    budget = settings.multi_model_memory_mb * 2**20
-    registry = ModelRegistry(load, budget, table=table, wait_s=settings.timeout_s)
-    logger.info(
-        "worker %d serving multi-model endpoints on %s: memory budget %d MB (%s)",
-        os.getpid(), device, settings.multi_model_memory_mb, constants.MULTI_MODEL_MEMORY_MB_ENV,
-    )  # fmt: skip
-    registry.restore(wait=False)
-    return create_multi_model_app(registry, settings)

@@ -1,6 +1,6 @@
 """One gunicorn worker's share of the machine, and how it loads a model directory onto it.
 
-Used by the single-model worker (``gunicorn_app``) and the multi-model one (``multi_model``),
+Used by the single-model worker (``app``) and the multi-model one (``multi_model_app``),
 so both run every model with the same engine choice, batching, limits and thread budget.
 """
 

@@ -10,9 +10,10 @@ import torch
 from gunicorn.arbiter import Arbiter
 
 from classifier.artifacts import load_model_spec
-from classifier.serving import gunicorn_app
+from classifier.serving import app as single_model_app
+from classifier.serving.app import build_single_model_app
 from classifier.serving.config import ServingSettings
-from classifier.serving.gunicorn_app import ServingApplication, build_single_model_app
+from classifier.serving.gunicorn_app import ServingApplication
 from classifier.serving.predictor import Predictor
 
 from .conftest import CLASS_NAMES, encode, photo, settings_for
@@ -95,7 +96,7 @@ def test_one_gpu_per_worker(monkeypatch, base_dir, slot, device):
         return SimpleNamespace(spec=None)
 
     monkeypatch.setattr(Predictor, "load", fake_load)
-    monkeypatch.setattr(gunicorn_app, "create_app", lambda predictor, settings: "app")
+    monkeypatch.setattr(single_model_app, "create_app", lambda predictor, settings: "app")
     previous = torch.get_num_threads()
     try:
         assert build_single_model_app(settings, slot, None, slot) == "app"

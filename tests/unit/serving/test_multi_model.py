@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from classifier.serving.model_table import ModelTable
-from classifier.serving.multi_model import ModelRegistry, create_multi_model_app
+from classifier.serving.multi_model import ModelRegistry
+from classifier.serving.multi_model_app import create_multi_model_app
 from classifier.serving.predictor import Predictor
 from tests.archive_corpus import REFUSED, escaped_files, jail
 
