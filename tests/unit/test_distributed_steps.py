@@ -71,8 +71,6 @@ def _rank_main(rank: int, port: int, scenario: str, out_dir: str) -> None:
             precision.grad_scaler(ctx.device),
             ctx,
             settings,
-            None,
-            None,
             train.StopSignal(),
         )
         outcome = {"samples": result.samples, "interrupted": result.interrupted}

@@ -11,6 +11,7 @@ from classifier.models import create_model
 from classifier.training import distributed
 from classifier.training.data import make_loader
 from classifier.training.hyperparameters import parse_hyperparameters
+from classifier.training.observers import StepObserver, StepObservers
 from classifier.training.precision import choose_precision
 from classifier.training.program import build_optimizer, build_scheduler
 from classifier.training.steps import (
@@ -53,11 +54,11 @@ def test_train_epoch_and_evaluate_return_metrics(setup, precision, clip):
     chosen = choose_precision(precision, CTX.device, 32, flags={"amx_bf16"})
     settings = StepSettings(chosen, clip)
     stop = StopSignal()
-    result = train_one_epoch(model, loader, loss_fn, optimizer, _scaler(), CTX, settings, None, None, stop)
+    result = train_one_epoch(model, loader, loss_fn, optimizer, _scaler(), CTX, settings, stop)
     assert result.samples == 18 and math.isfinite(result.loss) and 0 <= result.accuracy <= 1
     # Master weights stay fp32 under autocast.
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    evaluation = evaluate(model, make_loader(dataset, hp, CTX, train=False), loss_fn, CTX, chosen, None)
+    evaluation = evaluate(model, make_loader(dataset, hp, CTX, train=False), loss_fn, CTX, chosen)
     assert evaluation.samples == 18 and len(evaluation.predictions) == 18
     report = confusion_report(["cat", "dog", "fox"], evaluation)
     assert sum(map(sum, report["confusion_matrix"])) == 18
@@ -82,8 +83,6 @@ def test_nan_loss_stops_training_with_a_reason(setup):
             _scaler(),
             CTX,
             FP32,
-            None,
-            None,
             StopSignal(),
         )
 
@@ -100,8 +99,6 @@ def test_stop_signal_interrupts_between_steps(setup):
         _scaler(),
         CTX,
         FP32,
-        None,
-        None,
         stop,
     )
     assert result.interrupted and result.samples == 0
@@ -141,7 +138,7 @@ def test_the_fp16_step_of_older_gpus_runs_with_its_scaler_up_to_the_device(setup
     settings = StepSettings(precision, clip_grad_norm=1.0)
     loader = make_loader(dataset, hp, CTX, train=True)
     result = train_one_epoch(
-        model, loader, nn.CrossEntropyLoss(), optimizer, scaler, CTX, settings, None, None, StopSignal()
+        model, loader, nn.CrossEntropyLoss(), optimizer, scaler, CTX, settings, StopSignal()
     )
     assert result.samples == 18 and math.isfinite(result.loss)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
@@ -168,3 +165,36 @@ def test_a_checkpoint_resumes_under_another_precision_whatever_its_scaler_state(
     fp32.restore(fp16.checkpoint(1, hp))
     fp16.restore(fp32.checkpoint(2, hp))
     assert fp16.start_epoch == 3 and fp16.scaler.is_enabled()
+
+
+class _Recorder(StepObserver):
+    def __init__(self):
+        self.calls: list = []
+
+    def begin_pass(self, train):
+        self.calls.append(("begin", train))
+
+    def after_forward(self, targets, logits, last_of_epoch):
+        self.calls.append(("forward", len(targets), tuple(logits.shape), last_of_epoch))
+
+    def after_step(self, step):
+        self.calls.append(("step", step.samples, math.isfinite(step.loss), step.compute_seconds > 0))
+
+
+def test_every_observer_sees_the_pass_and_each_step_in_order(setup):
+    hp, dataset, model = setup
+    first, second = _Recorder(), _Recorder()
+    observers = StepObservers([first, second])
+    loader = make_loader(dataset, hp, CTX, train=True)
+    train_one_epoch(
+        model, loader, nn.CrossEntropyLoss(), build_optimizer(hp, model.parameters()), _scaler(), CTX, FP32,
+        StopSignal(), observers,
+    )  # fmt: skip
+    evaluate(model, make_loader(dataset, hp, CTX, train=False), nn.CrossEntropyLoss(), CTX, FP32.precision,
+             observer=observers)  # fmt: skip
+    steps = len(loader)
+    expected = [("begin", True)]
+    for index in range(steps):
+        expected += [("forward", 6, (6, 3), index == steps - 1), ("step", 6, True, True)]
+    expected.append(("begin", False))
+    assert first.calls == second.calls == expected

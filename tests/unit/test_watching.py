@@ -244,6 +244,7 @@ def test_figures_that_fail_at_the_end_leave_the_job_and_its_metrics(opt_ml, monk
     from classifier.training import program
     from classifier.training.environment import TrainingEnvironment
     from classifier.training.hyperparameters import parse_hyperparameters
+    from classifier.training.results import JobResult
 
     def broken(*args, **kwargs):
         raise RuntimeError("a DataLoader worker was killed")
@@ -252,13 +253,16 @@ def test_figures_that_fail_at_the_end_leave_the_job_and_its_metrics(opt_ml, monk
     ended = []
     watchers = SimpleNamespace(finish=ended.append)
     env = TrainingEnvironment.from_environ({**os.environ, "SAGEMAKER_BASE_DIR": str(opt_ml.root)})
-    final = {"history": [{"epoch": 1, "valid_accuracy": 0.7, "valid_loss": 0.9}], "best_epoch": 1,
-             "epochs_run": 1, "test": None, "train_images_per_second": 10.0}  # fmt: skip
-    program._finish_watching(
-        parse_hyperparameters({}), SimpleNamespace(device="cpu"), SimpleNamespace(received=False),
-        SimpleNamespace(valid=[], class_names=["a", "b"]), SimpleNamespace(step=None), None, None,
-        watchers, env, final,
+    result = JobResult(
+        best_epoch=1, epochs_run=1, history=[{"epoch": 1, "valid_accuracy": 0.7, "valid_loss": 0.9}],
+        test=None, train_images_per_second=10.0, skipped_files={}, hyperparameters={}, world_size=1,
+        precision={},
     )  # fmt: skip
+    job = program.Job(
+        env, parse_hyperparameters({}), SimpleNamespace(device="cpu"), SimpleNamespace(received=False),
+        SimpleNamespace(valid=[], class_names=["a", "b"]), SimpleNamespace(step=None, hook=None), None, watchers,
+    )  # fmt: skip
+    job.watch_end(None, None, result)
     (end,) = ended
     assert end.figures == {} and end.metrics["best_valid_accuracy"] == 0.7 and end.metrics["epochs_run"] == 1
 

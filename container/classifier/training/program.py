@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -19,6 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +41,15 @@ from classifier.training.launcher import (
     configure_logging,
     run_processes,
 )
+from classifier.training.observers import (
+    DebuggerSteps,
+    ProfilerSteps,
+    StepObserver,
+    StepObservers,
+    WatcherSteps,
+)
 from classifier.training.precision import choose_precision, probe_model
+from classifier.training.results import BestEpoch, JobResult
 from classifier.training.steps import (
     StepSettings,
     StopRequested,
@@ -127,8 +135,10 @@ def _profiler_for(env: TrainingEnvironment, hp: Hyperparameters, ctx):
     return TrainingProfiler(settings, hp.num_workers, hp.batch_size, str(ctx.device))
 
 
-def run(env: TrainingEnvironment, hp: Hyperparameters, local_rank: int, processes_per_host: int) -> dict:
-    """One process of the job; returns the final metrics (rank 0) or an empty dict."""
+def run(
+    env: TrainingEnvironment, hp: Hyperparameters, local_rank: int, processes_per_host: int
+) -> JobResult | None:
+    """One process of the job; its result on rank 0, None on the others."""
     ctx = distributed.setup(
         env.host_rank,
         local_rank,
@@ -141,9 +151,9 @@ def run(env: TrainingEnvironment, hp: Hyperparameters, local_rank: int, processe
     stop = StopSignal()
     stop.install()
     try:
-        final = _train(env, hp, ctx, stop)
+        result = _train(env, hp, ctx, stop)
         distributed.barrier(ctx)
-        return final
+        return result
     finally:
         distributed.teardown(ctx)
 
@@ -157,19 +167,12 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     scaler: torch.amp.GradScaler
-    hook: object
+    hook: Any  # an smdebug hook, or None
     identity: dict
     step: StepSettings
     start_epoch: int = 1
     history: list[dict] = field(default_factory=list)
-    best: dict = field(
-        default_factory=lambda: {
-            "epoch": 0,
-            "valid_accuracy": -1.0,
-            "valid_loss": math.inf,
-            "state_dict": None,
-        }
-    )
+    best: BestEpoch = field(default_factory=BestEpoch)
     skipped: dict[str, list[image_folders.SkippedFile]] = field(
         default_factory=lambda: {"train": [], "valid": []}
     )
@@ -183,7 +186,8 @@ class TrainingState:
         # for it (or state this one does not need).
         if self.scaler.is_enabled() and saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
-        self.start_epoch, self.history, self.best = saved["epoch"] + 1, saved["history"], saved["best"]
+        self.start_epoch, self.history = saved["epoch"] + 1, saved["history"]
+        self.best = BestEpoch(**saved["best"])
         self.skipped = {k: [image_folders.SkippedFile(**f) for f in v] for k, v in saved["skipped"].items()}
 
     def checkpoint(self, completed_epoch: int, hp: Hyperparameters) -> dict:
@@ -195,24 +199,19 @@ class TrainingState:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
             "history": self.history,
-            "best": self.best,
+            # A plain dict: checkpoints load with weights_only, which refuses classes.
+            "best": dict(vars(self.best)),
             "skipped": {k: [vars(f) for f in v] for k, v in self.skipped.items()},
             "hyperparameters": hp.to_dict(),
         }
 
     def keep_if_best(self, epoch: int, valid) -> None:
-        best = self.best
-        if (valid.accuracy, -valid.loss) > (best["valid_accuracy"], -best["valid_loss"]):
+        if self.best.beaten_by(valid):
             weights = {k: v.detach().cpu().clone() for k, v in _unwrap(self.model).state_dict().items()}
-            self.best = {
-                "epoch": epoch,
-                "valid_accuracy": valid.accuracy,
-                "valid_loss": valid.loss,
-                "state_dict": weights,
-            }
+            self.best = BestEpoch(epoch, valid.accuracy, valid.loss, weights)
 
 
-def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal) -> dict:
+def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal) -> JobResult | None:
     seed_everything(hp.seed, ctx.rank)
     torch.backends.cudnn.benchmark = True
     if ctx.is_main:
@@ -231,35 +230,9 @@ def _train(env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal)
     profiler = _profiler_for(env, hp, ctx) if ctx.is_main else None
     watchers = watch.watchers_for(env, hp) if ctx.is_main else Watchers([])
     try:
-        return _train_and_save(env, hp, ctx, stop, channels, state, profiler, watchers)
+        return Job(env, hp, ctx, stop, channels, state, profiler, watchers).run()
     finally:
         watchers.close()
-
-
-def _train_and_save(env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state, profiler, watchers):
-    failure: BaseException | None = None
-    try:
-        with profiler if profiler is not None else contextlib.nullcontext():
-            _train_epochs(env, hp, ctx, stop, channels, state, profiler, watchers)
-    except (TrainingDiverged, image_folders.DataError) as error:
-        failure = error
-        raise
-    except StopRequested as stopped:
-        # The checkpoint on disk is the last clean end of epoch: a mid-epoch state would
-        # resume as a finished epoch. The best weights so far become the model, so a job
-        # stopped at MaxWaitTime still leaves one.
-        _save_best_model(env, ctx, hp, channels.class_names, state.best)
-        history = state.history
-        raise TrainingInterrupted(
-            f"SIGTERM during {stopped}; the checkpoint of the last completed epoch "
-            f"({len(history) and history[-1]['epoch']}) is in {env.checkpoint_dir} and a restarted "
-            f"job resumes from it; the best model so far (epoch {state.best['epoch']}) is in {env.model_dir}"
-        ) from None
-    finally:
-        debugger.close(state.hook)
-        if ctx.is_main and failure is not None:
-            _finish_reports(env, state.hook, state.history, profiler, None, stop)
-    return _test_and_save(env, hp, ctx, stop, channels, state, profiler, watchers)
 
 
 def _log_resolved(env: TrainingEnvironment, hp: Hyperparameters, ctx) -> None:
@@ -312,27 +285,76 @@ def _resume(env: TrainingEnvironment, hp: Hyperparameters, ctx, state: TrainingS
         print(format_resumed_line(saved["epoch"], hp.epochs), flush=True)
 
 
-def _train_epochs(
-    env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, profiler, watchers
-):
-    train_loader = data.make_loader(channels.train, hp, ctx, train=True)
-    valid_loader = data.make_loader(channels.valid, hp, ctx, train=False)
-    for epoch in range(state.start_epoch, hp.epochs + 1):
+class Job:
+    """One process's job once its data, model and state are built: the phases ``run`` calls,
+    train → test → save → finish, and the one way out on SIGTERM (:meth:`interrupted`)."""
+
+    def __init__(
+        self, env: TrainingEnvironment, hp: Hyperparameters, ctx, stop: StopSignal, channels,
+        state: TrainingState, profiler, watchers: Watchers,
+    ):  # fmt: skip
+        self.env, self.hp, self.ctx, self.stop = env, hp, ctx, stop
+        self.channels, self.state, self.profiler, self.watchers = channels, state, profiler, watchers
+        observers: list[StepObserver] = [DebuggerSteps(state.hook), WatcherSteps(watchers)]
+        if profiler is not None:
+            observers.append(ProfilerSteps(profiler))
+        self.observer = StepObservers(observers)
+        self.model_saved = False
+
+    def run(self) -> JobResult | None:
+        """The whole job; its result on rank 0, None on the others."""
+        self.train()
+        model = self.best_model()
+        test_report = self.test(model)
+        if not self.ctx.is_main:
+            return None
+        result = self.save(model, test_report)
+        self.finish(model, test_report, result)
+        return result
+
+    def train(self) -> None:
+        """Every epoch, or until early stopping; the Debugger hook is flushed however it ends,
+        and a job that fails still gets its rules and report."""
+        failed = False
+        try:
+            with self.profiler if self.profiler is not None else contextlib.nullcontext():
+                self._epochs()
+        except StopRequested as stopped:
+            raise self.interrupted(str(stopped)) from None
+        except (TrainingDiverged, image_folders.DataError):
+            failed = True
+            raise
+        finally:
+            debugger.close(self.state.hook)
+            if failed and self.ctx.is_main:
+                self._rules_and_report(None)
+
+    def _epochs(self) -> None:
+        train_loader = data.make_loader(self.channels.train, self.hp, self.ctx, train=True)
+        valid_loader = data.make_loader(self.channels.valid, self.hp, self.ctx, train=False)
+        for epoch in range(self.state.start_epoch, self.hp.epochs + 1):
+            self._epoch(epoch, train_loader, valid_loader)
+            if self._stops_early(epoch):
+                return
+
+    def _epoch(self, epoch: int, train_loader, valid_loader) -> None:
+        """Train, validate, report and checkpoint one epoch."""
+        state, ctx = self.state, self.ctx
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
-        epoch_started = time.perf_counter()
+        started = time.perf_counter()
         learning_rate = state.optimizer.param_groups[0]["lr"]
         result = train_one_epoch(
             state.model, train_loader, state.loss_fn, state.optimizer, state.scaler,
-            ctx, state.step, state.hook, profiler, stop, watchers.record_step,
+            ctx, state.step, self.stop, self.observer,
         )  # fmt: skip
-        train_seconds = time.perf_counter() - epoch_started
+        train_seconds = time.perf_counter() - started
         if result.interrupted:
             raise StopRequested(f"epoch {epoch}")
         precision = state.step.precision
-        valid = evaluate(state.model, valid_loader, state.loss_fn, ctx, precision, state.hook, stop)
+        valid = evaluate(state.model, valid_loader, state.loss_fn, ctx, precision, self.stop, self.observer)
         if epoch == state.start_epoch:
-            _check_skipped_files(hp, ctx, channels, state, result.skipped, valid.skipped)
+            self._check_skipped_files(result.skipped, valid.skipped)
         if state.scheduler is not None:
             state.scheduler.step()
         metrics = {
@@ -341,12 +363,13 @@ def _train_epochs(
             "valid_loss": valid.loss,
             "valid_accuracy": valid.accuracy,
         }
+        images_per_second = result.samples / train_seconds
         state.history.append(
             {
                 "epoch": epoch,
                 **metrics,
                 "train_seconds": train_seconds,
-                "train_images_per_second": result.samples / train_seconds,
+                "train_images_per_second": images_per_second,
             }
         )
         if ctx.is_main:
@@ -357,69 +380,134 @@ def _train_epochs(
             # duplicate or incorrect metrics, training jobs may make an incorrect
             # stopping decision".
             print(format_metrics_line({"epoch": epoch}, **metrics), flush=True)
-            watchers.epoch(epoch, watch.epoch_values(metrics, learning_rate, result.samples / train_seconds))
+            self.watchers.epoch(epoch, watch.epoch_values(metrics, learning_rate, images_per_second))
         state.keep_if_best(epoch, valid)
         if ctx.is_main:
-            save_checkpoint(env.checkpoint_dir, state.checkpoint(epoch, hp))
-        if hp.early_stopping_patience and epoch - state.best["epoch"] >= hp.early_stopping_patience:
-            if ctx.is_main:
-                print(
-                    f"early stopping: no valid_accuracy improvement since epoch {state.best['epoch']}",
-                    flush=True,
-                )
-            return
+            save_checkpoint(self.env.checkpoint_dir, state.checkpoint(epoch, self.hp))
 
+    def _stops_early(self, epoch: int) -> bool:
+        patience, best = self.hp.early_stopping_patience, self.state.best
+        if not patience or epoch - best.epoch < patience:
+            return False
+        if self.ctx.is_main:
+            print(f"early stopping: no valid_accuracy improvement since epoch {best.epoch}", flush=True)
+        return True
 
-def _check_skipped_files(hp, ctx, channels, state: TrainingState, train_skipped, valid_skipped) -> None:
-    """After the first epoch every file has been read once: too many unreadable ones fail the job."""
-    state.skipped["train"] = _dedupe(distributed_skipped(ctx, train_skipped))
-    state.skipped["valid"] = _dedupe(valid_skipped)
-    for split, dataset in (("train", channels.train), ("valid", channels.valid)):
-        data.check_skipped_share(split, state.skipped[split], len(dataset), hp.max_skipped_fraction)
+    def _check_skipped_files(self, train_skipped, valid_skipped) -> None:
+        """After the first epoch every file has been read once: too many unreadable ones fail the job."""
+        skipped, channels = self.state.skipped, self.channels
+        skipped["train"] = _dedupe(distributed_skipped(self.ctx, train_skipped))
+        skipped["valid"] = _dedupe(valid_skipped)
+        for split, dataset in (("train", channels.train), ("valid", channels.valid)):
+            data.check_skipped_share(split, skipped[split], len(dataset), self.hp.max_skipped_fraction)
 
+    def best_model(self) -> nn.Module:
+        """The network with the best epoch's weights (the last ones if no epoch ran)."""
+        model = _unwrap(self.state.model)
+        if self.state.best.state_dict is not None:
+            model.load_state_dict(self.state.best.state_dict)
+        return model
 
-def _test_and_save(
-    env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, profiler, watchers
-):
-    final_model = _unwrap(state.model)
-    best = state.best
-    if best["state_dict"] is not None:
-        final_model.load_state_dict(best["state_dict"])
-    test_report = None
-    if channels.test is not None:
-        test_report = _test_pass(env, hp, ctx, stop, channels, state, final_model)
-    if not ctx.is_main:
-        return {}
-    spec = _model_spec(hp, channels.class_names)
-    save_model(env.model_dir, final_model.state_dict(), spec)
-    if not stop.received and hp.inference_export != "none":
-        _export_for_serving(env, final_model, spec, channels, int8=hp.inference_export == "openvino-int8")
-    final = {
-        "best_epoch": best["epoch"],
-        "epochs_run": len(state.history),
-        "history": state.history,
-        "test": {k: test_report[k] for k in ("accuracy", "loss", "samples")} if test_report else None,
-        "train_images_per_second": _overall_throughput(state.history),
-        "skipped_files": {k: len(v) for k, v in state.skipped.items()},
-        "hyperparameters": hp.to_dict(),
-        "world_size": ctx.world_size,
-        "precision": state.step.precision.describe(),
-    }
-    job_outputs.write_metrics(env.output_data_dir, final)
-    job_outputs.write_skipped(env.output_data_dir, state.skipped)
-    if test_report is not None:
-        job_outputs.write_test_report(env.output_data_dir, test_report)
-    logger.info("model saved to %s (best epoch %d)", env.model_dir, best["epoch"])
-    rule_results, summary = _finish_reports(env, state.hook, state.history, profiler, test_report, stop)
-    if watchers.watchers and not stop.received:
-        _finish_watching(hp, ctx, stop, channels, state, final_model, test_report, watchers, env, final)
-        watchers.rules(rule_results, summary)
-    if stop.received:
-        raise TrainingInterrupted(
-            f"SIGTERM during the end-of-job rules and report; the model is in {env.model_dir}"
+    def test(self, model: nn.Module) -> dict | None:
+        """The test split's confusion report for ``model``; None without a test channel."""
+        channels, hp = self.channels, self.hp
+        if channels.test is None:
+            return None
+        test_loader = data.make_loader(channels.test, hp, self.ctx, train=False)
+        try:
+            test = evaluate(
+                model, test_loader, self.state.loss_fn, self.ctx, self.state.step.precision, self.stop
+            )
+        except StopRequested:
+            raise self.interrupted("the test pass") from None
+        self.state.skipped["test"] = _dedupe(test.skipped)
+        data.check_skipped_share(
+            "test", self.state.skipped["test"], len(channels.test), hp.max_skipped_fraction
         )
-    _drop_finished_trial_checkpoints(env)
-    return final
+        if self.ctx.is_main:
+            print(format_metrics_line(test_loss=test.loss, test_accuracy=test.accuracy), flush=True)
+        return confusion_report(channels.class_names, test)
+
+    def save(self, model: nn.Module, test_report: dict | None) -> JobResult:
+        """The model and its exported forms, then metrics.json, the skipped files, the test report."""
+        env, hp, state = self.env, self.hp, self.state
+        spec = _model_spec(hp, self.channels.class_names)
+        save_model(env.model_dir, model.state_dict(), spec)
+        self.model_saved = True
+        if not self.stop.received and hp.inference_export != "none":
+            _export_for_serving(env, model, spec, self.channels, int8=hp.inference_export == "openvino-int8")
+        result = JobResult(
+            best_epoch=state.best.epoch,
+            epochs_run=len(state.history),
+            history=state.history,
+            test={k: test_report[k] for k in ("accuracy", "loss", "samples")} if test_report else None,
+            train_images_per_second=_overall_throughput(state.history),
+            skipped_files={k: len(v) for k, v in state.skipped.items()},
+            hyperparameters=hp.to_dict(),
+            world_size=self.ctx.world_size,
+            precision=state.step.precision.describe(),
+        )
+        job_outputs.write_metrics(env.output_data_dir, result.to_dict())
+        job_outputs.write_skipped(env.output_data_dir, state.skipped)
+        if test_report is not None:
+            job_outputs.write_test_report(env.output_data_dir, test_report)
+        logger.info("model saved to %s (best epoch %d)", env.model_dir, state.best.epoch)
+        return result
+
+    def finish(self, model: nn.Module, test_report: dict | None, result: JobResult) -> None:
+        """The rules and report, the watchers' end; then a finished tuning trial's checkpoints go."""
+        rule_results, summary = self._rules_and_report(test_report)
+        if self.watchers.watchers and not self.stop.received:
+            self.watch_end(model, test_report, result)
+            self.watchers.rules(rule_results, summary)
+        if self.stop.received:
+            raise self.interrupted("the end-of-job rules and report")
+        _drop_finished_trial_checkpoints(self.env)
+
+    def interrupted(self, during: str) -> TrainingInterrupted:
+        """The way out on SIGTERM, from any phase: the best weights so far become the model (the
+        final one, once saved, stays), and the message says where the model and the checkpoint
+        to resume from are. The checkpoint on disk is the last clean end of epoch: a mid-epoch
+        state would resume as a finished epoch."""
+        env, best, history = self.env, self.state.best, self.state.history
+        if not self.model_saved and self.ctx.is_main and best.state_dict is not None:
+            save_model(env.model_dir, best.state_dict, _model_spec(self.hp, self.channels.class_names))
+            logger.info("SIGTERM: best model so far (epoch %d) saved to %s", best.epoch, env.model_dir)
+        completed = history[-1]["epoch"] if history else 0
+        return TrainingInterrupted(
+            f"SIGTERM during {during}; the model (best epoch {best.epoch}) is in {env.model_dir}; the "
+            f"checkpoint of the last completed epoch ({completed}) is in {env.checkpoint_dir} and a "
+            "restarted job resumes from it"
+        )
+
+    def _rules_and_report(self, test_report: dict | None) -> tuple[list, dict | None]:
+        """The rules and the job report; returns the rule results and the profiler's summary."""
+        hook, stop = self.state.hook, self.stop
+        tensors_dir = Path(hook.out_dir) if hook is not None else None
+        summary = self.profiler.summary() if self.profiler is not None else None
+        results = job_outputs.run_rules_and_report(
+            self.env.output_data_dir, tensors_dir, self.state.history, summary, test_report,
+            should_stop=lambda: stop.received,
+        )  # fmt: skip
+        return results, summary
+
+    def watch_end(self, model: nn.Module, test_report: dict | None, result: JobResult) -> None:
+        """The watchers' end of job: final metrics, and figures from one more pass over at most
+        ``watch.FIGURE_IMAGES`` validation images on this process. The model is saved: a figure
+        that fails is logged, not the job's end."""
+        started = time.perf_counter()
+        figures = {}
+        try:
+            subset = watch.figure_subset(self.channels.valid)
+            outcomes = predict_dataset(
+                model, subset, self.ctx.device, self.state.step.precision, self.hp.batch_size,
+                min(self.hp.num_workers, 2), should_stop=lambda: self.stop.received,
+            )  # fmt: skip
+            figures = watch.end_figures(self.channels.class_names, subset, outcomes, test_report)
+        except Exception as error:  # noqa: BLE001 - figures are optional; the run's metrics still go
+            logger.warning("no end-of-job figures for the watchers: %s: %s", type(error).__name__, error)
+        self.watchers.finish(watch.job_end(self.env, result, figures))
+        logger.info("watchers given the job's end in %.1f s", time.perf_counter() - started)
 
 
 def _drop_finished_trial_checkpoints(env: TrainingEnvironment) -> None:
@@ -433,25 +521,6 @@ def _drop_finished_trial_checkpoints(env: TrainingEnvironment) -> None:
     if env.is_tuning_trial and env.checkpoint_dir.is_dir():
         shutil.rmtree(env.checkpoint_dir)
         logger.info("tuning trial finished: removed its checkpoints %s", env.checkpoint_dir)
-
-
-def _test_pass(
-    env, hp: Hyperparameters, ctx, stop: StopSignal, channels, state: TrainingState, model
-) -> dict:
-    test_loader = data.make_loader(channels.test, hp, ctx, train=False)
-    try:
-        test = evaluate(model, test_loader, state.loss_fn, ctx, state.step.precision, None, stop)
-    except StopRequested:
-        _save_best_model(env, ctx, hp, channels.class_names, state.best)
-        raise TrainingInterrupted(
-            f"SIGTERM during the test pass; the model (best epoch {state.best['epoch']}) "
-            f"is in {env.model_dir}"
-        ) from None
-    state.skipped["test"] = _dedupe(test.skipped)
-    data.check_skipped_share("test", state.skipped["test"], len(channels.test), hp.max_skipped_fraction)
-    if ctx.is_main:
-        print(format_metrics_line(test_loss=test.loss, test_accuracy=test.accuracy), flush=True)
-    return confusion_report(channels.class_names, test)
 
 
 def _model_spec(hp: Hyperparameters, class_names: list[str]) -> ModelSpec:
@@ -496,12 +565,6 @@ def _export_for_serving(
     logger.info("exported for serving in %.1f s", time.perf_counter() - started)
 
 
-def _save_best_model(env: TrainingEnvironment, ctx, hp: Hyperparameters, class_names, best: dict) -> None:
-    if ctx.is_main and best["state_dict"] is not None:
-        save_model(env.model_dir, best["state_dict"], _model_spec(hp, class_names))
-        logger.info("SIGTERM: best model so far (epoch %d) saved to %s", best["epoch"], env.model_dir)
-
-
 def _overall_throughput(history: list[dict]) -> float | None:
     seconds = sum(h["train_seconds"] for h in history)
     images = sum(h["train_seconds"] * h["train_images_per_second"] for h in history)
@@ -510,34 +573,6 @@ def _overall_throughput(history: list[dict]) -> float | None:
 
 def distributed_skipped(ctx, files: list[image_folders.SkippedFile]) -> list[image_folders.SkippedFile]:
     return [f for rank_files in distributed.all_gather(ctx, files) for f in rank_files]
-
-
-def _finish_reports(env, hook, history, profiler, test_report, stop: StopSignal) -> tuple[list, dict | None]:
-    """The rules and the job report; returns the rule results and the profiler's summary."""
-    tensors_dir = Path(hook.out_dir) if hook is not None else None
-    summary = profiler.summary() if profiler is not None else None
-    results = job_outputs.run_rules_and_report(
-        env.output_data_dir, tensors_dir, history, summary, test_report, should_stop=lambda: stop.received
-    )
-    return results, summary
-
-
-def _finish_watching(hp, ctx, stop, channels, state: TrainingState, model, test_report, watchers, env, final):
-    """The end-of-job figures (one more pass over at most ``watch.FIGURE_IMAGES`` validation images,
-    on this process) and files. The model is saved: a figure that fails is logged, not the job's end."""
-    started = time.perf_counter()
-    figures = {}
-    try:
-        subset = watch.figure_subset(channels.valid)
-        outcomes = predict_dataset(
-            model, subset, ctx.device, state.step.precision, hp.batch_size, min(hp.num_workers, 2),
-            should_stop=lambda: stop.received,
-        )  # fmt: skip
-        figures = watch.end_figures(channels.class_names, subset, outcomes, test_report)
-    except Exception as error:  # noqa: BLE001 - figures are optional; the run's metrics still go
-        logger.warning("no end-of-job figures for the watchers: %s: %s", type(error).__name__, error)
-    watchers.finish(watch.job_end(env, final, figures))
-    logger.info("watchers given the job's end in %.1f s", time.perf_counter() - started)
 
 
 # --- entry point -----------------------------------------------------------------------------

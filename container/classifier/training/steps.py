@@ -15,10 +15,12 @@ import numpy as np
 import torch
 
 from classifier import image_folders
-from classifier.debugging import hook as debugger
 from classifier.models import logits_of
 from classifier.training import data, distributed
+from classifier.training.observers import StepObserver, StepObservers, StepRecord
 from classifier.training.precision import Precision
+
+NO_OBSERVER: StepObserver = StepObservers()
 
 
 class TrainingDiverged(RuntimeError):
@@ -86,14 +88,12 @@ def train_one_epoch(
     scaler,
     ctx,
     settings: StepSettings,
-    hook,
-    profiler,
     stop: StopSignal,
-    on_step=None,
+    observer: StepObserver = NO_OBSERVER,
 ) -> EpochResult:
-    """One pass over ``loader``; ``on_step(loss)``, if given, gets each step's batch loss."""
+    """One pass over ``loader``; ``observer`` sees the pass and each of its steps."""
     model.train()
-    debugger.set_mode(hook, train=True)
+    observer.begin_pass(train=True)
     loss_sum, correct, samples = 0.0, 0, 0
     skipped: list[image_folders.SkippedFile] = []
     diverged: float | None = None
@@ -120,7 +120,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast(ctx.device):
             logits = logits_of(model(images))
-            debugger.record_batch(hook, targets, logits, last_of_epoch=index == len(loader) - 1)
+            observer.after_forward(targets, logits, last_of_epoch=index == len(loader) - 1)
             loss = loss_fn(logits, targets)
         _optimizer_step(model, loss, optimizer, scaler, settings)
         batch_loss = loss.item()
@@ -131,10 +131,7 @@ def train_one_epoch(
         loss_sum += batch_loss * len(targets)
         correct += int((logits.argmax(1) == targets).sum())
         samples += len(targets)
-        if profiler is not None:
-            profiler.record_step(data_seconds, time.perf_counter() - started, len(targets))
-        if on_step is not None:
-            on_step(batch_loss)
+        observer.after_step(StepRecord(batch_loss, len(targets), data_seconds, time.perf_counter() - started))
         waited_since = time.perf_counter()
     if distributed.any_rank(ctx, diverged is not None):
         raise _diverged(diverged, samples)
@@ -154,10 +151,16 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(
-    model, loader, loss_fn, ctx, precision: Precision, hook, stop: StopSignal | None = None
+    model,
+    loader,
+    loss_fn,
+    ctx,
+    precision: Precision,
+    stop: StopSignal | None = None,
+    observer: StepObserver = NO_OBSERVER,
 ) -> Evaluation:
     model.eval()
-    debugger.set_mode(hook, train=False)
+    observer.begin_pass(train=False)
     loss_sum, skipped, targets_all, predictions_all = 0.0, [], [], []
     for batch in loader:
         if stop is not None and distributed.any_rank(ctx, stop.received):

@@ -17,6 +17,7 @@ from classifier.redaction import redact_uri
 from classifier.training import job_outputs
 from classifier.training.environment import TrainingEnvironment
 from classifier.training.hyperparameters import Hyperparameters
+from classifier.training.results import JobResult
 from classifier.watching.base import JobEnd, JobFacts, JobWatcher, Watchers
 
 logger = logging.getLogger(__name__)
@@ -69,15 +70,15 @@ def epoch_values(metrics: dict[str, float], learning_rate: float, images_per_sec
     return {**metrics, "learning_rate": learning_rate, "images_per_second": images_per_second}
 
 
-def job_end(env: TrainingEnvironment, final: dict, figures: dict) -> JobEnd:
+def job_end(env: TrainingEnvironment, result: JobResult, figures: dict) -> JobEnd:
     """Final metrics (the best epoch's validation, the test split's, throughput) and the files."""
-    best: dict = next((h for h in final["history"] if h["epoch"] == final["best_epoch"]), {})
+    best = result.best_history
     metrics = {f"best_{k}": best[k] for k in ("valid_accuracy", "valid_loss") if k in best}
-    if final.get("test"):
-        metrics.update(test_accuracy=final["test"]["accuracy"], test_loss=final["test"]["loss"])
-    if final.get("train_images_per_second"):
-        metrics["train_images_per_second"] = final["train_images_per_second"]
-    metrics["epochs_run"] = final["epochs_run"]
+    if result.test:
+        metrics.update(test_accuracy=result.test["accuracy"], test_loss=result.test["loss"])
+    if result.train_images_per_second:
+        metrics["train_images_per_second"] = result.train_images_per_second
+    metrics["epochs_run"] = result.epochs_run
     files = [
         env.model_dir / constants.MODEL_CONFIG_FILE,
         env.output_data_dir / job_outputs.METRICS_FILE,
