@@ -58,9 +58,10 @@ class HyperparameterValueError(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    """One hyperparameter: its kind, bounds (numbers) or choices (words)."""
+    """One hyperparameter: its kind, its default, bounds (numbers) or choices (words)."""
 
     kind: str
+    default: Any = None
     low: float | None = None
     high: float | None = None
     low_open: bool = False
@@ -131,56 +132,87 @@ _PARSERS: dict[str, Callable[[Field, str], Any]] = {
 }
 
 
-def _integer(low: int, high: int) -> Field:
-    return Field(INTEGER, low, high)
+def _integer(default: int, low: int, high: int) -> Field:
+    return Field(INTEGER, default, low, high)
 
 
-def _number(low: float, high: float, low_open: bool = False) -> Field:
-    return Field(NUMBER, low, high, low_open)
+def _number(default: float, low: float, high: float, low_open: bool = False) -> Field:
+    return Field(NUMBER, default, low, high, low_open)
 
 
-def _choice(choices: tuple[str, ...]) -> Field:
-    return Field(CHOICE, choices=choices)
+def _choice(default: str, choices: tuple[str, ...]) -> Field:
+    return Field(CHOICE, default, choices=choices)
 
 
-FLAG = Field(BOOLEAN)
+def _flag(default: bool) -> Field:
+    return Field(BOOLEAN, default)
+
+
+# The job's hyperparameters with their defaults; classifier.training.hyperparameters.Hyperparameters
+# has one typed attribute per key (a unit test keeps the two equal).
 SCHEMA: dict[str, Field] = {
     "model": Field(
         CHOICE,
+        "resnet18",
         choices=CLASSIFICATION_MODELS,
         any_case=False,
         choices_are="a torchvision classification model, one of",
     ),  # fmt: skip
-    "pretrained": FLAG,
-    "freeze_backbone": FLAG,
-    "epochs": _integer(1, 10_000),
-    "batch_size": _integer(1, 65_536),
-    "learning_rate": _number(0.0, 10.0, low_open=True),
-    "optimizer": _choice(OPTIMIZERS),
-    "momentum": _number(0.0, 1.0),
-    "weight_decay": _number(0.0, 1.0),
-    "eps": _number(0.0, 1.0, low_open=True),
-    "lr_scheduler": _choice(LR_SCHEDULERS),
-    "label_smoothing": _number(0.0, 0.99),
-    "image_size": _integer(8, 1024),
-    "num_workers": _integer(0, 64),
-    "precision": _choice(PRECISIONS),
-    # Before `precision`: amp=true is precision=auto, amp=false is precision=fp32.
-    "amp": FLAG,
-    "clip_grad_norm": _number(0.0, 1e6),
-    "seed": _integer(0, 2**32 - 1),
-    "early_stopping_patience": _integer(0, 10_000),
-    "debug": FLAG,
-    "augmentation": _choice(AUGMENTATIONS),
-    "max_skipped_fraction": _number(0.0, 1.0),
-    "inference_export": _choice(INFERENCE_EXPORTS),
+    "pretrained": _flag(False),
+    "freeze_backbone": _flag(False),
+    "epochs": _integer(10, 1, 10_000),
+    "batch_size": _integer(32, 1, 65_536),
+    "learning_rate": _number(0.001, 0.0, 10.0, low_open=True),
+    "optimizer": _choice("adam", OPTIMIZERS),
+    "momentum": _number(0.9, 0.0, 1.0),
+    "weight_decay": _number(0.0, 0.0, 1.0),
+    "eps": _number(1e-8, 0.0, 1.0, low_open=True),
+    "lr_scheduler": _choice("none", LR_SCHEDULERS),
+    "label_smoothing": _number(0.0, 0.0, 0.99),
+    "image_size": _integer(224, 8, 1024),
+    "num_workers": _integer(2, 0, 64),
+    "precision": _choice("auto", PRECISIONS),
+    "clip_grad_norm": _number(0.0, 0.0, 1e6),
+    "seed": _integer(42, 0, 2**32 - 1),
+    "early_stopping_patience": _integer(0, 0, 10_000),
+    "debug": _flag(False),
+    "augmentation": _choice("standard", AUGMENTATIONS),
+    "max_skipped_fraction": _number(0.01, 0.0, 1.0),
+    "inference_export": _choice("openvino-int8", INFERENCE_EXPORTS),
     # Every this many training steps the batch loss goes to TensorBoard (MLflow gets epochs).
-    "log_steps": _integer(1, 1_000_000),
+    "log_steps": _integer(20, 1, 1_000_000),
 }
 
 
+@dataclass(frozen=True)
+class Alias:
+    """An older name of a key: parsed as ``field``, then given to ``key`` as ``translate(value)``."""
+
+    key: str
+    field: Field
+    translate: Callable[[Any], Any]
+
+
+# Older names still accepted; parse_values answers with the current key only.
+ALIASES: dict[str, Alias] = {
+    # precision's first form: amp=true is precision=auto, amp=false is precision=fp32.
+    "amp": Alias("precision", Field(BOOLEAN), lambda on: "auto" if on else "fp32"),
+}
+
+
+def defaults() -> dict[str, Any]:
+    """Every key's default (aliases are not keys)."""
+    return {key: spec.default for key, spec in SCHEMA.items()}
+
+
+def field_of(key: str) -> Field | None:
+    """The field that parses ``key``, an alias included; None for an unknown key."""
+    alias = ALIASES.get(key)
+    return alias.field if alias is not None else SCHEMA.get(key)
+
+
 def _unknown(key: str) -> str:
-    return f"unknown hyperparameter {key!r}; allowed: {', '.join(sorted(SCHEMA))}"
+    return f"unknown hyperparameter {key!r}; allowed: {', '.join(sorted({*SCHEMA, *ALIASES}))}"
 
 
 def _received_text(raw_value: Any) -> str:
@@ -189,7 +221,8 @@ def _received_text(raw_value: Any) -> str:
 
 
 def parse_values(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The parsed values of ``raw`` (SageMaker's own keys skipped); every problem at once.
+    """The parsed values of ``raw`` (SageMaker's own keys skipped), by their current keys (an
+    alias's value under its key); every problem at once.
 
     Raises HyperparameterValueError naming each bad key, its value and what is allowed.
     """
@@ -197,17 +230,23 @@ def parse_values(raw: Mapping[str, Any]) -> dict[str, Any]:
     for key, raw_value in sorted(raw.items()):
         if is_sagemaker_key(key):
             continue
-        if key not in SCHEMA:
+        spec = field_of(key)
+        if spec is None:
             problems.append(_unknown(key))
             continue
         try:
-            values[key] = SCHEMA[key].parse(_received_text(raw_value))
+            values[key] = spec.parse(_received_text(raw_value))
         except ValueError as error:
             problems.append(f"hyperparameter {key}={raw_value!r} is invalid: {error}")
+    for name, alias in ALIASES.items():
+        if name in values and alias.key in values:
+            problems.append(
+                f"hyperparameters {name} and {alias.key} both given: {name} is {alias.key}'s older name"
+            )
+        elif name in values:
+            values[alias.key] = alias.translate(values.pop(name))
     if values.get("freeze_backbone") and not values.get("pretrained"):
         problems.append("hyperparameter freeze_backbone=true needs pretrained=true")
-    if "amp" in values and "precision" in values:
-        problems.append("hyperparameters amp and precision both given: amp is precision's older name")
     if problems:
         raise HyperparameterValueError("; ".join(problems))
     return values
@@ -217,9 +256,9 @@ def check_range(key: str, kind: str, values: tuple[str, ...]) -> list[str]:
     """The problems of tuning ``key`` over a ``kind`` range (continuous, integer, categorical)
     whose bounds or categories are ``values``: every value SageMaker may send must pass
     :func:`parse_values`. An empty list means the range is fine."""
-    if key not in SCHEMA:
+    spec = field_of(key)
+    if spec is None:
         return [f"--range {key}: {_unknown(key)}"]
-    spec = SCHEMA[key]
     if kind not in RANGE_KINDS[spec.kind]:
         allowed = " or ".join(RANGE_KINDS[spec.kind])
         return [f"--range {key}: {key} is {spec.kind}, so its range must be {allowed}, not {kind}"]

@@ -1,5 +1,6 @@
 import pytest
 
+from classifier.hyperparameter_schema import as_text
 from classifier.training.hyperparameters import HyperparameterError, Hyperparameters, parse_hyperparameters
 
 
@@ -112,3 +113,27 @@ def test_ranges_within_the_schema_pass():
     assert check_range("epochs", "integer", ("2", "10")) == []
     assert check_range("augmentation", "categorical", ("light", "strong")) == []
     assert check_range("pretrained", "categorical", ("true", "false")) == []
+
+
+def test_the_dataclass_and_the_schema_name_the_same_keys_with_the_same_defaults_and_kinds():
+    from dataclasses import fields
+
+    from classifier.hyperparameter_schema import ALIASES, SCHEMA, defaults
+
+    attributes = {f.name: f for f in fields(Hyperparameters)}
+    assert set(attributes) == set(SCHEMA), set(attributes) ^ set(SCHEMA)
+    assert Hyperparameters().to_dict() == defaults()
+    python_type = {"boolean": "bool", "integer": "int", "number": "float", "choice": "str"}
+    for key, spec in SCHEMA.items():
+        assert attributes[key].type == python_type[spec.kind], key
+        # Every default passes its own field's check.
+        assert spec.parse(as_text(spec.default)) == spec.default, key
+    assert not set(ALIASES) & set(SCHEMA)
+    assert all(alias.key in SCHEMA for alias in ALIASES.values())
+
+
+def test_an_alias_arrives_under_its_key_and_is_refused_beside_it():
+    assert parse_hyperparameters({"amp": "false"}).precision == "fp32"
+    assert parse_hyperparameters({"amp": "TRUE"}).precision == "auto"
+    with pytest.raises(HyperparameterError, match="amp and precision both given"):
+        parse_hyperparameters({"amp": "true", "precision": "bf16"})

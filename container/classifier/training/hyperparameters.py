@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from classifier.errors import JobInputError
-from classifier.hyperparameter_schema import HyperparameterValueError, parse_values
+from classifier.hyperparameter_schema import HyperparameterValueError, defaults, parse_values
 
 # Weights, optimizer state and checkpoints stay fp32 whatever the precision: a checkpoint
 # written under one resumes under another.
@@ -28,31 +28,36 @@ class HyperparameterError(JobInputError, ValueError):
     """A hyperparameter is unknown or has a bad value; the message names the key."""
 
 
+_DEFAULT = defaults()
+
+
 @dataclass(frozen=True)
 class Hyperparameters:
-    model: str = "resnet18"
-    pretrained: bool = False
-    freeze_backbone: bool = False
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 0.001
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    eps: float = 1e-8
-    lr_scheduler: str = "none"
-    label_smoothing: float = 0.0
-    image_size: int = 224
-    num_workers: int = 2
-    precision: str = "auto"
-    clip_grad_norm: float = 0.0
-    seed: int = 42
-    early_stopping_patience: int = 0
-    debug: bool = False
-    augmentation: str = "standard"
-    max_skipped_fraction: float = 0.01
-    inference_export: str = "openvino-int8"
-    log_steps: int = 20
+    """The job's values, typed; the keys and their defaults are the schema's (``SCHEMA``)."""
+
+    model: str = _DEFAULT["model"]
+    pretrained: bool = _DEFAULT["pretrained"]
+    freeze_backbone: bool = _DEFAULT["freeze_backbone"]
+    epochs: int = _DEFAULT["epochs"]
+    batch_size: int = _DEFAULT["batch_size"]
+    learning_rate: float = _DEFAULT["learning_rate"]
+    optimizer: str = _DEFAULT["optimizer"]
+    momentum: float = _DEFAULT["momentum"]
+    weight_decay: float = _DEFAULT["weight_decay"]
+    eps: float = _DEFAULT["eps"]
+    lr_scheduler: str = _DEFAULT["lr_scheduler"]
+    label_smoothing: float = _DEFAULT["label_smoothing"]
+    image_size: int = _DEFAULT["image_size"]
+    num_workers: int = _DEFAULT["num_workers"]
+    precision: str = _DEFAULT["precision"]
+    clip_grad_norm: float = _DEFAULT["clip_grad_norm"]
+    seed: int = _DEFAULT["seed"]
+    early_stopping_patience: int = _DEFAULT["early_stopping_patience"]
+    debug: bool = _DEFAULT["debug"]
+    augmentation: str = _DEFAULT["augmentation"]
+    max_skipped_fraction: float = _DEFAULT["max_skipped_fraction"]
+    inference_export: str = _DEFAULT["inference_export"]
+    log_steps: int = _DEFAULT["log_steps"]
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -70,6 +75,4 @@ def parse_hyperparameters(raw: dict[str, Any]) -> Hyperparameters:
         values = parse_values(raw)
     except HyperparameterValueError as error:
         raise HyperparameterError(str(error)) from error
-    if "amp" in values:
-        values["precision"] = "auto" if values.pop("amp") else "fp32"
     return Hyperparameters(**values)
