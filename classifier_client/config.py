@@ -150,6 +150,18 @@ def aws_context(
 _NAME_SAFE = re.compile(r"[^a-zA-Z0-9-]+")
 
 
+def wait_with(sagemaker, waiter: str, failure: str, max_attempts: int, **resource: str) -> None:
+    """Poll boto3's ``waiter`` every 30 s, at most ``max_attempts`` times; ConfigurationError
+    ``failure: <FailureReason>`` when it gives up or the resource failed."""
+    from botocore.exceptions import WaiterError
+
+    try:
+        sagemaker.get_waiter(waiter).wait(**resource, WaiterConfig={"Delay": 30, "MaxAttempts": max_attempts})
+    except WaiterError as error:
+        reason = (error.last_response or {}).get("FailureReason")
+        raise ConfigurationError(f"{failure}: {reason or error}") from error
+
+
 def unique_name(base: str, max_length: int = 63) -> str:
     """``base-YYYYmmdd-HHMMSS-mmm`` in SageMaker's name alphabet and length limit."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{int(time.time() * 1000) % 1000:03d}"

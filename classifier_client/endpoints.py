@@ -19,7 +19,7 @@ from typing import Any
 from classifier.constants import MODEL_SERVER_TIMEOUT_ENV, MODEL_SERVER_WORKERS_ENV
 from classifier_client.account_settings import AccountSettings, RequestSettings, refuse_secrets
 from classifier_client.capture import DataCapture
-from classifier_client.config import AwsContext, ConfigurationError, unique_name
+from classifier_client.config import AwsContext, ConfigurationError, unique_name, wait_with
 from classifier_client.hosting import HostingOptions
 from classifier_client.image import DEFAULT_IMAGE_NAME, DEFAULT_TAG, SERVING_SUFFIX, pin_image
 from classifier_client.variants import DEFAULT_VARIANT, Shadow, Variant, check_variants
@@ -276,18 +276,11 @@ def deploy(ctx: AwsContext, settings: DeploySettings, *, wait: bool = True) -> d
 
 
 def wait_in_service(sagemaker, endpoint_name: str) -> None:
-    from botocore.exceptions import WaiterError
-
-    try:
-        # Creating an endpoint takes minutes: poll every 30 s for up to an hour.
-        sagemaker.get_waiter("endpoint_in_service").wait(
-            EndpointName=endpoint_name, WaiterConfig={"Delay": 30, "MaxAttempts": 120}
-        )
-    except WaiterError as error:
-        reason = error.last_response.get("FailureReason", "") if error.last_response else ""
-        raise ConfigurationError(
-            f"endpoint {endpoint_name} did not come InService: {reason or error}"
-        ) from error
+    # Creating an endpoint takes minutes: poll every 30 s for up to an hour.
+    wait_with(
+        sagemaker, "endpoint_in_service", f"endpoint {endpoint_name} did not come InService", 120,
+        EndpointName=endpoint_name,
+    )  # fmt: skip
 
 
 def invoke(

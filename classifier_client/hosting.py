@@ -400,7 +400,9 @@ def invoke_async(
         CustomAttributes=f"top_k={top_k}",
         InvocationTimeoutSeconds=int(min(timeout_s, ASYNC_TIMEOUT_S)),
     )
-    return _poll_result(s3, response["OutputLocation"], response.get("FailureLocation"), timeout_s, poll_s)
+    return poll_async_result(
+        s3, response["OutputLocation"], response.get("FailureLocation"), timeout_s, poll_s
+    )
 
 
 # API reference, S3 GetObject: "If the object that you request doesn't exist, the error that
@@ -412,7 +414,12 @@ NOT_WRITTEN_YET = ("NoSuchKey", "404")
 NOT_WRITTEN_OR_NOT_LISTABLE = ("AccessDenied", "403")
 
 
-def _poll_result(s3, output: str, failure: str | None, timeout_s: float, poll_s: float) -> dict[str, Any]:
+def poll_async_result(
+    s3, output: str, failure: str | None, timeout_s: float, poll_s: float
+) -> dict[str, Any]:
+    """The answer InvokeEndpointAsync writes to ``output`` (an S3 URI), read every ``poll_s``
+    seconds with the S3 client ``s3``; ConfigurationError when the ``failure`` object appears or
+    ``timeout_s`` passes first, naming the permission that 403s point to."""
     from botocore.exceptions import ClientError
 
     deadline = time.monotonic() + timeout_s

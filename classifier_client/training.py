@@ -18,7 +18,7 @@ import logging
 import os
 import subprocess
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -69,15 +69,6 @@ def hyperparameter_strings(values: Mapping[str, Any]) -> dict[str, str]:
     return result
 
 
-def check_hyperparameters(values: Mapping[str, str]) -> None:
-    """The training container's own validation (classifier.hyperparameter_schema), offline:
-    a job it would refuse is never started, so no instance is provisioned and billed for it."""
-    try:
-        parse_values(values)
-    except HyperparameterValueError as error:
-        raise ConfigurationError(f"{error} (the training job would refuse it: nothing started)") from error
-
-
 def parse_assignments(pairs: list[str] | None, what: str = "hyperparameter") -> dict[str, str]:
     """``["epochs=3", "optimizer=adam"]`` -> ``{"epochs": "3", "optimizer": "adam"}``."""
     result = {}
@@ -102,6 +93,49 @@ def load_hyperparameters_file(path: str | os.PathLike) -> dict[str, str]:
     return hyperparameter_strings(data)
 
 
+class Hyperparameters(Mapping[str, str]):
+    """A job's hyperparameters as SageMaker sends them (strings), checked when made as the
+    training container checks them (classifier.hyperparameter_schema): a job it would refuse
+    is never started, so no instance is provisioned and billed for it."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        strings = hyperparameter_strings(values or {})
+        try:
+            parse_values(strings)
+        except HyperparameterValueError as error:
+            raise ConfigurationError(
+                f"{error} (the training job would refuse it: nothing started)"
+            ) from error
+        self._values = strings
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        assignments: list[str] | None = None,
+        defaults: Mapping[str, str] | None = None,
+    ) -> Hyperparameters:
+        """A hyperparameters file (:func:`load_hyperparameters_file`), then ``KEY=VALUE``
+        assignments over it, then ``defaults`` for the keys neither sets."""
+        values = load_hyperparameters_file(path) if path else {}
+        values.update(parse_assignments(assignments))
+        for key, value in (defaults or {}).items():
+            values.setdefault(key, value)
+        return cls(values)
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Hyperparameters({self._values!r})"
+
+
 def metric_definitions():
     """The shared regexes as ModelTrainer MetricDefinition objects."""
     from sagemaker.core.training.configs import MetricDefinition
@@ -116,7 +150,7 @@ class TrainingSettings:
 
     image_uri: str | None
     channels: dict[str, str]
-    hyperparameters: dict[str, str] = field(default_factory=dict)
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
     instance_type: str = DEFAULT_INSTANCE_TYPE
     instance_count: int = 1
     volume_size_gb: int = DEFAULT_VOLUME_SIZE_GB
@@ -140,8 +174,8 @@ class TrainingSettings:
             raise ConfigurationError("a training job needs a 'train' channel")
         if self.instance_count < 1:
             raise ConfigurationError("instance_count must be at least 1")
-        self.hyperparameters = hyperparameter_strings(self.hyperparameters)
-        check_hyperparameters(self.hyperparameters)
+        if not isinstance(self.hyperparameters, Hyperparameters):
+            self.hyperparameters = Hyperparameters(self.hyperparameters)
         check_retries(self.max_retries)
         refuse_secrets({**self.request.environment, **self.environment}, "--env")
         if self.request.network_isolation:
@@ -418,12 +452,32 @@ class LocalTrainingResult:
     output_archive: Path
 
 
+def check_local_training(settings: TrainingSettings, wait: bool = False) -> None:
+    """What a local training job cannot do, refused before anything runs; ``wait`` is SageMaker's
+    (a local job always waits)."""
+    cloud_only = {
+        "--spot": settings.spot,
+        "--checkpoint-s3-uri": settings.checkpoint_s3_uri,
+        "--output-s3-uri": settings.output_s3_uri,
+        "--tensorboard-s3-uri": settings.watching.tensorboard_s3_uri,
+        "--debugger-rules": settings.debugger.rules,
+        "--wait": wait,
+    }
+    given = [flag for flag, value in cloud_only.items() if value]
+    if given:
+        raise ConfigurationError(
+            f"{', '.join(given)}: for SageMaker jobs only, not with --local "
+            "(a local job runs our rules itself when debug=true, the default)"
+        )
+
+
 def train_locally(ctx: AwsContext, settings: TrainingSettings, local_root: str | os.PathLike):
     """Run the job in SDK local mode; returns where model.tar.gz and output.tar.gz landed.
 
     The job directory is ``local_root/<job name>``: every host's config and output are
     made there by the SDK, and the compressed artefacts stay there after the run.
     """
+    check_local_training(settings)
     job_dir = Path(local_root).expanduser().resolve() / unique_name(settings.base_job_name)
     job_dir.mkdir(parents=True)
     trainer = build_model_trainer(settings, ctx, local=True, local_root=job_dir)

@@ -2,29 +2,23 @@
 
 The objective (``valid_accuracy``, maximised) and the metric regexes come from
 ``classifier.metric_definitions``, the module the training program prints with, so the
-tuner reads exactly the lines the job writes. Tuning exists only on SageMaker; there is
-no local mode for it.
+tuner reads exactly the lines the job writes. ``classifier_client.local_tuning`` runs the
+same settings on this machine, with Optuna.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from classifier.constants import is_sagemaker_key
-from classifier.hyperparameter_schema import check_range
 from classifier.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC, OBJECTIVE_TYPE
 from classifier_client.account_settings import RequestSettings
 from classifier_client.config import AwsContext, ConfigurationError, unique_name
 from classifier_client.image import pin_image
-from classifier_client.strategies import (
-    DEFAULT_STRATEGY,
-    check_strategy,
-    default_early_stopping,
-    max_jobs_for,
-    static_additions,
-)
+from classifier_client.ranges import Range, check_ranges
+from classifier_client.strategies import Bayesian, Strategy, strategy_named
 from classifier_client.training import TrainingSettings, build_model_trainer, job_environment
 
 TUNING_JOB_NAME_MAX_LENGTH = 32
@@ -33,139 +27,55 @@ WARM_START_TYPES = {
     "transfer": "TransferLearning",
 }
 DEFAULT_WARM_START_TYPE = "identical"
-# Bayesian, Random and Hyperband; Grid runs one job per combination (strategies.max_jobs_for).
+# Bayesian, Random and Hyperband; Grid runs one job per combination (Grid.max_jobs_for).
 DEFAULT_MAX_JOBS = 12
 DEFAULT_MAX_PARALLEL_JOBS = 3
 # A local tuning job's name names its folder, its study and its trials' containers.
 LOCAL_TUNING_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 
 
-@dataclass(frozen=True)
-class Range:
-    """One tunable hyperparameter: ``continuous``/``integer`` [low, high] or ``categorical``."""
-
-    kind: str
-    low: float | None = None
-    high: float | None = None
-    values: tuple[str, ...] = ()
-    scaling: str = "Auto"
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        """A continuous or integer range's (low, high)."""
-        if self.low is None or self.high is None:
-            raise ConfigurationError(f"a {self.kind} range needs a low and a high bound")
-        return self.low, self.high
-
-    def to_sdk(self):
-        from sagemaker.core.parameter import (
-            CategoricalParameter,
-            ContinuousParameter,
-            IntegerParameter,
-        )
-
-        if self.kind == "continuous":
-            return ContinuousParameter(*self.bounds, scaling_type=self.scaling)
-        if self.kind == "integer":
-            low, high = self.bounds
-            return IntegerParameter(int(low), int(high), scaling_type=self.scaling)
-        return CategoricalParameter(list(self.values))
-
-    def describe(self) -> str:
-        if self.kind == "categorical":
-            return f"categorical:{','.join(self.values)}"
-        suffix = ":log" if self.scaling == "Logarithmic" else ""
-        low, high = self.bounds
-        if self.kind == "integer":
-            return f"{self.kind}:{int(low)}:{int(high)}{suffix}"
-        return f"{self.kind}:{low}:{high}{suffix}"
-
-
-# The ranges the seed notebooks searched, widened a little; override any with --range.
-DEFAULT_RANGES: dict[str, Range] = {
-    "learning_rate": Range("continuous", 1e-4, 1e-1, scaling="Logarithmic"),
-    "batch_size": Range("categorical", values=("16", "32", "64", "128")),
-    "optimizer": Range("categorical", values=("sgd", "adam", "adamw")),
-    "epochs": Range("integer", 2, 10),
-    "augmentation": Range("categorical", values=("light", "standard", "strong")),
-}
-# Grid runs every combination: categorical values only, 3 x 2 x 2 = 12 jobs.
-GRID_DEFAULT_RANGES: dict[str, Range] = {
-    "learning_rate": Range("categorical", values=("0.0003", "0.001", "0.003")),
-    "batch_size": Range("categorical", values=("32", "64")),
-    "optimizer": Range("categorical", values=("adam", "sgd")),
-}
-
-
 def default_ranges(strategy: str) -> dict[str, Range]:
-    """The ranges each strategy searches unless told otherwise (see classifier_client.strategies)."""
-    if strategy == "Grid":
-        return dict(GRID_DEFAULT_RANGES)
-    ranges = dict(DEFAULT_RANGES)
-    if strategy == "Hyperband":
-        del ranges["epochs"]  # Hyperband's resource: static, its maximum from --hp epochs
-    return ranges
+    """The ranges the strategy named ``strategy`` searches unless told otherwise."""
+    return strategy_named(strategy).default_ranges()
 
 
-def parse_range(text: str) -> tuple[str, Range]:
-    """``NAME=continuous:LOW:HIGH[:log]``, ``NAME=integer:LOW:HIGH[:log]`` or
-    ``NAME=categorical:A,B,C`` -> (NAME, Range)."""
-    name, sep, spec = text.partition("=")
-    kind, _, rest = spec.partition(":")
-    kind = kind.strip().lower()
-    try:
-        if not sep or not name.strip():
-            raise ValueError("expected NAME=KIND:...")
-        if kind == "categorical":
-            values = tuple(v.strip() for v in rest.split(",") if v.strip())
-            if not values:
-                raise ValueError("categorical needs at least one value")
-            return name.strip(), Range("categorical", values=values)
-        if kind in ("continuous", "integer"):
-            parts = rest.split(":")
-            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2].lower() != "log"):
-                raise ValueError(f"{kind} needs LOW:HIGH or LOW:HIGH:log")
-            cast = float if kind == "continuous" else int
-            low, high = cast(parts[0]), cast(parts[1])
-            if not low < high:
-                raise ValueError("LOW must be below HIGH")
-            scaling = "Logarithmic" if len(parts) == 3 else "Auto"
-            if scaling == "Logarithmic" and low <= 0:
-                raise ValueError("log scaling needs LOW > 0")
-            return name.strip(), Range(kind, low, high, scaling=scaling)
-        raise ValueError(f"unknown kind {kind!r} (continuous, integer or categorical)")
-    except ValueError as error:
-        raise ConfigurationError(f"bad --range {text!r}: {error}") from error
+@dataclass
+class SearchSettings:
+    """What a tuning job searches and how (HyperParameterTuningJobConfig but its objective),
+    checked when made: what the strategy refuses, the number of training jobs (``max_jobs``
+    None: the strategy's default; Grid: one job per combination), every value the ranges may
+    give, and the jobs run at once (``max_parallel_jobs`` None: at most 3). ``early_stopping``
+    None is the strategy's default."""
 
+    ranges: dict[str, Range]
+    strategy: Strategy = field(default_factory=Bayesian)
+    early_stopping: bool | None = None
+    max_jobs: int | None = None
+    max_parallel_jobs: int | None = None
 
-def check_ranges(ranges: dict[str, Range]) -> None:
-    """Every value SageMaker may sample from ``ranges`` must pass the training container's
-    validation: a bound outside the schema would start jobs bound to fail, each one billed."""
-    problems = []
-    for name, spec in sorted(ranges.items()):
-        if spec.kind == "categorical":
-            values = spec.values
-        elif spec.kind == "integer":
-            values = tuple(str(int(bound)) for bound in spec.bounds)
-        else:
-            values = tuple(repr(bound) for bound in spec.bounds)
-        problems += check_range(name, spec.kind, values)
-    if problems:
-        raise ConfigurationError("; ".join(problems) + " (the training jobs would refuse it; none started)")
+    def __post_init__(self):
+        if self.early_stopping is None:
+            self.early_stopping = self.strategy.early_stopping_by_default
+        self.strategy.check(self.ranges, self.early_stopping)
+        self.max_jobs = self.strategy.max_jobs_for(self.ranges, self.max_jobs, DEFAULT_MAX_JOBS)
+        check_ranges(self.ranges)
+        if not self.ranges:
+            raise ConfigurationError("tuning needs at least one --range")
+        if self.max_parallel_jobs is None:
+            self.max_parallel_jobs = min(DEFAULT_MAX_PARALLEL_JOBS, self.max_jobs)
+        if not 1 <= self.max_parallel_jobs <= self.max_jobs:
+            raise ConfigurationError(
+                f"need 1 <= --max-parallel-jobs ({self.max_parallel_jobs}) <= the number of "
+                f"training jobs ({self.max_jobs})"
+            )
 
 
 @dataclass
 class TuningSettings:
-    """``early_stopping`` and ``max_jobs`` left as None take the strategy's defaults (Grid: one
-    job per combination); ``max_parallel_jobs`` None is at most 3. :func:`default_ranges` gives
-    a strategy's ranges."""
+    """A tuning job: the training job each trial runs, the search, and its warm start."""
 
     training: TrainingSettings
-    ranges: dict[str, Range]
-    max_jobs: int | None = None
-    max_parallel_jobs: int | None = None
-    strategy: str = DEFAULT_STRATEGY
-    early_stopping: bool | None = None
+    search: SearchSettings
     warm_start_parents: tuple[str, ...] = ()
     warm_start_type: str = DEFAULT_WARM_START_TYPE
     base_name: str = "img-clf-hpo"
@@ -174,7 +84,7 @@ class TuningSettings:
         """A tuned pretrained=true under network isolation needs the weights, as a fixed one does
         (TrainingSettings)."""
         training = self.training
-        pretrained = self.ranges.get("pretrained")
+        pretrained = self.search.ranges.get("pretrained")
         if not (pretrained and _may_be_true(pretrained) and training.request.network_isolation):
             return
         if "pretrained" not in training.channels and not training.weights_in_image:
@@ -186,26 +96,12 @@ class TuningSettings:
             )
 
     def __post_init__(self):
-        if self.early_stopping is None:
-            self.early_stopping = default_early_stopping(self.strategy)
-        if not self.ranges:
-            raise ConfigurationError("tuning needs at least one --range")
-        check_strategy(self.strategy, self.ranges, self.early_stopping)
-        check_ranges(self.ranges)
-        self.max_jobs = max_jobs_for(self.strategy, self.ranges, self.max_jobs, DEFAULT_MAX_JOBS)
-        if self.max_parallel_jobs is None:
-            self.max_parallel_jobs = min(DEFAULT_MAX_PARALLEL_JOBS, self.max_jobs)
-        if not 1 <= self.max_parallel_jobs <= self.max_jobs:
-            raise ConfigurationError(
-                f"need 1 <= --max-parallel-jobs ({self.max_parallel_jobs}) <= the number of "
-                f"training jobs ({self.max_jobs})"
-            )
         if self.warm_start_type not in WARM_START_TYPES:
             raise ConfigurationError(f"warm start type must be one of {list(WARM_START_TYPES)}")
         if len(self.warm_start_parents) > 5:
             raise ConfigurationError("SageMaker accepts at most 5 warm start parent jobs")
         self._refuse_what_isolation_stops()
-        fixed = set(self.ranges) & set(self.training.hyperparameters)
+        fixed = set(self.search.ranges) & set(self.training.hyperparameters)
         if fixed:
             raise ConfigurationError(f"{sorted(fixed)} are both fixed (--hp) and tuned (--range); pick one")
 
@@ -246,8 +142,8 @@ def build_tuner(ctx: AwsContext, settings: TuningSettings, job_name: str):
     )
 
     ctx.require_role()
-    training = settings.training
-    additions = static_additions(settings.strategy, training.hyperparameters)
+    training, search = settings.training, settings.search
+    additions = search.strategy.static_additions(training.hyperparameters)
     if additions:
         training = replace(training, hyperparameters={**training.hyperparameters, **additions})
     tensorboard = training.watching.tensorboard_s3_uri
@@ -279,12 +175,11 @@ def build_tuner(ctx: AwsContext, settings: TuningSettings, job_name: str):
         model_trainer=trainer,
         objective_metric_name=OBJECTIVE_METRIC,
         objective_type=OBJECTIVE_TYPE,
-        hyperparameter_ranges={name: r.to_sdk() for name, r in settings.ranges.items()},
+        hyperparameter_ranges={name: r.to_sdk() for name, r in search.ranges.items()},
         metric_definitions=[dict(d) for d in METRIC_DEFINITIONS],
-        strategy=settings.strategy,
-        max_jobs=settings.max_jobs,
-        max_parallel_jobs=settings.max_parallel_jobs,
-        early_stopping_type="Auto" if settings.early_stopping else "Off",
+        max_jobs=search.max_jobs,
+        max_parallel_jobs=search.max_parallel_jobs,
+        **search.strategy.request(bool(search.early_stopping)),
         warm_start_config=warm_start,
         tags=request.tag_list() or None,
     ).with_account(request)

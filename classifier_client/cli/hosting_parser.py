@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from classifier_client import endpoints, hosting, transform
+from classifier_client import batch_transform, endpoints, hosting
 from classifier_client.cli.arguments import (
     add_account,
     add_aws,
@@ -163,15 +163,19 @@ def add_transform(sub) -> None:
     p.add_argument("--model-name", help="an existing SageMaker model (else --model-data makes one)")
     p.add_argument("--model-data", help="s3://.../model.tar.gz (--local: also a local archive or folder)")
     p.add_argument(
-        "--content-type", default=transform.IMAGE_CONTENT_TYPE,
-        help=f"of each input (default: {transform.IMAGE_CONTENT_TYPE}; "
-        f"{transform.JSONLINES_CONTENT_TYPE} with --split-type Line)",
+        "--content-type", default=batch_transform.IMAGE_CONTENT_TYPE,
+        help=f"of each input (default: {batch_transform.IMAGE_CONTENT_TYPE}; "
+        f"{batch_transform.JSONLINES_CONTENT_TYPE} with --split-type Line)",
     )  # fmt: skip
-    p.add_argument("--split-type", choices=transform.SPLIT_TYPES, default="None", help="SplitType")
-    p.add_argument("--batch-strategy", choices=transform.BATCH_STRATEGIES, help="default: the container's")
+    p.add_argument("--split-type", choices=batch_transform.SPLIT_TYPES, default="None", help="SplitType")
+    p.add_argument(
+        "--batch-strategy", choices=batch_transform.BATCH_STRATEGIES, help="default: the container's"
+    )
     p.add_argument("--max-payload-mb", type=int, help="MaxPayloadInMB (default: the container's, 6)")
     p.add_argument("--max-concurrent-transforms", type=int, help="default: the container's workers")
-    p.add_argument("--instance-type", default=transform.DEFAULT_INSTANCE_TYPE, help="transform instance type")
+    p.add_argument(
+        "--instance-type", default=batch_transform.DEFAULT_INSTANCE_TYPE, help="transform instance type"
+    )
     p.add_argument("--instance-count", type=int, default=1, help="transform instances")
     p.add_argument("--env", action="append", metavar="KEY=VALUE", help="container environment")
     p.add_argument("--job-name", help="transform job name (default: a unique one)")

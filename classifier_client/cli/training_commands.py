@@ -35,20 +35,14 @@ def _channels(args, ctx, local: bool) -> dict[str, str]:
     return channels
 
 
-def _hyperparameters(args) -> dict[str, str]:
-    """--hyperparameters-file, then --hp, checked as the training container checks them:
-    called before anything talks to AWS."""
-    from classifier_client.training import check_hyperparameters, load_hyperparameters_file, parse_assignments
+def _hyperparameters(args, defaults: dict[str, str] | None = None):
+    """--hyperparameters-file, then --hp: checked as they are read, before anything talks to AWS."""
+    from classifier_client.training import Hyperparameters
 
-    values = {}
-    if args.hyperparameters_file:
-        values.update(load_hyperparameters_file(args.hyperparameters_file))
-    values.update(parse_assignments(args.hp))
-    check_hyperparameters(values)
-    return values
+    return Hyperparameters.load(args.hyperparameters_file, args.hp, defaults)
 
 
-def _training_settings(args, ctx, local: bool, hyperparameters: dict[str, str], debugger=None):
+def _training_settings(args, ctx, local: bool, hyperparameters, debugger=None):
     from classifier_client.training import (
         DEFAULT_INSTANCE_TYPE,
         LOCAL_INSTANCE_TYPES,
@@ -122,32 +116,16 @@ def _debugger_settings(args):
         raise ConfigurationError(str(error)) from error
 
 
-def _refuse_cloud_only_options(args) -> None:
-    cloud_only = {
-        "--spot": args.spot,
-        "--checkpoint-s3-uri": args.checkpoint_s3_uri,
-        "--output-s3-uri": args.output_s3_uri,
-        "--tensorboard-s3-uri": args.tensorboard_s3_uri,
-        "--debugger-rules": args.debugger_rules not in (None, "none"),
-        "--wait": args.wait,
-    }
-    given = [flag for flag, value in cloud_only.items() if value]
-    if given:
-        raise ConfigurationError(
-            f"{', '.join(given)}: for SageMaker jobs only, not with --local "
-            "(a local job runs our rules itself when debug=true, the default)"
-        )
-
-
 def _train_locally(args) -> int:
     from classifier_client import training
 
-    _refuse_cloud_only_options(args)
-    hyperparameters = _hyperparameters(args)
+    hyperparameters = _hyperparameters(args, {"debug": "true"} if args.debug_local else None)
+    debugger = _debugger_settings(args)
     ctx = aws_context_for(args, local=True)
-    settings = _training_settings(args, ctx, True, hyperparameters)
-    if args.debug_local:
-        settings.hyperparameters.setdefault("debug", "true")
+    settings = _training_settings(args, ctx, True, hyperparameters, debugger)
+    if args.wait:
+        # --wait is SageMaker's; train_locally refuses the rest, and with it all are named together.
+        training.check_local_training(settings, wait=True)
     # The SDK streams the containers' logs to stdout; keep stdout for the result.
     with contextlib.redirect_stdout(sys.stderr):
         result = training.train_locally(ctx, settings, args.local_dir)
@@ -170,51 +148,49 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _tuning_search(args):
-    """The ranges, early stopping and static hyperparameters of ``args``, checked offline
-    against the strategy and the training container's schema."""
-    from classifier_client.strategies import check_strategy, default_early_stopping, max_jobs_for
-    from classifier_client.tuning import DEFAULT_MAX_JOBS, check_ranges, default_ranges, parse_range
+def _search_settings(args):
+    """The ranges, strategy, early stopping and number of jobs of ``args``, checked as they are
+    made: offline, before anything else."""
+    from classifier_client.ranges import parse_range
+    from classifier_client.strategies import strategy_named
+    from classifier_client.tuning import SearchSettings
 
-    ranges = {} if args.only_ranges else default_ranges(args.strategy)
+    strategy = strategy_named(args.strategy)
+    ranges = {} if args.only_ranges else strategy.default_ranges()
     ranges.update(parse_range(text) for text in args.range or [])
-    early_stopping = default_early_stopping(args.strategy)
-    if args.early_stopping is not None:
-        early_stopping = args.early_stopping == "Auto"
-    # Before any AWS call: a setting the strategy refuses fails here, offline, with the fix.
-    check_strategy(args.strategy, ranges, early_stopping)
-    max_jobs_for(args.strategy, ranges, args.max_jobs, DEFAULT_MAX_JOBS)
-    check_ranges(ranges)
-    return ranges, early_stopping, _hyperparameters(args)
-
-
-def _tuning_settings(args, ctx, local: bool, search: tuple):
-    from classifier_client.tuning import TuningSettings
-
-    ranges, early_stopping, hyperparameters = search
-    settings = TuningSettings(
-        training=_training_settings(args, ctx, local, hyperparameters),
+    return SearchSettings(
         ranges=ranges,
+        strategy=strategy,
+        early_stopping=None if args.early_stopping is None else args.early_stopping == "Auto",
         max_jobs=args.max_jobs,
         max_parallel_jobs=args.max_parallel_jobs,
-        strategy=args.strategy,
-        early_stopping=early_stopping,
+    )
+
+
+def _tuning_settings(args, ctx, local: bool, search, hyperparameters):
+    from classifier_client.tuning import TuningSettings
+
+    settings = TuningSettings(
+        training=_training_settings(args, ctx, local, hyperparameters),
+        search=search,
         warm_start_parents=tuple(args.warm_start_from or ()),
         warm_start_type=args.warm_start_type,
     )
     print("tuning ranges:", file=sys.stderr)
-    for name, spec in sorted(settings.ranges.items()):
+    for name, spec in sorted(search.ranges.items()):
         print(f"  {name} = {spec.describe()}", file=sys.stderr)
     return settings
 
 
-def _tune_locally(args, search: tuple) -> int:
+def _tune_locally(args, search, hyperparameters) -> int:
     from classifier_client.local_tuning import run_local_tuning
     from classifier_client.tuning import check_local_tuning
 
     # Local channels and the local image: nothing here talks to AWS, so no context.
-    settings = _tuning_settings(args, None, True, search)
-    check_local_tuning(settings.training, args.tuning_job_name, wait=args.wait)
+    settings = _tuning_settings(args, None, True, search, hyperparameters)
+    if args.wait:
+        # --wait is SageMaker's; run_local_tuning refuses the rest, and with it all are named together.
+        check_local_tuning(settings.training, args.tuning_job_name, wait=True)
     result = run_local_tuning(
         settings,
         args.tuning_job_name,
@@ -241,11 +217,12 @@ def cmd_tune(args) -> int:
     from classifier_client.tuning import start_tuning_job
 
     # Offline and first: both tuners refuse what the strategy refuses, with the same message.
-    search = _tuning_search(args)
+    search = _search_settings(args)
+    hyperparameters = _hyperparameters(args)
     if args.local:
-        return _tune_locally(args, search)
+        return _tune_locally(args, search, hyperparameters)
     ctx = aws_context_for(args)
-    settings = _tuning_settings(args, ctx, False, search)
+    settings = _tuning_settings(args, ctx, False, search, hyperparameters)
     name = start_tuning_job(ctx, settings, wait=args.wait)
     print_json({"tuning_job": name, "next": f"sm-classifier best {name} --output best.json"})
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from classifier.debugging.hook import TENSOR_SAVE_INTERVAL
-from classifier.debugging.rules import RULE_NAMES
 from classifier_client import debugger, tuning
 from classifier_client.cli.arguments import (
     LOCAL_RUNS_DIR,
@@ -169,7 +167,7 @@ def _add_debugger_options(p: argparse.ArgumentParser) -> None:
         default="none",
         metavar="RULES",
         help="our rules to attach as SageMaker custom rules: all, none, or a comma list of "
-        f"{', '.join(RULE_NAMES)} (default: none; the job itself "
+        f"{', '.join(debugger.RULE_NAMES)} (default: none; the job itself "
         "evaluates all of them at the end and logs the verdicts)",
     )
     group.add_argument("--rule-param", action="append", metavar="RULE.KEY=VALUE", help="a rule parameter")
@@ -185,7 +183,7 @@ def _add_debugger_options(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--tensor-save-interval",
         type=int,
-        default=TENSOR_SAVE_INTERVAL,
+        default=debugger.TENSOR_SAVE_INTERVAL,
         help="steps between saved weight/gradient reductions (losses, labels: every step)",
     )
     group.add_argument("--no-profiler", action="store_true", help="switch the profiler off")

@@ -6,8 +6,8 @@ from classifier_client.cli.common import account_settings, aws_context_for, imag
 
 
 def _settings(args, ctx, local: bool):
+    from classifier_client.batch_transform import TransformSettings
     from classifier_client.training import parse_assignments
-    from classifier_client.transform import TransformSettings
 
     settings = TransformSettings(
         input=args.input,
@@ -34,14 +34,14 @@ def _settings(args, ctx, local: bool):
 
 
 def cmd_transform(args) -> int:
-    from classifier_client import transform
+    from classifier_client import batch_transform
 
     if args.local:
         if not args.model_data:
             raise SystemExit("transform --local needs --model-data (a model.tar.gz or model folder)")
-        summary = transform.run_local(_settings(args, None, local=True))
+        summary = batch_transform.run_local(_settings(args, None, local=True))
         print_json(summary)
         return 1 if summary["failed"] else 0
     ctx = aws_context_for(args)
-    print_json(transform.create_transform_job(ctx, _settings(args, ctx, False), wait=args.wait))
+    print_json(batch_transform.create_transform_job(ctx, _settings(args, ctx, False), wait=args.wait))
     return 0

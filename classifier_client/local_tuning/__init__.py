@@ -1,9 +1,10 @@
 """``tune --local``: a hyperparameter tuning job on this machine, with Optuna.
 
 The same settings as a SageMaker tuning job (``classifier_client.tuning.TuningSettings``,
-validated by ``classifier_client.strategies``); each trial a real training job of the image
+its search checked by ``classifier_client.strategies``); each trial a real training job of the image
 (``runner``); the objective read from its log with the shared metric regexes (``logs``);
-SageMaker's strategies and early stopping as Optuna samplers and pruners (``search``); the
+SageMaker's strategies and early stopping as Optuna samplers and pruners (each strategy's
+own, with ``search``'s distributions and pruner); the
 study, resume and warm start (``study``, ``warm_start``); the report and ``best`` (``report``).
 See docs/local-tuning.md.
 """
@@ -45,7 +46,9 @@ def run_local_tuning(
     from classifier_client.local_tuning.study import LocalTuner, open_study, storage_url
     from classifier_client.local_tuning.warm_start import warm_start
     from classifier_client.training import job_environment
+    from classifier_client.tuning import check_local_tuning
 
+    check_local_tuning(settings.training, name)
     # Our progress lines say what Optuna's INFO lines would, per training job; the report says
     # which plots need more trials, instead of Optuna's warnings.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -86,7 +89,7 @@ def _docker_runner(settings, environment: dict[str, str]):
     return DockerTrialRunner(
         image=settings.training.image_uri,
         channels=settings.training.channels,
-        cpus=per_trial_cpus(settings.max_parallel_jobs),
+        cpus=per_trial_cpus(settings.search.max_parallel_jobs),
         environment=environment,
         host_network=tracking.trials_need_host_network(settings.training.watching.mlflow_tracking_uri),
     )

@@ -1,16 +1,9 @@
-"""SageMaker's search settings as Optuna objects: ranges, strategies and early stopping.
+"""SageMaker's search settings as Optuna objects: ranges as distributions, and the sampler and
+pruner classes of our own that ``classifier_client.strategies`` picks per strategy.
 
 This package needs Optuna (the client environment pins it); the CLI imports it only for
-``tune --local`` and ``best --local``.
-
-Mapping (docs/local-tuning.md explains the differences):
-
-- Bayesian  -> ``TPESampler`` (multivariate, constant liar for parallel trials), early stopping
-  ``Auto`` -> :class:`SageMakerMedianPruner`, ``Off`` -> no pruner.
-- Random    -> ``RandomSampler``, the same early-stopping choice.
-- Grid      -> ``GridSampler`` over the categorical values (every combination, once).
-- Hyperband -> ``RandomSampler`` + ``HyperbandPruner`` with the epoch as the resource and the
-  static ``epochs`` as its maximum (early stopping is Off, as SageMaker requires).
+``tune --local`` and ``best --local``. The mapping of each strategy is in
+``classifier_client.strategies``; docs/local-tuning.md explains the differences.
 """
 
 from __future__ import annotations
@@ -22,15 +15,9 @@ from collections.abc import Iterable, Mapping
 from optuna.pruners import BasePruner
 from optuna.samplers import GridSampler
 
-from classifier_client.strategies import RESOURCE_HYPERPARAMETER
-
-# TPE's random start-up trials: a third of the budget, between 1 and TPE's own default of 10.
-TPE_MAX_STARTUP_TRIALS = 10
-HYPERBAND_REDUCTION_FACTOR = 3
-
 
 def distributions(ranges: Mapping) -> dict:
-    """``classifier_client.tuning.Range`` objects -> Optuna distributions, name by name."""
+    """``classifier_client.ranges.Range`` objects -> Optuna distributions, name by name."""
     from optuna.distributions import (
         BaseDistribution,
         CategoricalDistribution,
@@ -52,42 +39,13 @@ def distributions(ranges: Mapping) -> dict:
     return result
 
 
-def make_sampler(strategy: str, ranges: Mapping, max_jobs: int, seed: int | None = None):
-    import optuna
-
-    if strategy == "Bayesian":
-        startup = max(1, min(TPE_MAX_STARTUP_TRIALS, max_jobs // 3))
-        return optuna.samplers.TPESampler(
-            n_startup_trials=startup, multivariate=True, constant_liar=True, seed=seed
-        )
-    if strategy == "Grid":
-        space = {name: list(spec.values) for name, spec in sorted(ranges.items())}
-        return CappedGridSampler(space, seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
 class CappedGridSampler(GridSampler):
     """Optuna's grid, without its end-of-grid ``Study.stop()``: that works only inside
     ``Study.optimize`` and the tuner runs its ``max_jobs`` (with Grid, the number of
-    combinations: ``strategies.max_jobs_for``) trials itself."""
+    combinations: ``strategies.Grid.max_jobs_for``) trials itself."""
 
     def after_trial(self, study, trial, state, values) -> None:
         return None
-
-
-def make_pruner(strategy: str, early_stopping: bool, static: Mapping[str, str]):
-    """The pruner for ``strategy``; ``static`` holds Hyperband's maximum ``epochs``."""
-    import optuna
-
-    if strategy == "Hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1,
-            max_resource=int(static[RESOURCE_HYPERPARAMETER]),
-            reduction_factor=HYPERBAND_REDUCTION_FACTOR,
-        )
-    if early_stopping:
-        return SageMakerMedianPruner()
-    return optuna.pruners.NopPruner()
 
 
 # --- SageMaker's early-stopping rule --------------------------------------------------------

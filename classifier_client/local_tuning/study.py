@@ -25,7 +25,6 @@ from classifier.metric_definitions import OBJECTIVE_METRIC
 from classifier_client.config import ConfigurationError
 from classifier_client.local_tuning import search
 from classifier_client.local_tuning.runner import TrialJob, TrialOutcome
-from classifier_client.strategies import static_additions
 
 STUDY_FILE = "study.db"
 JOBS_DIR = "jobs"
@@ -46,21 +45,21 @@ def storage_url(folder: Path) -> str:
 
 def job_settings(settings) -> dict[str, Any]:
     """What makes two runs the same tuning job (and what identical warm start compares)."""
-    training = settings.training
+    training, tuned = settings.training, settings.search
     return {
-        "strategy": settings.strategy,
-        "early_stopping": settings.early_stopping,
-        "ranges": {name: spec.describe() for name, spec in sorted(settings.ranges.items())},
+        "strategy": tuned.strategy.name,
+        "early_stopping": tuned.early_stopping,
+        "ranges": {name: spec.describe() for name, spec in sorted(tuned.ranges.items())},
         "static_hyperparameters": static_hyperparameters(settings),
         "channels": dict(sorted(training.channels.items())),
         "image": training.image_uri,
-        "max_jobs": settings.max_jobs,
+        "max_jobs": tuned.max_jobs,
     }
 
 
 def static_hyperparameters(settings) -> dict[str, str]:
     static = dict(settings.training.hyperparameters)
-    return dict(sorted({**static, **static_additions(settings.strategy, static)}.items()))
+    return dict(sorted({**static, **settings.search.strategy.static_additions(static)}.items()))
 
 
 def own_trials(study, states=None) -> list:
@@ -73,14 +72,13 @@ def open_study(name: str, folder: Path, settings, seed: int | None = None):
     """Create the study, or load it and check that it is this job (same settings)."""
     folder.mkdir(parents=True, exist_ok=True)
     wanted = job_settings(settings)
+    tuned = settings.search
     study = optuna.create_study(
         study_name=name,
         storage=storage_url(folder),
         direction="maximize",
-        sampler=search.make_sampler(settings.strategy, settings.ranges, settings.max_jobs, seed),
-        pruner=search.make_pruner(
-            settings.strategy, settings.early_stopping, static_hyperparameters(settings)
-        ),
+        sampler=tuned.strategy.sampler(tuned.ranges, tuned.max_jobs, seed),
+        pruner=tuned.strategy.pruner(tuned.early_stopping, static_hyperparameters(settings)),
         load_if_exists=True,
     )
     stored = study.user_attrs.get(SETTINGS_ATTR)
@@ -117,15 +115,16 @@ class LocalTuner:
         # Optuna has no public handle on a stored RUNNING trial; Trial(study, id) is its own.
         left_running = own_trials(study, (TrialState.RUNNING,))
         resume = [optuna.trial.Trial(study, t._trial_id) for t in left_running]
-        # With Grid, max_jobs is the number of combinations (strategies.max_jobs_for), as on SageMaker.
-        new = max(0, self.settings.max_jobs - len(own_trials(study)))
+        # With Grid, max_jobs is the number of combinations (Grid.max_jobs_for), as on SageMaker.
+        tuned = self.settings.search
+        new = max(0, tuned.max_jobs - len(own_trials(study)))
         if resume:
             self._say(f"continuing {len(resume)} interrupted trial(s) from their checkpoints")
-        pool = ThreadPoolExecutor(self.settings.max_parallel_jobs, thread_name_prefix="trial")
+        pool = ThreadPoolExecutor(tuned.max_parallel_jobs, thread_name_prefix="trial")
         running: set = set()
         try:
             while resume or new or running:
-                while (resume or new) and len(running) < self.settings.max_parallel_jobs:
+                while (resume or new) and len(running) < tuned.max_parallel_jobs:
                     if resume:
                         trial = resume.pop(0)
                     else:
@@ -147,7 +146,7 @@ class LocalTuner:
 
     def _ask(self, study):
         with self._lock:
-            return study.ask(search.distributions(self.settings.ranges))
+            return study.ask(search.distributions(self.settings.search.ranges))
 
     def _interrupt(self, running: set) -> None:
         self.interrupted = True

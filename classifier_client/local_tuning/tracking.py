@@ -37,7 +37,8 @@ def open_parent_run(study, name: str, settings, environment: Mapping[str, str]):
     if stored:
         parent.attach(stored)
         return parent
-    described = {f"range.{k}": r.describe() for k, r in sorted(settings.ranges.items())}
+    search = settings.search
+    described = {f"range.{k}": r.describe() for k, r in sorted(search.ranges.items())}
     parent.start(
         JobFacts(
             job_name=name,
@@ -48,9 +49,9 @@ def open_parent_run(study, name: str, settings, environment: Mapping[str, str]):
             hyperparameters={
                 **settings.training.hyperparameters,
                 **described,
-                "strategy": settings.strategy,
-                "max_jobs": settings.max_jobs,
-                "max_parallel_jobs": settings.max_parallel_jobs,
+                "strategy": search.strategy.name,
+                "max_jobs": search.max_jobs,
+                "max_parallel_jobs": search.max_parallel_jobs,
             },
         )
     )

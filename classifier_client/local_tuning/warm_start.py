@@ -134,7 +134,7 @@ def warm_start(study, settings, local_dir: Path) -> int:
     """Copy the parents' trials into a new study; returns how many joined."""
     if len(settings.warm_start_parents) > MAX_PARENTS:
         raise ConfigurationError(f"at most {MAX_PARENTS} warm start parent jobs")
-    distributions = search.distributions(settings.ranges)
+    distributions = search.distributions(settings.search.ranges)
     mine = job_settings(settings)
     added = 0
     for parent_name in settings.warm_start_parents:

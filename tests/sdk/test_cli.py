@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import os
@@ -20,15 +19,18 @@ from classifier_client.debugger import rule_class_name
 from classifier_client.image import PushOptions, push_image
 
 
-def _subcommands(parser) -> list[str]:
-    """Every subcommand the parser has (a new one is covered without editing this test)."""
-    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return sorted(action.choices)
+def _subcommands(parser, capsys) -> list[str]:
+    """Every subcommand the parser has (a new one is covered without editing this test), as
+    argparse lists them when refusing an unknown one."""
+    with pytest.raises(SystemExit):
+        parser.parse_args(["no-such-command"])
+    refusal = capsys.readouterr().err
+    return sorted(re.findall(r"'([\w-]+)'", refusal.split("choose from", 1)[1]))
 
 
 def test_every_subcommand_has_help_that_explains_it(capsys):
     parser = build_parser()
-    names = _subcommands(parser)
+    names = _subcommands(parser, capsys)
     assert {"train", "tune", "best", "deploy", "transform", "invoke", "delete"} <= set(names)
     for name in names:
         with pytest.raises(SystemExit) as exit_info:
@@ -193,7 +195,8 @@ def test_push_failure_is_reported(tmp_path):
         push_image(PushOptions(), script)
 
 
-def test_local_training_refuses_sagemaker_only_options(cli, capsys, tmp_path):
-    code = cli("train", "--local", "--data", tmp_path, "--spot", "--debugger-rules", "all")
+def test_local_training_refuses_sagemaker_only_options(cli, capsys, tiny_image_folder, tmp_path):
+    data = tiny_image_folder(tmp_path / "data")
+    code = cli("train", "--local", "--data", data, "--spot", "--debugger-rules", "all", "--wait")
     assert code == 2
-    assert "--spot, --debugger-rules: for SageMaker jobs only" in capsys.readouterr().err
+    assert "--spot, --debugger-rules, --wait: for SageMaker jobs only" in capsys.readouterr().err

@@ -332,7 +332,7 @@ def test_invoke_async_without_list_bucket_waits_through_403s_for_the_output(
 
 def test_async_polling_that_times_out_on_403s_names_the_missing_permission(on_moto, ctx):
     from classifier_client.config import ConfigurationError
-    from classifier_client.hosting import _poll_result
+    from classifier_client.hosting import poll_async_result
 
     output, failure = f"s3://{BUCKET}/async-out/r.out", "s3://failures/async/r.out"
     s3 = ctx.client("s3")
@@ -340,7 +340,7 @@ def test_async_polling_that_times_out_on_403s_names_the_missing_permission(on_mo
         _access_denied(stub, output)
         _access_denied(stub, failure)
         with pytest.raises(ConfigurationError) as raised:
-            _poll_result(s3, output, failure, timeout_s=0, poll_s=0)
+            poll_async_result(s3, output, failure, timeout_s=0, poll_s=0)
         stub.assert_no_pending_responses()
     message = str(raised.value)
     assert message.startswith(f"no result at {output} within 0 s")

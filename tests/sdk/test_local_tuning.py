@@ -24,8 +24,11 @@ from classifier_client.local_tuning import best_local, run_local_tuning
 from classifier_client.local_tuning.logs import LogMetrics
 from classifier_client.local_tuning.runner import TrialOutcome, per_trial_cpus
 from classifier_client.local_tuning.study import own_trials
+from classifier_client.strategies import strategy_named
 from classifier_client.training import TrainingSettings
-from classifier_client.tuning import Range, TuningSettings, format_best_table
+from classifier_client.tuning import Range, SearchSettings, TuningSettings, format_best_table
+
+SEARCH_FIELDS = ("ranges", "strategy", "early_stopping", "max_jobs", "max_parallel_jobs")
 
 
 def settings_for(tmp_path, **overrides) -> TuningSettings:
@@ -38,15 +41,17 @@ def settings_for(tmp_path, **overrides) -> TuningSettings:
         channels={"train": str(data / "train"), "valid": str(data / "valid")},
         hyperparameters=hyperparameters,
     )
-    defaults = {
+    search = {
         "ranges": {
             "learning_rate": Range("continuous", 1e-4, 1e-1, scaling="Logarithmic"),
             "optimizer": Range("categorical", values=("sgd", "adam")),
         },
         "max_jobs": 4,
         "max_parallel_jobs": 2,
+        **{key: overrides.pop(key) for key in SEARCH_FIELDS if key in overrides},
     }
-    return TuningSettings(training=training, **{**defaults, **overrides})
+    search["strategy"] = strategy_named(search.get("strategy", "Bayesian"))
+    return TuningSettings(training=training, search=SearchSettings(**search), **overrides)
 
 
 def accuracy_curve(hyperparameters: dict[str, str], epochs: int) -> list[float]:
@@ -139,7 +144,7 @@ GRID_RANGES = {
 
 def test_grid_runs_each_combination_once(tmp_path):
     settings = settings_for(tmp_path, strategy="Grid", ranges=GRID_RANGES, max_jobs=None)
-    assert settings.max_jobs == 4  # as SageMaker computes MaxNumberOfTrainingJobs for Grid
+    assert settings.search.max_jobs == 4  # as SageMaker computes MaxNumberOfTrainingJobs for Grid
     runner = StubRunner()
     result = run(tmp_path, settings, runner)
     combos = {tuple(sorted(t.params.items())) for t in load(tmp_path).trials}

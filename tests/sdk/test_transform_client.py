@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from classifier_client import transform
+from classifier_client.batch_transform import InvocationsClient, RequestFailed
 
 LIMIT = 1024
 
@@ -49,28 +49,27 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server() -> Iterator[str]:
+def client() -> Iterator[InvocationsClient]:
     _Handler.served = []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    client = InvocationsClient(
+        f"http://127.0.0.1:{httpd.server_address[1]}", "image/jpeg", "application/json"
+    )
+    yield client
+    client.close()
     httpd.shutdown()
     httpd.server_close()
-    transform._forget_connection()
 
 
-def _settings() -> transform.TransformSettings:
-    return transform.TransformSettings(input="in", output="out", image_uri="img")
-
-
-def test_a_dropped_keep_alive_connection_is_retried_and_every_request_is_answered(server):
-    answers = [json.loads(transform._post(server, _settings(), b"x" * 100)) for _ in range(6)]
+def test_a_dropped_keep_alive_connection_is_retried_and_every_request_is_answered(client):
+    answers = [json.loads(client.post(b"x" * 100)) for _ in range(6)]
     assert all(answer["predictions"][0]["label"] == "7" for answer in answers)
     assert _Handler.served == [100] * 6, "each request reached the server once"
 
 
-def test_a_413_sent_before_the_body_was_read_is_the_files_error(server):
-    with pytest.raises(transform._RequestFailed) as failed:
-        transform._post(server, _settings(), b"x" * (64 * 1024 * 1024))
+def test_a_413_sent_before_the_body_was_read_is_the_files_error(client):
+    with pytest.raises(RequestFailed) as failed:
+        client.post(b"x" * (64 * 1024 * 1024))
     assert failed.value.details == {"status": 413, "error": f"the body is over {LIMIT} bytes"}

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from classifier.metric_definitions import format_metrics_line, format_resumed_line
 from classifier_client.local_tuning import search
 from classifier_client.local_tuning.logs import LogMetrics, MetricRegexError
+from classifier_client.strategies import strategy_named
 from classifier_client.tuning import Range
 
 # --- the early-stopping rule -------------------------------------------------------------------
@@ -80,10 +81,11 @@ def test_each_strategy_maps_to_its_sampler_and_pruner(tmp_path):
         ("Grid", False): (optuna.samplers.GridSampler, optuna.pruners.NopPruner),
         ("Hyperband", False): (optuna.samplers.RandomSampler, optuna.pruners.HyperbandPruner),
     }
-    for (strategy, early), (sampler, pruner) in cases.items():
-        assert isinstance(search.make_sampler(strategy, ranges, 6), sampler)
-        assert isinstance(search.make_pruner(strategy, early, static), pruner)
-    assert search.make_pruner("Hyperband", False, static)._max_resource == 7
+    for (name, early), (sampler, pruner) in cases.items():
+        strategy = strategy_named(name)
+        assert isinstance(strategy.sampler(ranges, 6), sampler)
+        assert isinstance(strategy.pruner(early, static), pruner)
+    assert strategy_named("Hyperband").pruner(False, static)._max_resource == 7
 
 
 def test_ranges_become_distributions_with_their_scaling():

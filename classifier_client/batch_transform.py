@@ -33,7 +33,7 @@ from classifier.constants import (
 )
 from classifier.serving.config import MAX_DEFAULT_CPU_WORKERS
 from classifier_client.account_settings import AccountSettings, RequestSettings, refuse_secrets
-from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name
+from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name, wait_with
 from classifier_client.image import pin_image
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,10 @@ def create_transform_job(ctx: AwsContext, settings: TransformSettings, *, wait: 
     sagemaker.create_transform_job(**request)
     status = "InProgress"
     if wait:
-        status = _wait_for(sagemaker, settings.job_name)
+        name = settings.job_name
+        wait_with(sagemaker, "transform_job_completed_or_stopped", f"transform job {name} failed", 240,
+                  TransformJobName=name)  # fmt: skip
+        status = sagemaker.describe_transform_job(TransformJobName=name)["TransformJobStatus"]
     return {
         "transform_job": settings.job_name,
         "model": model_name,
@@ -223,21 +226,6 @@ def _create_model(ctx: AwsContext, settings: TransformSettings) -> str:
     }
     ctx.client("sagemaker").create_model(**model_request(name, container, ctx.require_role(), account))
     return name
-
-
-def _wait_for(sagemaker, job_name: str) -> str:
-    from botocore.exceptions import WaiterError
-
-    try:
-        sagemaker.get_waiter("transform_job_completed_or_stopped").wait(
-            TransformJobName=job_name, WaiterConfig={"Delay": 30, "MaxAttempts": 240}
-        )
-    except WaiterError as error:
-        pass_through = error.last_response or {}
-        raise ConfigurationError(
-            f"transform job {job_name} failed: {pass_through.get('FailureReason') or error}"
-        ) from error
-    return sagemaker.describe_transform_job(TransformJobName=job_name)["TransformJobStatus"]
 
 
 # --- local ---------------------------------------------------------------------------------------
@@ -283,8 +271,11 @@ def run_local(settings: TransformSettings, *, startup_timeout: float = 180.0) ->
     try:
         parameters = requests.get(f"{url}/execution-parameters", timeout=10)
         plan = _plan(settings, parameters.json() if parameters.status_code == 200 else {})
+        client = InvocationsClient(url, settings.content_type, _accept_for(settings))
         with ThreadPoolExecutor(plan.concurrency) as pool:
-            results = list(pool.map(lambda p: _transform_file(url, settings, plan, source, target, p), files))
+            results = list(
+                pool.map(lambda p: _transform_file(client, settings, plan, source, target, p), files)
+            )
     finally:
         local_endpoints.delete_local(settings.job_name)
     failed = {name: error for name, error in results if error}
@@ -302,7 +293,12 @@ def run_local(settings: TransformSettings, *, startup_timeout: float = 180.0) ->
 
 
 def _transform_file(
-    url: str, settings: TransformSettings, plan: _Plan, source: Path, target: Path, path: Path
+    client: InvocationsClient,
+    settings: TransformSettings,
+    plan: _Plan,
+    source: Path,
+    target: Path,
+    path: Path,
 ):
     """One input file -> ``<name>.out``; on failure ``<name>.out`` is not written (as on SageMaker)
     and the error goes to ``<name>.error``, so one bad file does not stop the others."""
@@ -310,8 +306,8 @@ def _transform_file(
     out = target / f"{relative}.out"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        answers = [_post(url, settings, batch) for batch in _requests_of(path, settings, plan)]
-    except _RequestFailed as error:
+        answers = [client.post(batch) for batch in _requests_of(path, settings, plan)]
+    except RequestFailed as error:
         out.with_suffix(".error").write_text(json.dumps({"input": relative, **error.details}) + "\n")
         return relative, error.details
     separator = b"" if settings.split_type == "None" else b"\n"
@@ -319,7 +315,9 @@ def _transform_file(
     return relative, None
 
 
-class _RequestFailed(Exception):
+class RequestFailed(Exception):
+    """A request of one input file failed; ``details`` (status, error) go to its ``.error`` file."""
+
     def __init__(self, details: dict):
         super().__init__(details.get("error"))
         self.details = details
@@ -330,7 +328,7 @@ def _requests_of(path: Path, settings: TransformSettings, plan: _Plan):
     data = path.read_bytes()
     if settings.split_type == "None":
         if len(data) > plan.max_payload_bytes:
-            raise _RequestFailed(
+            raise RequestFailed(
                 {"error": f"{len(data)} bytes is over MaxPayloadInMB ({plan.max_payload_bytes // 2**20})"}
             )
         yield data
@@ -339,7 +337,7 @@ def _requests_of(path: Path, settings: TransformSettings, plan: _Plan):
     size = 0
     for line in (line for line in data.splitlines() if line.strip()):
         if len(line) + 1 > plan.max_payload_bytes:
-            raise _RequestFailed({"error": f"a record of {len(line)} bytes is over MaxPayloadInMB"})
+            raise RequestFailed({"error": f"a record of {len(line)} bytes is over MaxPayloadInMB"})
         if batch and (plan.batch_strategy == "SingleRecord" or size + len(line) + 1 > plan.max_payload_bytes):
             yield b"\n".join(batch) + b"\n"
             batch, size = [], 0
@@ -349,70 +347,75 @@ def _requests_of(path: Path, settings: TransformSettings, plan: _Plan):
         yield b"\n".join(batch) + b"\n"
 
 
-_CONNECTIONS = threading.local()
+class InvocationsClient:
+    """POST /invocations over one keep-alive HTTP connection per calling thread.
 
+    SageMaker's agent keeps its connections too; the standard library's client, because
+    requests' per-call machinery cost the client more CPU than the model's own decode on the
+    two cores they share. A kept-alive connection the server dropped is retried once on a new
+    one; an answer the server sent before reading the whole body (413) is the request's error.
+    """
 
-def _connection(url: str) -> tuple[HTTPConnection, bool]:
-    """This thread's keep-alive HTTP connection to ``url``, and whether it served a request
-    before. SageMaker's agent keeps its connections too; the standard library's client, because
-    requests' per-call machinery cost the client more CPU than the model's own decode on the two
-    cores they share."""
-    from urllib.parse import urlsplit
+    def __init__(self, url: str, content_type: str, accept: str):
+        from urllib.parse import urlsplit
 
-    cached = getattr(_CONNECTIONS, "cached", None)
-    if cached is not None and cached[0] == url:
-        return cached[1], True
-    parts = urlsplit(url)
-    connection = HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=600)
-    _CONNECTIONS.cached = (url, connection)
-    return connection, False
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port
+        self.headers = {"Content-Type": content_type, "Accept": accept}
+        self._local = threading.local()
 
+    def post(self, body: bytes) -> bytes:
+        """The answer's body; :class:`RequestFailed` with the status and error otherwise."""
+        while True:
+            connection, reused = self._connection()
+            try:
+                status, content = self._exchange(connection, body)
+                break
+            except (RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
+                self.close()
+                # A kept-alive connection the server closed meanwhile (its keep-alive timeout):
+                # nothing was answered, so once more on a new one. A fresh connection's failure
+                # is the request's.
+                if not reused:
+                    raise RequestFailed({"error": f"{type(error).__name__}: {error}"}) from error
+            except (OSError, HTTPException) as error:
+                self.close()
+                raise RequestFailed({"error": f"{type(error).__name__}: {error}"}) from error
+        if status != 200:
+            try:
+                error_text = json.loads(content).get("error", content.decode(errors="replace"))
+            except (ValueError, AttributeError):
+                error_text = content.decode(errors="replace")
+            raise RequestFailed({"status": status, "error": error_text})
+        return content
 
-def _forget_connection() -> None:
-    cached = getattr(_CONNECTIONS, "cached", None)
-    if cached is not None:
-        cached[1].close()
-    _CONNECTIONS.cached = None
+    def close(self) -> None:
+        """Close this thread's connection; its next request opens a new one."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+        self._local.connection = None
 
+    def _connection(self) -> tuple[HTTPConnection, bool]:
+        """This thread's connection, and whether it served a request before."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection, True
+        self._local.connection = HTTPConnection(self.host, self.port, timeout=600)
+        return self._local.connection, False
 
-def _exchange(connection: HTTPConnection, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    try:
-        connection.request("POST", "/invocations", body=body, headers=headers)
-    except (BrokenPipeError, ConnectionResetError):
-        # The server may answer before it has read the whole body (413) and close: its answer
-        # is what the caller needs, not the broken pipe.
-        pass
-    response = connection.getresponse()
-    content = response.read()
-    if response.will_close:
-        _forget_connection()
-    return response.status, content
-
-
-def _post(url: str, settings: TransformSettings, body: bytes) -> bytes:
-    headers = {"Content-Type": settings.content_type, "Accept": _accept_for(settings)}
-    while True:
-        connection, reused = _connection(url)
+    def _exchange(self, connection: HTTPConnection, body: bytes) -> tuple[int, bytes]:
         try:
-            status, content = _exchange(connection, body, headers)
-            break
-        except (RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
-            _forget_connection()
-            # A kept-alive connection the server closed meanwhile (its keep-alive timeout):
-            # nothing was answered, so once more on a new one. A fresh connection's failure is
-            # the file's.
-            if not reused:
-                raise _RequestFailed({"error": f"{type(error).__name__}: {error}"}) from error
-        except (OSError, HTTPException) as error:
-            _forget_connection()
-            raise _RequestFailed({"error": f"{type(error).__name__}: {error}"}) from error
-    if status != 200:
-        try:
-            error_text = json.loads(content).get("error", content.decode(errors="replace"))
-        except (ValueError, AttributeError):
-            error_text = content.decode(errors="replace")
-        raise _RequestFailed({"status": status, "error": error_text})
-    return content
+            connection.request("POST", "/invocations", body=body, headers=self.headers)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may answer before it has read the whole body (413) and close: its
+            # answer is what the caller needs, not the broken pipe.
+            pass
+        response = connection.getresponse()
+        content = response.read()
+        if response.will_close:
+            self.close()
+        return response.status, content
 
 
 def _accept_for(settings: TransformSettings) -> str:
