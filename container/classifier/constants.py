@@ -1,5 +1,7 @@
 """Every environment variable and path name the image reads, in one place."""
 
+from enum import StrEnum
+
 # Root of the SageMaker tree; the sagemaker-training convention for running outside /opt/ml.
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 DEFAULT_BASE_DIR = "/opt/ml"
@@ -99,7 +101,22 @@ INFERENCE_BACKEND_ENV = "CLASSIFIER_INFERENCE_BACKEND"
 INFERENCE_BACKENDS = ("auto", "torch", "openvino")
 # auto (int8, else bf16, where the recorded parity allows it), fp32, bf16 or int8.
 INFERENCE_PRECISION_ENV = "CLASSIFIER_INFERENCE_PRECISION"
-INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+class PrecisionName(StrEnum):
+    """What a forward pass computes in, by the one spelling that hyperparameters, environment
+    variables, model files and metrics share. Training picks among ``TRAINING_PRECISIONS``,
+    serving among ``INFERENCE_PRECISIONS``."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+
+TRAINING_PRECISIONS = (PrecisionName.AUTO, PrecisionName.FP32, PrecisionName.BF16, PrecisionName.FP16)
+INFERENCE_PRECISIONS = (PrecisionName.AUTO, PrecisionName.FP32, PrecisionName.BF16, PrecisionName.INT8)
 # Multi-model endpoints: the resident memory (MB) the serving process may reach by loading
 # models; a load beyond it is refused with 507. Default: 80 % of the container's limit.
 MULTI_MODEL_MEMORY_MB_ENV = "CLASSIFIER_MULTI_MODEL_MEMORY_MB"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from classifier.constants import is_sagemaker_key
+from classifier.constants import TRAINING_PRECISIONS, PrecisionName, is_sagemaker_key
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULERS = ("none", "step", "cosine")
@@ -23,7 +23,7 @@ AUGMENTATIONS = ("standard", "light", "strong", "none")
 # beside it, the IR only (fp32/bf16), or nothing (a GPU endpoint serves PyTorch anyway).
 INFERENCE_EXPORTS = ("openvino-int8", "openvino", "none")
 # What a training step computes in (classifier.training.precision): auto picks per device.
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = TRAINING_PRECISIONS
 # torchvision 0.29.1's registry of image classifiers, `models.list_models(module=models)`,
 # written out so the client needs no torchvision; a unit test keeps the two equal.
 CLASSIFICATION_MODELS = (
@@ -121,7 +121,8 @@ def _parse_choice(spec: Field, text: str) -> str:
     value = text.strip().lower() if spec.any_case else text.strip()
     if value not in spec.choices:
         raise ValueError(f"must be {spec.choices_are} {', '.join(spec.choices)}")
-    return value
+    # The choice itself: a vocabulary's member where the choices are one (PrecisionName).
+    return spec.choices[spec.choices.index(value)]
 
 
 _PARSERS: dict[str, Callable[[Field, str], Any]] = {
@@ -171,7 +172,7 @@ SCHEMA: dict[str, Field] = {
     "label_smoothing": _number(0.0, 0.0, 0.99),
     "image_size": _integer(224, 8, 1024),
     "num_workers": _integer(2, 0, 64),
-    "precision": _choice("auto", PRECISIONS),
+    "precision": _choice(PrecisionName.AUTO, PRECISIONS),
     "clip_grad_norm": _number(0.0, 0.0, 1e6),
     "seed": _integer(42, 0, 2**32 - 1),
     "early_stopping_patience": _integer(0, 0, 10_000),
@@ -196,7 +197,7 @@ class Alias:
 # Older names still accepted; parse_values answers with the current key only.
 ALIASES: dict[str, Alias] = {
     # precision's first form: amp=true is precision=auto, amp=false is precision=fp32.
-    "amp": Alias("precision", Field(BOOLEAN), lambda on: "auto" if on else "fp32"),
+    "amp": Alias("precision", Field(BOOLEAN), lambda on: PrecisionName.AUTO if on else PrecisionName.FP32),
 }
 
 

@@ -123,9 +123,11 @@ def test_the_dataclass_and_the_schema_name_the_same_keys_with_the_same_defaults_
     attributes = {f.name: f for f in fields(Hyperparameters)}
     assert set(attributes) == set(SCHEMA), set(attributes) ^ set(SCHEMA)
     assert Hyperparameters().to_dict() == defaults()
-    python_type = {"boolean": "bool", "integer": "int", "number": "float", "choice": "str"}
+    python_type = {"boolean": "bool", "integer": "int", "number": "float"}
     for key, spec in SCHEMA.items():
-        assert attributes[key].type == python_type[spec.kind], key
+        # A choice among a vocabulary's members (PrecisionName) is typed as that vocabulary.
+        expected = type(spec.choices[0]).__name__ if spec.kind == "choice" else python_type[spec.kind]
+        assert attributes[key].type == expected, key
         # Every default passes its own field's check.
         assert spec.parse(as_text(spec.default)) == spec.default, key
     assert not set(ALIASES) & set(SCHEMA)

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from classifier.artifacts import ModelArtifactError, ModelSpec, load_model_spec, save_model
+from classifier.constants import PrecisionName
 from classifier.inference import export, selection
-from classifier.inference.backends import BF16, FP32, INT8, OpenVinoBackend, softmax
+from classifier.inference.backends import OpenVinoBackend, softmax
 from classifier.inference.torch_backend import TorchBackend
 from classifier.models import create_model
 from tests.helpers import write_image_folder
@@ -46,19 +47,22 @@ def test_export_records_parity_of_each_precision_in_model_config(exported):
     saved = json.loads((model_dir / "model_config.json").read_text())["exports"]["openvino"]
     assert saved == spec.exports["openvino"]
     assert (model_dir / saved["file"]).is_file() and (model_dir / "model.bin").is_file()
-    assert set(saved["parity"]) == {FP32, BF16, INT8}
+    assert set(saved["parity"]) == {PrecisionName.FP32, PrecisionName.BF16, PrecisionName.INT8}
     assert saved["int8_file"] == "model_int8.xml" and (model_dir / "model_int8.bin").is_file()
-    fp32 = saved["parity"][FP32]
+    fp32 = saved["parity"][PrecisionName.FP32]
     assert fp32["samples"] == 24 and fp32["top1_agreement"] == 1.0 and fp32["max_abs_prob_diff"] < 1e-4
     assert load_model_spec(model_dir) == spec
 
 
 def test_openvino_fp32_gives_torch_top_k_within_the_recorded_tolerance(exported):
     model, model_dir, spec = exported
-    reference, engine = TorchBackend(model), OpenVinoBackend(model_dir / "model.xml", FP32, threads=2)
+    reference, engine = (
+        TorchBackend(model),
+        OpenVinoBackend(model_dir / "model.xml", PrecisionName.FP32, threads=2),
+    )
     images = np.stack(_images(10, seed=1))
     expected, actual = softmax(reference.logits(images)), softmax(engine.logits(images))
-    tolerance = spec.exports["openvino"]["parity"][FP32]["max_abs_prob_diff"]
+    tolerance = spec.exports["openvino"]["parity"][PrecisionName.FP32]["max_abs_prob_diff"]
     top3 = np.argsort(-expected, axis=1)[:, :3]
     assert np.array_equal(top3, np.argsort(-actual, axis=1)[:, :3])
     assert float(np.abs(expected - actual).max()) <= max(tolerance * 10, 1e-5)
@@ -66,7 +70,7 @@ def test_openvino_fp32_gives_torch_top_k_within_the_recorded_tolerance(exported)
 
 def test_thread_counts_each_get_a_compiled_model_with_the_same_answers(exported):
     _, model_dir, _ = exported
-    engine = OpenVinoBackend(model_dir / "model.xml", FP32, threads=2)
+    engine = OpenVinoBackend(model_dir / "model.xml", PrecisionName.FP32, threads=2)
     images = np.stack(_images(3, seed=2))
     two = engine.logits(images)
     engine.set_threads(1)
@@ -77,7 +81,9 @@ def test_auto_picks_openvino_and_says_why(exported):
     _, model_dir, spec = exported
     choice = selection.choose(model_dir, spec, "cpu")
     assert choice.backend == "openvino" and "fastest available" in choice.reason
-    assert choice.file == model_dir / ("model_int8.xml" if choice.precision == INT8 else "model.xml")
+    assert choice.file == model_dir / (
+        "model_int8.xml" if choice.precision == PrecisionName.INT8 else "model.xml"
+    )
 
 
 def _with_agreement(spec: ModelSpec, **agreements: float) -> ModelSpec:
@@ -116,7 +122,7 @@ def test_reduced_precisions_are_refused_when_the_recorded_agreement_is_below_the
     _, model_dir, spec = exported
     refusing = _with_agreement(spec, bf16=0.94, int8=0.97)
     choice = selection.choose(model_dir, refusing, "cpu", precision=requested)
-    assert choice.precision == FP32 and choice.file == model_dir / "model.xml"
+    assert choice.precision == PrecisionName.FP32 and choice.file == model_dir / "model.xml"
     if requested in ("auto", "int8"):
         assert "int8 refused: top-1 agreement 0.9700 < 0.99" in choice.reason
     if requested in ("auto", "bf16"):
@@ -127,29 +133,29 @@ def test_reduced_precisions_are_refused_when_the_recorded_agreement_is_below_the
 
 def test_the_fastest_precision_the_agreement_allows_is_served(exported, monkeypatch):
     _, model_dir, spec = exported
-    monkeypatch.setattr(selection, "_cpu_supports", lambda precision: True)
+    monkeypatch.setattr(selection, "cpu_supports", lambda precision: True)
     both = _with_agreement(spec, bf16=0.995, int8=0.992)
     choice = selection.choose(model_dir, both, "cpu")
-    assert (choice.precision, choice.file) == (INT8, model_dir / "model_int8.xml")
-    assert selection.choose(model_dir, both, "cpu", precision="bf16").precision == BF16
-    assert selection.choose(model_dir, both, "cpu", precision="fp32").precision == FP32
+    assert (choice.precision, choice.file) == (PrecisionName.INT8, model_dir / "model_int8.xml")
+    assert selection.choose(model_dir, both, "cpu", precision="bf16").precision == PrecisionName.BF16
+    assert selection.choose(model_dir, both, "cpu", precision="fp32").precision == PrecisionName.FP32
     bf16_only = _with_agreement(spec, bf16=0.995, int8=0.98)
     choice = selection.choose(model_dir, bf16_only, "cpu")
-    assert (choice.precision, choice.file) == (BF16, model_dir / "model.xml")
+    assert (choice.precision, choice.file) == (PrecisionName.BF16, model_dir / "model.xml")
     assert "int8 refused" in choice.reason
     unmeasured = replace(spec, exports={"openvino": {"file": "model.xml", "parity": {}}})
-    assert selection.choose(model_dir, unmeasured, "cpu").precision == FP32
+    assert selection.choose(model_dir, unmeasured, "cpu").precision == PrecisionName.FP32
     # An export from before int8 (no int8 model) still serves, in bf16.
     no_int8 = {key: value for key, value in both.exports["openvino"].items() if key != "int8_file"}
     choice = selection.choose(model_dir, replace(spec, exports={"openvino": no_int8}), "cpu")
-    assert choice.precision == BF16 and "no int8 model" in choice.reason
+    assert choice.precision == PrecisionName.BF16 and "no int8 model" in choice.reason
 
 
 def test_a_cpu_without_the_instructions_keeps_fp32(exported, monkeypatch):
     _, model_dir, spec = exported
-    monkeypatch.setattr(selection, "_cpu_supports", lambda precision: False)
+    monkeypatch.setattr(selection, "cpu_supports", lambda precision: False)
     choice = selection.choose(model_dir, _with_agreement(spec, bf16=0.995, int8=0.995), "cpu")
-    assert choice.precision == FP32 and "this CPU has no int8 support" in choice.reason
+    assert choice.precision == PrecisionName.FP32 and "this CPU has no int8 support" in choice.reason
 
 
 def _adjusted(agreeing: float, samples: int) -> tuple[float, float]:
@@ -166,7 +172,11 @@ def test_each_precision_answers_like_torch_within_its_recorded_agreement(exporte
     reference = TorchBackend(model)
     images = np.stack(_images(192, seed=7))  # neither the parity (seed 0) nor calibration (seed 9) images
     expected = reference.logits(images).argmax(1)
-    for precision, file in ((FP32, "model.xml"), (BF16, "model.xml"), (INT8, "model_int8.xml")):
+    for precision, file in (
+        (PrecisionName.FP32, "model.xml"),
+        (PrecisionName.BF16, "model.xml"),
+        (PrecisionName.INT8, "model_int8.xml"),
+    ):
         engine = OpenVinoBackend(model_dir / file, precision, threads=2)
         agreeing = int((engine.logits(images).argmax(1) == expected).sum())
         record = spec.exports["openvino"]["parity"][precision]
@@ -235,10 +245,10 @@ def test_the_server_predicts_the_same_top_k_on_openvino_as_on_torch(exported):
 
     model, model_dir, spec = exported
     # fp32: the reduced precisions answer within their recorded agreement (tested above).
-    served = Predictor.load(model_dir, "cpu", precision=FP32, threads=2, max_batch_size=4)
+    served = Predictor.load(model_dir, "cpu", precision=PrecisionName.FP32, threads=2, max_batch_size=4)
     reference = Predictor(model, spec, fuse=False).start()
     try:
-        assert (served.backend_name, served.precision) == ("openvino", FP32)
+        assert (served.backend_name, served.precision) == ("openvino", PrecisionName.FP32)
         buffer = io.BytesIO()
         Image.effect_mandelbrot((48, 40), (-2, -1.2, 1, 1.2), 60).convert("RGB").save(buffer, "PNG")
         pixels = served.prepare(buffer.getvalue())

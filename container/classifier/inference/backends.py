@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.constants import PrecisionName
 from classifier.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
 
-FP32, BF16, INT8 = "fp32", "bf16", "int8"
 # What OpenVINO computes in for each precision. The int8 model keeps f32 for the few operations
 # NNCF leaves unquantized, so its measured parity does not depend on bf16 hardware (the server
-# still serves int8 only on CPUs with VNNI or AMX, see selection._cpu_supports).
-_OPENVINO_HINTS = {FP32: "f32", BF16: "bf16", INT8: "f32"}
+# still serves int8 only on CPUs with VNNI or AMX, see selection.cpu_supports).
+_OPENVINO_HINTS = {PrecisionName.FP32: "f32", PrecisionName.BF16: "bf16", PrecisionName.INT8: "f32"}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ class InferenceBackend(ABC):
     """One engine running one model; never called from two threads at once."""
 
     name: str
-    precision: str = FP32
+    precision: PrecisionName = PrecisionName.FP32
 
     @abstractmethod
     def logits(self, pixels: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ class OpenVinoBackend(InferenceBackend):
     def __init__(
         self,
         xml_path: Path,
-        precision: str = FP32,
+        precision: PrecisionName = PrecisionName.FP32,
         threads: int = 1,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,

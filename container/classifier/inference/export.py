@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from classifier.artifacts import ModelSpec, load_model, write_model_config
-from classifier.inference.backends import BF16, FP32, INT8, InferenceBackend, OpenVinoBackend, softmax
+from classifier.constants import PrecisionName
+from classifier.inference.backends import InferenceBackend, OpenVinoBackend, softmax
 from classifier.inference.selection import allowed_precisions
 from classifier.inference.torch_backend import TorchBackend
 from classifier.preprocessing import normalize, to_pixels
@@ -136,10 +137,10 @@ def export_model(
         return spec
     model = model.eval().cpu()
     path = _export_openvino(model, spec, model_dir)
-    files = {FP32: path, BF16: path}
+    files = {PrecisionName.FP32: path, PrecisionName.BF16: path}
     if calibration and images and nncf_available():
         try:
-            files[INT8] = _quantize_openvino(path, spec, calibration)
+            files[PrecisionName.INT8] = _quantize_openvino(path, spec, calibration)
         except Exception as error:  # noqa: BLE001 - NNCF fails in many ways; fp32/bf16 stand
             logger.warning("no int8 model (%s: %s); fp32 and bf16 are exported", type(error).__name__, error)
     elif calibration and images:
@@ -152,8 +153,8 @@ def export_model(
         for precision, file in files.items()
     }
     export = {"file": path.name, "parity": measured}
-    if INT8 in files:
-        export["int8_file"] = files[INT8].name
+    if PrecisionName.INT8 in files:
+        export["int8_file"] = files[PrecisionName.INT8].name
     for precision, result in measured.items():
         if result is not None:
             logger.info(

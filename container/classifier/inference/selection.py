@@ -19,7 +19,7 @@ from pathlib import Path
 
 from classifier import constants
 from classifier.artifacts import ModelArtifactError, ModelSpec
-from classifier.inference.backends import BF16, FP32, INT8
+from classifier.constants import PrecisionName
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +28,13 @@ X86_MACHINES = ("x86_64", "amd64", "i686")
 # A reduced precision is served only where its top-1 class agreed with fp32 PyTorch this often
 # on the validation images the export measured (classifier.inference.export).
 MIN_TOP1_AGREEMENT = 0.99
-REDUCED_PRECISIONS = (BF16, INT8)
+REDUCED_PRECISIONS = (PrecisionName.BF16, PrecisionName.INT8)
 
 
 @dataclass(frozen=True)
 class Choice:
     backend: str
-    precision: str
+    precision: PrecisionName
     reason: str
     file: Path | None = None
 
@@ -55,10 +55,10 @@ def _exported_file(model_dir: Path, spec: ModelSpec, backend: str, key: str = "f
 INT8_CPU_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
-def allowed_precisions(spec: ModelSpec, backend: str) -> dict[str, str]:
+def allowed_precisions(spec: ModelSpec, backend: str) -> dict[PrecisionName, str]:
     """Each precision of ``backend`` with why it may or may not be served."""
     measured = spec.exports.get(backend, {}).get("parity", {})
-    verdicts = {FP32: "fp32 is the reference precision"}
+    verdicts = {PrecisionName.FP32: "fp32 is the reference precision"}
     for precision in REDUCED_PRECISIONS:
         result = measured.get(precision)
         if result is None:
@@ -81,34 +81,38 @@ def _cpu_flags() -> set[str]:
     return {flag for line in lines for flag in line.split(":", 1)[1].split()}
 
 
-def _cpu_supports(precision: str) -> bool:
+def cpu_supports(precision: PrecisionName) -> bool:
     """Whether this CPU has fast instructions for ``precision``: VNNI or AMX for int8; for bf16
     what OpenVINO reports (AMX, AVX512-BF16)."""
-    if precision == INT8:
+    if precision == PrecisionName.INT8:
         return bool(INT8_CPU_FLAGS & _cpu_flags())
     import openvino as ov
 
     return precision.upper() in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def _precision(model_dir: Path, spec: ModelSpec, backend: str, requested: str) -> tuple[str, str]:
-    if backend != OPENVINO or requested == FP32:
-        return FP32, "fp32"
+def _precision(
+    model_dir: Path, spec: ModelSpec, backend: str, requested: PrecisionName
+) -> tuple[PrecisionName, str]:
+    if backend != OPENVINO or requested == PrecisionName.FP32:
+        return PrecisionName.FP32, "fp32"
     verdicts = allowed_precisions(spec, backend)
     reasons = []
-    for precision in (INT8, BF16) if requested == AUTO else (requested,):
+    for precision in (
+        (PrecisionName.INT8, PrecisionName.BF16) if requested == PrecisionName.AUTO else (requested,)
+    ):
         verdict = verdicts[precision]
-        if precision == INT8 and _exported_file(model_dir, spec, backend, "int8_file") is None:
+        if precision == PrecisionName.INT8 and _exported_file(model_dir, spec, backend, "int8_file") is None:
             reasons.append("int8: no int8 model in the export")
         elif not verdict.startswith("allowed"):
             reasons.append(f"{precision} {verdict}")
-        elif not _cpu_supports(precision):
+        elif not cpu_supports(precision):
             reasons.append(f"this CPU has no {precision} support")
         else:
             return precision, "; ".join([*reasons, f"{precision} {verdict}"])
-    if requested != AUTO:
+    if requested != PrecisionName.AUTO:
         logger.warning("%s; serving fp32", "; ".join(reasons))
-    return FP32, "; ".join(reasons)
+    return PrecisionName.FP32, "; ".join(reasons)
 
 
 def _forced(backend: str, model_dir: Path, spec: ModelSpec, device: str) -> Path | None:
@@ -162,13 +166,17 @@ def _automatic(model_dir: Path, spec: ModelSpec, device: str) -> tuple[str, Path
 
 
 def choose(
-    model_dir: Path, spec: ModelSpec, device: str, backend: str = AUTO, precision: str = AUTO
+    model_dir: Path,
+    spec: ModelSpec,
+    device: str,
+    backend: str = AUTO,
+    precision: PrecisionName = PrecisionName.AUTO,
 ) -> Choice:
     if backend == AUTO:
         backend, path, reason = _automatic(model_dir, spec, device)
     else:
         path, reason = _forced(backend, model_dir, spec, device), "asked for"
     chosen_precision, why = _precision(model_dir, spec, backend, precision)
-    if chosen_precision == INT8:
+    if chosen_precision == PrecisionName.INT8:
         path = _exported_file(model_dir, spec, backend, "int8_file")
     return Choice(backend, chosen_precision, f"{reason}; {why}", path)

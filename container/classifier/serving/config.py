@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
 
-from classifier import constants
+from classifier import constants, opt_ml
+from classifier.constants import PrecisionName
 
 # SageMaker kills a container that does not answer an invocation in 60 s; a shorter
 # gunicorn timeout would kill a worker that SageMaker still waits for.
@@ -141,7 +142,7 @@ class ServingSettings:
     default_top_k: int
     log_level: str
     inference_backend: str = "auto"
-    inference_precision: str = "auto"
+    inference_precision: PrecisionName = PrecisionName.AUTO
     multi_model: bool = False
     multi_model_memory_mb: int = 0
 
@@ -199,7 +200,7 @@ class ServingSettings:
     ) -> ServingSettings:
         """Read and validate the serving environment; counts are injectable for tests."""
         env = os.environ if env is None else env
-        base_dir = Path(env.get(constants.BASE_DIR_ENV) or constants.DEFAULT_BASE_DIR)
+        base_dir = opt_ml.base_dir(env)
         cpus = available_cpus() if cpu_count is None else cpu_count
         device, gpu_count = _device(env, gpu_count)
         default_workers = gpu_count if device == "cuda" else min(cpus, MAX_DEFAULT_CPU_WORKERS)
@@ -315,5 +316,7 @@ def _inference(env: Mapping[str, str]) -> dict:
     backends, precisions = constants.INFERENCE_BACKENDS, constants.INFERENCE_PRECISIONS
     return {
         "inference_backend": _choice(env, constants.INFERENCE_BACKEND_ENV, backends, backends[0]),
-        "inference_precision": _choice(env, constants.INFERENCE_PRECISION_ENV, precisions, precisions[0]),
+        "inference_precision": PrecisionName(
+            _choice(env, constants.INFERENCE_PRECISION_ENV, precisions, precisions[0])
+        ),
     }

@@ -37,7 +37,7 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 QUEUE_WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Without a backend or precision on the predictor, it is the trained module in float32.
 DEFAULT_BACKEND = "torch"
-DEFAULT_PRECISION = "fp32"
+DEFAULT_PRECISION = constants.PrecisionName.FP32
 
 _lock = threading.Lock()
 _metrics: SimpleNamespace | None = None

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from classifier.artifacts import ModelSpec, load_model_spec, resolve_model_dir
+from classifier.constants import PrecisionName
 from classifier.inference import selection
 from classifier.inference.backends import InferenceBackend, softmax
 from classifier.inference.engines import load_engine
@@ -141,7 +142,7 @@ class Predictor:
         return self.backend.name
 
     @property
-    def precision(self) -> str:
+    def precision(self) -> PrecisionName:
         return self.backend.precision
 
     @classmethod
@@ -151,7 +152,7 @@ class Predictor:
         device: str = "cpu",
         *,
         backend: str = selection.AUTO,
-        precision: str = selection.AUTO,
+        precision: str = PrecisionName.AUTO,
         threads: int = 1,
         **options,
     ) -> Predictor:
@@ -160,7 +161,7 @@ class Predictor:
         started = time.perf_counter()
         model_dir = resolve_model_dir(model_dir)
         spec = load_model_spec(model_dir)
-        choice = selection.choose(model_dir, spec, device, backend, precision)
+        choice = selection.choose(model_dir, spec, device, backend, PrecisionName(precision))
         engine = load_engine(model_dir, spec, device, choice, threads)
         predictor = cls(engine, spec, device, **options).start()
         loaded = time.perf_counter()

@@ -9,8 +9,10 @@ of an hour later with a traceback.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import Enum
 from typing import Any
 
+from classifier.constants import PrecisionName
 from classifier.errors import JobInputError
 from classifier.hyperparameter_schema import HyperparameterValueError, defaults, parse_values
 
@@ -49,7 +51,7 @@ class Hyperparameters:
     label_smoothing: float = _DEFAULT["label_smoothing"]
     image_size: int = _DEFAULT["image_size"]
     num_workers: int = _DEFAULT["num_workers"]
-    precision: str = _DEFAULT["precision"]
+    precision: PrecisionName = _DEFAULT["precision"]
     clip_grad_norm: float = _DEFAULT["clip_grad_norm"]
     seed: int = _DEFAULT["seed"]
     early_stopping_patience: int = _DEFAULT["early_stopping_patience"]
@@ -60,13 +62,18 @@ class Hyperparameters:
     log_steps: int = _DEFAULT["log_steps"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Plain data, for JSON and for checkpoints (which load tensors and plain data only)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     def run_identity(self) -> dict[str, Any]:
         """The values that change what training computes: a checkpoint written under other
         values belongs to another run. ``epochs`` is not one of them (a resumed job may be
         asked for more), nor are settings that only change speed, logging or when to stop."""
         return {k: v for k, v in self.to_dict().items() if k not in NOT_RUN_IDENTITY}
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
 
 
 def parse_hyperparameters(raw: dict[str, Any]) -> Hyperparameters:

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from classifier.constants import PrecisionName
 from classifier.errors import JobInputError
 
 logger = logging.getLogger(__name__)
 
-FP32, BF16, FP16, AUTO = "fp32", "bf16", "fp16", "auto"
 # /proc/cpuinfo flags of CPUs that run bf16 matrix maths natively (oneDNN uses them).
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # channels_last on the CPU, from `make bench-train`'s layout matrix (docs/performance.md,
@@ -44,18 +44,18 @@ class PrecisionError(JobInputError):
 class Precision:
     """What a step runs in (``name``), why, and the activations' memory layout."""
 
-    name: str
+    name: PrecisionName
     reason: str
     channels_last: bool
 
     @property
     def dtype(self) -> torch.dtype | None:
-        return {BF16: torch.bfloat16, FP16: torch.float16}.get(self.name)
+        return {PrecisionName.BF16: torch.bfloat16, PrecisionName.FP16: torch.float16}.get(self.name)
 
     @property
     def scaled(self) -> bool:
         """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range."""
-        return self.name == FP16
+        return self.name == PrecisionName.FP16
 
     def autocast(self, device: torch.device):
         if self.dtype is None:
@@ -155,51 +155,55 @@ def choose_precision(
     native = [flag for flag in CPU_BF16_FLAGS if flag in present]
     chosen = _on_cpu(requested, native, image_size)
     unsafe = list(unsafe_bf16)
-    if chosen.name != BF16 or not unsafe:
+    if chosen.name != PrecisionName.BF16 or not unsafe:
         return chosen
     fault = (
         f"at image_size={image_size} the input of {', '.join(unsafe)} is 1 pixel wide, where torch's "
         "CPU bf16 kernels compute non-finite weight gradients"
     )
-    if requested == BF16:
+    if requested == PrecisionName.BF16:
         raise PrecisionError(f"hyperparameter precision=bf16: {fault}; use a larger image_size, or fp32")
-    return Precision(FP32, f"auto: {fault}", image_size >= CPU_FP32_CHANNELS_LAST_MIN_SIZE)
+    return Precision(PrecisionName.FP32, f"auto: {fault}", image_size >= CPU_FP32_CHANNELS_LAST_MIN_SIZE)
 
 
 def _on_gpu(requested: str, native_bf16: bool) -> Precision:
-    if requested == FP32:
-        return Precision(FP32, "precision=fp32 asked for", True)
-    if requested == BF16 and not native_bf16:
+    if requested == PrecisionName.FP32:
+        return Precision(PrecisionName.FP32, "precision=fp32 asked for", True)
+    if requested == PrecisionName.BF16 and not native_bf16:
         raise PrecisionError(
             "hyperparameter precision=bf16: this GPU has no native bf16 (compute capability < 8.0); "
             "use precision=fp16 (or auto, which picks it)"
         )
-    if requested == BF16 or (requested == AUTO and native_bf16):
-        why = "asked for" if requested == BF16 else "auto: the GPU runs bf16 natively"
-        return Precision(BF16, f"bf16 autocast ({why})", True)
-    why = "asked for" if requested == FP16 else "auto: the GPU has no native bf16"
-    return Precision(FP16, f"fp16 autocast with a gradient scaler ({why})", True)
+    if requested == PrecisionName.BF16 or (requested == PrecisionName.AUTO and native_bf16):
+        why = "asked for" if requested == PrecisionName.BF16 else "auto: the GPU runs bf16 natively"
+        return Precision(PrecisionName.BF16, f"bf16 autocast ({why})", True)
+    why = "asked for" if requested == PrecisionName.FP16 else "auto: the GPU has no native bf16"
+    return Precision(PrecisionName.FP16, f"fp16 autocast with a gradient scaler ({why})", True)
 
 
 def _on_cpu(requested: str, native: list[str], image_size: int) -> Precision:
     fp32_layout = image_size >= CPU_FP32_CHANNELS_LAST_MIN_SIZE
-    if requested == FP16:
+    if requested == PrecisionName.FP16:
         raise PrecisionError(
             "hyperparameter precision=fp16 is for GPUs (with a gradient scaler); on a CPU use "
             "precision=bf16 or auto"
         )
-    if requested == FP32:
-        return Precision(FP32, "precision=fp32 asked for", fp32_layout)
+    if requested == PrecisionName.FP32:
+        return Precision(PrecisionName.FP32, "precision=fp32 asked for", fp32_layout)
     bf16_layout = image_size >= CPU_BF16_CHANNELS_LAST_MIN_SIZE
-    if requested == BF16:
+    if requested == PrecisionName.BF16:
         if not native:
             logger.warning(
                 "precision=bf16 on a CPU without %s: bf16 runs emulated, usually slower than fp32",
                 " or ".join(CPU_BF16_FLAGS),
             )
-        return Precision(BF16, "bf16 autocast (asked for)", bf16_layout)
+        return Precision(PrecisionName.BF16, "bf16 autocast (asked for)", bf16_layout)
     if native:
-        return Precision(BF16, f"auto: the CPU runs bf16 natively ({', '.join(native)})", bf16_layout)
+        return Precision(
+            PrecisionName.BF16, f"auto: the CPU runs bf16 natively ({', '.join(native)})", bf16_layout
+        )
     return Precision(
-        FP32, f"auto: the CPU has none of {', '.join(CPU_BF16_FLAGS)}, so bf16 would be emulated", fp32_layout
+        PrecisionName.FP32,
+        f"auto: the CPU has none of {', '.join(CPU_BF16_FLAGS)}, so bf16 would be emulated",
+        fp32_layout,
     )
