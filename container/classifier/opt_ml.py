@@ -1,5 +1,6 @@
-"""The configuration SageMaker writes under /opt/ml before a training job starts, written the
-same way for jobs that run without SageMaker (a local tuning trial) and for tests.
+"""The /opt/ml tree: where it is (one rule for every path of the contract), and the
+configuration SageMaker writes there before a training job starts, written the same way for
+jobs that run without SageMaker (a local tuning trial) and for tests.
 
 Standard library only: the client environment (no torch) writes it too.
 """
@@ -11,10 +12,39 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from classifier.constants import HYPERPARAMETERS_FILE, INPUT_DATA_CONFIG_FILE, RESOURCE_CONFIG_FILE
+from classifier.constants import (
+    BASE_DIR_ENV,
+    DEFAULT_BASE_DIR,
+    HYPERPARAMETERS_FILE,
+    INPUT_DATA_CONFIG_FILE,
+    RESOURCE_CONFIG_FILE,
+)
 from classifier.hyperparameter_schema import as_text
 
 HOST = "algo-1"
+
+
+def base_dir(environ: Mapping[str, str]) -> Path:
+    """The tree's root: ``SAGEMAKER_BASE_DIR`` (the sagemaker-training convention for running
+    outside /opt/ml) when set, else /opt/ml."""
+    return Path(environ.get(BASE_DIR_ENV, "").strip() or DEFAULT_BASE_DIR)
+
+
+def rebased(path: Path, base: Path) -> Path:
+    """``path`` with its /opt/ml prefix replaced by ``base``: a path SageMaker names under /opt/ml
+    (a LocalPath of a checkpoint or TensorBoard config) follows the tree like every other path
+    of the contract; any other path is kept as given."""
+    default = Path(DEFAULT_BASE_DIR)
+    return base / path.relative_to(default) if path.is_relative_to(default) else path
+
+
+def local_path(config: Any, default: Path, base: Path) -> Path:
+    """The ``LocalPath`` of one of SageMaker's output configs (checkpoints, TensorBoard), else
+    ``default``; rebased onto ``base``."""
+    given = config.get("LocalPath") if isinstance(config, dict) else None
+    return rebased(Path(given) if isinstance(given, str) and given else default, base)
+
+
 # One channel's entry of inputdataconfig.json, as SageMaker writes it for File mode.
 FILE_CHANNEL = {
     "ContentType": "application/x-image",

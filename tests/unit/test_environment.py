@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from classifier.training.environment import ContractError, TrainingEnvironment
@@ -86,3 +88,29 @@ def test_tuning_trials_checkpoint_under_their_own_job_name(opt_ml, monkeypatch):
     opt_ml.hyperparameters({"epochs": 2, "_tuning_objective_metric": "valid_accuracy"})
     env = TrainingEnvironment.from_environ()
     assert env.checkpoint_dir == opt_ml.root / "checkpoints" / "tune-0005-a1b2"
+
+
+def test_the_config_files_are_read_once_when_the_environment_is_built(opt_ml):
+    config = opt_ml.root / "input/config/checkpointconfig.json"
+    config.write_text('{"LocalPath": "/opt/ml/spot-checkpoints/", "S3Uri": "s3://bucket/ckpt"}')
+    (opt_ml.root / "input/config/tensorboardoutputconfig.json").write_text('{"LocalPath": "/opt/ml/tb"}')
+    env = TrainingEnvironment.from_environ()
+    config.write_text("not JSON any more")
+    (opt_ml.root / "input/config/tensorboardoutputconfig.json").unlink()
+    assert env.checkpoint_dir == opt_ml.root / "spot-checkpoints"
+    assert env.tensorboard_dir == opt_ml.root / "tb"
+
+
+def test_a_malformed_config_file_is_named_when_the_environment_is_built(opt_ml):
+    (opt_ml.root / "input/config/tensorboardoutputconfig.json").write_text("{")
+    with pytest.raises(ContractError, match="tensorboardoutputconfig.json is not valid JSON"):
+        TrainingEnvironment.from_environ()
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_training_and_serving_find_the_tree_by_one_rule(monkeypatch, value):
+    from classifier.serving.config import ServingSettings
+
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", value)
+    assert TrainingEnvironment.from_environ().base_dir == Path("/opt/ml")
+    assert ServingSettings.from_env().model_dir == Path("/opt/ml/model")

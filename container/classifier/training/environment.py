@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier import constants
+from classifier import constants, opt_ml
 from classifier.errors import JobInputError
 
 
@@ -46,11 +46,15 @@ class TrainingEnvironment:
     input_data_config: dict[str, Any]
     resource_config: dict[str, Any]
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The CheckpointConfig and TensorBoardOutputConfig SageMaker wrote, if any.
+    checkpoint_config: dict[str, Any] = field(default_factory=dict)
+    tensorboard_config: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> TrainingEnvironment:
+        """Every file of the contract, read now, once."""
         environ = dict(os.environ if environ is None else environ)
-        base_dir = Path(environ.get(constants.BASE_DIR_ENV, constants.DEFAULT_BASE_DIR))
+        base_dir = opt_ml.base_dir(environ)
         hyperparameters = _read_json(base_dir / constants.HYPERPARAMETERS_FILE, False, {})
         if not isinstance(hyperparameters, dict):
             raise ContractError(f"{constants.HYPERPARAMETERS_FILE} must hold a JSON object")
@@ -60,6 +64,8 @@ class TrainingEnvironment:
             input_data_config=_read_json(base_dir / constants.INPUT_DATA_CONFIG_FILE, False, {}),
             resource_config=_read_json(base_dir / constants.RESOURCE_CONFIG_FILE, False, {}),
             environ=environ,
+            checkpoint_config=_read_json(base_dir / constants.CHECKPOINT_CONFIG_FILE, False, {}),
+            tensorboard_config=_read_json(base_dir / constants.TENSORBOARD_CONFIG_FILE, False, {}),
         )
 
     # Paths ---------------------------------------------------------------
@@ -87,12 +93,8 @@ class TrainingEnvironment:
         checkpoints are written. The default directory is /opt/ml/checkpoints/." A path
         under /opt/ml follows SAGEMAKER_BASE_DIR like every other path of the contract.
         """
-        config = _read_json(self.base_dir / constants.CHECKPOINT_CONFIG_FILE, False, {})
-        local_path = config.get("LocalPath") if isinstance(config, dict) else None
-        path = Path(local_path) if local_path else Path(constants.DEFAULT_BASE_DIR, constants.CHECKPOINT_DIR)
-        default_base = Path(constants.DEFAULT_BASE_DIR)
-        if path.is_relative_to(default_base):
-            path = self.base_dir / path.relative_to(default_base)
+        default = Path(constants.DEFAULT_BASE_DIR, constants.CHECKPOINT_DIR)
+        path = opt_ml.local_path(self.checkpoint_config, default, self.base_dir)
         # The training jobs of a tuning job share its TrainingJobDefinition's CheckpointConfig,
         # so they sync one S3 prefix; nothing in the API reference separates them per job.
         # Each trial keeps its checkpoints under its own job name (a spot restart keeps it).
@@ -109,18 +111,13 @@ class TrainingEnvironment:
         config (HyperParameterTrainingJobDefinition has no TensorBoardOutputConfig member): it
         writes under its checkpoint root, which SageMaker syncs to S3 while the job runs.
         """
-        from classifier.watching.tensorboard import tensorboard_dir
-
         given = self.environ.get(constants.TENSORBOARD_DIR_ENV, "").strip()
         if given:
-            path = Path(given)
-        elif self.is_tuning_trial and (self.base_dir / constants.CHECKPOINT_CONFIG_FILE).exists():
-            path = self.checkpoint_dir.parent / "tensorboard" / self.environ[constants.TRAINING_JOB_NAME_ENV]
-        else:
-            default = Path(constants.DEFAULT_BASE_DIR, constants.TENSORBOARD_DIR)
-            path = tensorboard_dir(self.base_dir / constants.TENSORBOARD_CONFIG_FILE, default)
-        default_base = Path(constants.DEFAULT_BASE_DIR)
-        return self.base_dir / path.relative_to(default_base) if path.is_relative_to(default_base) else path
+            return opt_ml.rebased(Path(given), self.base_dir)
+        if self.is_tuning_trial and self.checkpoint_config:
+            return self.checkpoint_dir.parent / "tensorboard" / self.environ[constants.TRAINING_JOB_NAME_ENV]
+        default = Path(constants.DEFAULT_BASE_DIR, constants.TENSORBOARD_DIR)
+        return opt_ml.local_path(self.tensorboard_config, default, self.base_dir)
 
     @property
     def job_name(self) -> str:

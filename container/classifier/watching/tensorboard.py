@@ -15,7 +15,6 @@ through the HParams plugin, so the trials of a tuning job compare in its dashboa
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -25,15 +24,6 @@ logger = logging.getLogger(__name__)
 
 # How the HParams plugin shows a hyperparameter: numbers and text as they are, anything else as text.
 _HPARAM_TYPES = (bool, int, float, str)
-
-
-def tensorboard_dir(config_file: Path, default: Path) -> Path:
-    """The LocalPath of the job's TensorBoard output config, else ``default``."""
-    try:
-        local_path = json.loads(config_file.read_text()).get("LocalPath")
-    except (OSError, ValueError, AttributeError):
-        return default
-    return Path(local_path) if isinstance(local_path, str) and local_path else default
 
 
 class TensorBoardWatcher(JobWatcher):
