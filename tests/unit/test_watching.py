@@ -260,7 +260,8 @@ def test_figures_that_fail_at_the_end_leave_the_job_and_its_metrics(opt_ml, monk
     )  # fmt: skip
     job = program.Job(
         env, parse_hyperparameters({}), SimpleNamespace(device="cpu"), SimpleNamespace(received=False),
-        SimpleNamespace(valid=[], class_names=["a", "b"]), SimpleNamespace(step=None, hook=None), None, watchers,
+        SimpleNamespace(valid=[], class_names=["a", "b"]), SimpleNamespace(step=None, hook=None),
+        None, watchers,
     )  # fmt: skip
     job.watch_end(None, None, result)
     (end,) = ended

@@ -63,8 +63,8 @@ class ServingApplication(BaseApplication):
         self.spec = spec
         self.busy_flags = multiprocessing.RawArray(ctypes.c_uint8, settings.workers)
         self._slot_owner: dict[int, object] = {}
-        self._worker_slot: int | None = None
-        self._worker_age = 0
+        self.worker_slot: int | None = None
+        self.worker_age = 0
         # Multi-model: where the master keeps the table of loaded models (see model_table).
         self.model_table_dir: str | None = None
         super().__init__()
@@ -96,8 +96,8 @@ class ServingApplication(BaseApplication):
         that arrive while it loads wait in that socket's backlog; a worker without a slot (more
         workers than slots, e.g. after TTIN) listens on every socket.
         """
-        self._worker_slot = worker.serving_slot
-        self._worker_age = worker.age
+        self.worker_slot = worker.serving_slot
+        self.worker_age = worker.age
         if worker.serving_slot is not None and len(worker.sockets) == self.settings.workers > 1:
             worker.sockets = [worker.sockets[worker.serving_slot]]
 
@@ -142,8 +142,8 @@ class ServingApplication(BaseApplication):
                 shutil.rmtree(self.model_table_dir, ignore_errors=True)
 
     def load(self):
-        slot = self._worker_slot
-        device_index = slot if slot is not None else self._worker_age
+        slot = self.worker_slot
+        device_index = slot if slot is not None else self.worker_age
         if self.settings.multi_model:
             from classifier.serving.model_table import ModelTable
             from classifier.serving.multi_model_app import build_multi_model_app

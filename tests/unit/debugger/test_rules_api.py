@@ -135,7 +135,7 @@ class _SavedTrial(_Trial):
 
     def __init__(self, batches: list[tuple[list[int], list[list[float]]]]) -> None:
         super().__init__()
-        self._saved = {
+        self.saved = {
             "labels": {step: np.array(labels) for step, (labels, _) in enumerate(batches)},
             "predictions": {step: np.array(scores) for step, (_, scores) in enumerate(batches)},
         }
@@ -144,10 +144,10 @@ class _SavedTrial(_Trial):
         return {"labels": None, "predictions": None}
 
     def tensor_names(self, collection=None, regex=None, step=None):
-        return [collection] if collection in self._saved else []
+        return [collection] if collection in self.saved else []
 
     def tensor(self, name):
-        saved = self._saved[name]
+        saved = self.saved[name]
 
         class _Tensor:
             def value(self, step):
@@ -166,7 +166,7 @@ def _scores(predicted: list[int], classes: int = 4) -> list[list[float]]:
 
 
 def _fired_at(rule) -> list[int]:
-    return [step for step in range(len(rule.base_trial._saved["labels"])) if rule.invoke_at_step(step)]
+    return [step for step in range(len(rule.base_trial.saved["labels"])) if rule.invoke_at_step(step)]
 
 
 def test_class_imbalance_fires_on_label_counts_once_enough_samples_were_seen():

@@ -54,7 +54,7 @@ def test_workers_get_free_slots_and_release_them(application):
     assert replacement.serving_slot == 0
 
     application.post_fork(None, replacement)
-    assert application._worker_slot == 0
+    assert application.worker_slot == 0
     assert replacement.sockets == ["socket 0"]
 
 
