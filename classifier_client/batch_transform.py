@@ -28,10 +28,10 @@ from typing import Any
 from classifier.constants import (
     BATCH_STRATEGY_ENV,
     DEFAULT_MAX_PAYLOAD_MB,
+    MAX_DEFAULT_CPU_WORKERS,
     MAX_PAYLOAD_IN_MB_ENV,
     MODEL_SERVER_WORKERS_ENV,
 )
-from classifier.serving.config import MAX_DEFAULT_CPU_WORKERS
 from classifier_client.account_settings import AccountSettings, RequestSettings, refuse_secrets
 from classifier_client.config import AwsContext, ConfigurationError, parse_s3_uri, unique_name, wait_with
 from classifier_client.image import pin_image
@@ -46,7 +46,7 @@ BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")
 MAX_PAYLOAD_LIMIT_MB = 100
 # The most MaxConcurrentTransforms the image's /execution-parameters can answer unasked: its
 # worker count, one per GPU (SageMaker's largest instances have 8) or up to
-# MAX_DEFAULT_CPU_WORKERS on CPUs (classifier.serving.config).
+# MAX_DEFAULT_CPU_WORKERS on CPUs (classifier.constants).
 MAX_GPUS_PER_INSTANCE = 8
 IMAGE_CONTENT_TYPE = "application/x-image"
 JSONLINES_CONTENT_TYPE = "application/jsonlines"

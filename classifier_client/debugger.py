@@ -1,6 +1,6 @@
 """Debugger hook, custom rules and profiler settings for a CreateTrainingJob request.
 
-The collections come from ``classifier.debugging.hook.hook_collections`` (through
+The collections come from ``classifier.debugger_contract.hook_collections`` (through
 ``request_collection_configurations``) — the same mapping the image's local ``debug=true``
 hook uses — so a SageMaker job saves exactly the tensors our rules read. The training
 program evaluates our rules (``classifier.debugging.rules``) at the end of every job that
@@ -16,12 +16,12 @@ import json
 from dataclasses import dataclass, field
 
 from classifier.constants import HOOK_LOCAL_PATH
-from classifier.debugging.hook import (
+from classifier.debugger_contract import (
     INITIAL_STEPS,
+    RULE_NAMES,
     TENSOR_SAVE_INTERVAL,
     request_collection_configurations,
 )
-from classifier.debugging.rules import RULE_NAMES
 
 RULE_INSTANCE_TYPE = "ml.t3.medium"
 # Developer guide, "Use the Debugger APIs to run your own custom rules": custom rules run in

@@ -29,7 +29,7 @@ from classifier.constants import (
     MLFLOW_TRACKING_URI_ENV,
     MODEL_CONFIG_FILE,
 )
-from classifier.debugging.rules import custom_rule_source_path
+from classifier.debugger_contract import custom_rule_source_path
 from classifier.hyperparameter_schema import HyperparameterValueError, as_text, parse_values
 from classifier.metric_definitions import METRIC_DEFINITIONS
 from classifier_client.account_settings import (

@@ -92,6 +92,10 @@ SERVING_MAX_IMAGE_PIXELS_ENV = "CLASSIFIER_MAX_IMAGE_PIXELS"  # decompression-bo
 SERVING_MAX_CONCURRENT_DECODES_ENV = "CLASSIFIER_MAX_CONCURRENT_DECODES"  # per worker
 SERVING_DEVICE_ENV = "CLASSIFIER_DEVICE"  # "cpu" or "cuda"; default: cuda when present
 SERVING_LOG_LEVEL_ENV = "CLASSIFIER_LOG_LEVEL"
+# The most workers a CPU server starts unless told otherwise, one per core up to this: each holds
+# a copy of the model, and beyond a few workers intra-op threads use the extra cores better than
+# more copies do. The client sizes a transform's MaxConcurrentTransforms by it.
+MAX_DEFAULT_CPU_WORKERS = 4
 # Inference engine: auto (measured fastest installed), torch or openvino.
 # Set to "serve" in the serving image (container/Dockerfile's serve stage): no torch, no training.
 IMAGE_KIND_ENV = "CLASSIFIER_IMAGE_KIND"

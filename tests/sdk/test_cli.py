@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier.debugging.rules import RULE_NAMES, custom_rule_source_path
+from classifier.debugger_contract import RULE_NAMES, custom_rule_source_path
 from classifier.metric_definitions import METRIC_DEFINITIONS, format_metrics_line, parse_metrics
 from classifier_client.cli import build_parser
 from classifier_client.debugger import rule_class_name

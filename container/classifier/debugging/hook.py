@@ -13,6 +13,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from classifier.debugger_contract import (
+    EVERY_STEP_COLLECTIONS,
+    LABELS_COLLECTION,
+    PREDICTIONS_COLLECTION,
+    REDUCTIONS,
+    RELU_INPUT_COLLECTION,
+    TENSOR_SAVE_INTERVAL,
+    hook_collections,
+)
+
 logger = logging.getLogger(__name__)
 
 
@@ -149,66 +159,8 @@ def close(hook) -> None:
 #                                                module's forward hook writes them into
 #                                                the same step).
 
-LABELS_COLLECTION = "labels"
-PREDICTIONS_COLLECTION = "predictions"
-RELU_INPUT_COLLECTION = "relu_input"
-
-# Scalars and per-sample integers: the loss rules need every step, class_imbalance every
-# sample (labels and predictions arrive in batches of BATCHES_PER_SAVE steps, see record_batch).
-EVERY_STEP_COLLECTIONS = ("losses", LABELS_COLLECTION, PREDICTIONS_COLLECTION)
-# Whole tensors are never saved raw, only the reductions a rule reads (each one is an event
-# written by smdebug's pure-Python protobuf, the main cost of a saved step). They are saved in
-# the first INITIAL_STEPS train steps (poor_weight_initialization judges the start) and then
-# every TENSOR_SAVE_INTERVAL train steps (SageMaker's default save interval); evaluation
-# passes do not change weights, so they save none of them.
-#   weights:    std + shape   constant kernels (poor_weight_initialization), NaN (exploding_tensor)
-#   biases:     mean          NaN/inf (exploding_tensor)
-#   gradients:  std, mean of |g|    spread (poor_weight_initialization), vanishing_gradient
-#   relu_input: std           activation variance (poor_weight_initialization), NaN
-REDUCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
-    "weights": (("std",), (), True),
-    "biases": (("mean",), (), False),
-    "gradients": (("std",), ("mean",), False),
-    RELU_INPUT_COLLECTION: (("std",), (), False),
-}
-REDUCED_COLLECTIONS = tuple(REDUCTIONS)
 # Labels and predictions are buffered and saved together every this many train steps.
 BATCHES_PER_SAVE = 8
-TENSOR_SAVE_INTERVAL = 500
-INITIAL_STEPS = (0,)
-
-
-def hook_collections(
-    tensor_save_interval: int = TENSOR_SAVE_INTERVAL, initial_steps=INITIAL_STEPS
-) -> dict[str, dict[str, str]]:
-    """Collection name -> smdebug CollectionParameters (strings, as SageMaker wants them).
-
-    The same mapping configures the local hook (``configure_hook``) and, on the client,
-    the DebuggerHookConfig CollectionConfigurations, so both save what the rules read.
-    """
-    collections: dict[str, dict[str, str]] = {name: {"save_interval": "1"} for name in EVERY_STEP_COLLECTIONS}
-    for name, (reductions, abs_reductions, save_shape) in REDUCTIONS.items():
-        collections[name] = {
-            "train.save_interval": str(tensor_save_interval),
-            "train.save_steps": ",".join(str(step) for step in initial_steps),
-            "eval.end_step": "0",
-            "reductions": ",".join(reductions),
-            "save_shape": str(save_shape).lower(),
-        }
-        if abs_reductions:
-            collections[name]["abs_reductions"] = ",".join(abs_reductions)
-    collections[LABELS_COLLECTION]["include_regex"] = f"^{LABELS_COLLECTION}$"
-    collections[PREDICTIONS_COLLECTION]["include_regex"] = f"^{PREDICTIONS_COLLECTION}$"
-    return collections
-
-
-def request_collection_configurations(**kwargs) -> list[dict]:
-    """``hook_collections`` as the CreateTrainingJob request's DebugHookConfig
-    CollectionConfigurations: ``[{"CollectionName", "CollectionParameters"}]``."""
-    return [
-        {"CollectionName": name, "CollectionParameters": dict(parameters)}
-        for name, parameters in hook_collections(**kwargs).items()
-    ]
 
 
 def _save_config(smd, parameters: dict[str, str]):

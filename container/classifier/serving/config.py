@@ -26,9 +26,6 @@ MIN_TIMEOUT_S = 60
 # SageMaker sends SIGKILL 30 s after SIGTERM; drain in-flight requests well before.
 GRACEFUL_TIMEOUT_S = 25
 DEFAULT_TOP_K = 5
-# Each CPU worker holds a copy of the model; beyond a few workers, intra-op threads
-# use the extra cores better than more copies do.
-MAX_DEFAULT_CPU_WORKERS = 4
 # CreateTransformJob: "The value of MaxPayloadInMB cannot be greater than 100 MB. If you specify
 # the MaxConcurrentTransforms parameter, the value of (MaxConcurrentTransforms * MaxPayloadInMB)
 # also cannot exceed 100 MB."
@@ -203,7 +200,7 @@ class ServingSettings:
         base_dir = opt_ml.base_dir(env)
         cpus = available_cpus() if cpu_count is None else cpu_count
         device, gpu_count = _device(env, gpu_count)
-        default_workers = gpu_count if device == "cuda" else min(cpus, MAX_DEFAULT_CPU_WORKERS)
+        default_workers = gpu_count if device == "cuda" else min(cpus, constants.MAX_DEFAULT_CPU_WORKERS)
         workers = _positive_int(env, constants.MODEL_SERVER_WORKERS_ENV, default_workers)
         multi_model = _multi_model(env)
         if multi_model:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from classifier.debugger_contract import INITIAL_STEPS, REDUCTIONS, hook_collections
 from classifier.debugging import hook as debugger
-from classifier.debugging.hook import INITIAL_STEPS, REDUCTIONS, hook_collections
 
 
 def _train_and_eval(tmp_path, train_steps: int = 4, autocast_dtype: torch.dtype | None = None):

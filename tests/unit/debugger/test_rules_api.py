@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.debugging.rules import RULE_NAMES, custom_rule_source_path, run_rules
+from classifier.debugger_contract import RULE_NAMES, custom_rule_source_path
 from classifier.debugging.rules import __main__ as cli
+from classifier.debugging.rules import run_rules
 from classifier.debugging.rules.debugger_rules import RULES, ClassImbalance, LossNotDecreasing, rule_class
 
 

@@ -7,25 +7,14 @@ tensors, as ``python -m classifier.debugging.rules TENSORS_PATH``, and as SageMa
 is imported when rules run.
 """
 
+from classifier.debugger_contract import RULE_NAMES, custom_rule_source_path
 from classifier.debugging.rules.runner import (
     ERROR,
     ISSUES_FOUND,
     NO_DATA,
     NO_ISSUES_FOUND,
     RuleResult,
-    custom_rule_source_path,
     run_rules,
-)
-
-# The rule names, without importing smdebug; keep in step with debugger_rules.RULES.
-RULE_NAMES = (
-    "loss_not_decreasing",
-    "vanishing_gradient",
-    "exploding_tensor",
-    "overfit",
-    "overtraining",
-    "poor_weight_initialization",
-    "class_imbalance",
 )
 
 __all__ = [

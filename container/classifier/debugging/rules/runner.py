@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,12 +158,3 @@ def _run_rule(trial, name: str, params: dict, end_step: int) -> RuleResult:
         evidence=rule.evidence,
         parameters={k: str(v) for k, v in rule.parameters.items() if v is not None},
     )
-
-
-def custom_rule_source_path() -> str:
-    """The file to pass as ``source`` to SageMaker custom rules (self-contained rule classes),
-    found without importing it (it imports smdebug, which the client's environment lacks)."""
-    spec = importlib.util.find_spec("classifier.debugging.rules.debugger_rules")
-    if spec is None or spec.origin is None:  # pragma: no cover - a broken install
-        raise RuntimeError("classifier.debugging.rules.debugger_rules is not installed")
-    return os.path.abspath(spec.origin)
