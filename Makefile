@@ -96,45 +96,16 @@ SDK_TESTS ?=
 test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 	CLASSIFIER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV_SDK)/bin/python -m pytest tests/sdk $(SDK_TESTS)
 
-# `make test` keeps both cores of a small machine busy (docs/performance.md has the figures):
-# - the image builds in the background from the start (it mostly waits on the network and the
-#   disk), beside the venvs and the unit suite, whose processes take one thread each;
-# - the container suite and the SDK's local-mode tests follow, one after the other: their
-#   trainings take every core, and beside other work their thread pools spin against it (the
-#   container suite took 125 s beside the SDK tests against 84 s alone);
-# - lint and the SDK tests that need no image (one core of Python each) run beside those two at
-#   the lowest priority, to take only the CPU the containers leave idle (about a third: Python
-#   imports on one core, container starts). Where the kernel groups processes by session
-#   (autogroup, sched(7)), nice counts only within the group: they get a session of their own,
-#   and the group's nice is set too.
-# A Ctrl-C reaches none of the background jobs (a shell's `cmd &` ignores SIGINT), so the
-# recipe ends each job's session itself on SIGINT or SIGTERM.
-OWN_SESSION := setsid --wait
-LOW_PRIORITY := $(OWN_SESSION) sh -c '{ echo 19 >/proc/self/autogroup; } 2>/dev/null; exec nice -n 19 "$$@"' sh
-# With --wait, setsid forks when it leads a process group: the session is its pid or its child's.
-END_SESSIONS = for job in $$build $$lint $$sdk; do \
-	    pkill -TERM -s $$job; pkill -TERM -s "$$(pgrep -P $$job)"; done 2>/dev/null
+# `make test`: every suite, one after another. The images build in the background while the unit
+# suite runs (log: $(TEST_LOGS)/image.log); lint, the SDK suite and the container suite need them.
 TEST_LOGS := $(STAMP)/test-logs
-test: | $(STAMP)/uv-$(UV_VERSION)
-	@mkdir -p $(TEST_LOGS); echo "building the image in the background (log: $(TEST_LOGS)/image.log)"; \
-	$(OWN_SESSION) $(MAKE) --no-print-directory image image-serve >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
-	trap '$(END_SESSIONS); exit 130' INT TERM; \
-	if ! $(MAKE) --no-print-directory setup; then wait $$build; exit 1; fi; \
-	$(MAKE) --no-print-directory test-unit; status=$$?; \
-	echo "lint and the SDK tests that need no image run at low priority (logs: $(TEST_LOGS))"; \
-	$(LOW_PRIORITY) $(MAKE) --no-print-directory lint >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
-	$(LOW_PRIORITY) $(MAKE) --no-print-directory -o image test-sdk SDK_TESTS='-m "not docker"' \
-	    >$(TEST_LOGS)/sdk-no-image.log 2>&1 & sdk=$$!; \
-	if wait $$build; then \
-	    tail -n 1 $(TEST_LOGS)/image.log; \
-	    $(MAKE) --no-print-directory -o image -o image-serve test-container test-sdk SDK_TESTS='-m docker' || status=1; \
-	else \
-	    echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; status=1; \
-	fi; \
-	for job in lint:$$lint sdk-no-image:$$sdk; do \
-	    wait $${job#*:} || status=1; echo "--- $(TEST_LOGS)/$${job%:*}.log"; cat $(TEST_LOGS)/$${job%:*}.log; \
-	done; \
-	exit $$status
+test: setup
+	@mkdir -p $(TEST_LOGS)
+	@$(MAKE) --no-print-directory image image-serve >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
+	$(MAKE) --no-print-directory test-unit; unit=$$?; \
+	if ! wait $$build; then echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; exit 1; fi; \
+	tail -n 1 $(TEST_LOGS)/image.log; \
+	$(MAKE) --no-print-directory -o image -o image-serve lint test-sdk test-container && exit $$unit
 
 # --- Docker (see docs/image.md) -------------------------------------------------------------
 IMAGE_NAME ?= sagemaker-image-classifier
