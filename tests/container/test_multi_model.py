@@ -68,13 +68,15 @@ def _test_images(digits_data: Path, classes: tuple[str, ...]) -> list[Path]:
     return sorted(path for label in classes for path in (digits_data / "test" / label).glob("*.png"))
 
 
-@pytest.fixture(scope="module")
+# Session-scoped, as the models do not depend on the serving image: the tests of this module run
+# once per image, and a module-scoped job would train again for the second.
+@pytest.fixture(scope="session")
 def high_job(image, digits_data, tmp_path_factory) -> Path:
     """A job trained on digits 5-9 only: another class map than the session's."""
     return _train(image, digits_data, HIGH_DIGITS, tmp_path_factory.mktemp("high"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def models_root(trained_job, high_job, tmp_path_factory) -> Path:
     """/opt/ml/models as SageMaker lays it out: digits/model (a folder), high/model (model.tar.gz),
     huge/model (weights announcing more memory than the budget holds)."""

@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,6 +303,55 @@ def pytest_configure(config):
         "filterwarnings",
         "ignore:sagemaker.train.configs has been moved:DeprecationWarning",
     )
+
+
+# --- one local-mode training, shared ----------------------------------------------------------
+
+CLI = str(Path(sys.executable).with_name("sm-classifier"))
+FAST = {
+    "model": "resnet18", "image_size": "16", "batch_size": "32", "num_workers": "0",
+    "augmentation": "none", "learning_rate": "0.003", "inference_export": "openvino",
+}  # fmt: skip
+EPOCHS = 3
+
+
+def sm_classifier(*args, timeout: float = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"sm-classifier {' '.join(map(str, args))} exited {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout[-2000:]}\n--- stderr ---\n{result.stderr[-8000:]}"
+    )
+    return result
+
+
+def final_json(stdout: str) -> dict:
+    """The CLI's result: stdout is only the JSON result (container logs go to stderr)."""
+    return json.loads(stdout)
+
+
+def hp_args(extra: dict | None = None) -> list[str]:
+    return [arg for k, v in {**FAST, **(extra or {})}.items() for arg in ("--hp", f"{k}={v}")]
+
+
+def job_metrics(stdout: str) -> dict:
+    """metrics.json from the job's output.tar.gz."""
+    with tarfile.open(final_json(stdout)["output_data"]) as tar:
+        member = next(m for m in tar.getmembers() if Path(m.name).name == "metrics.json")
+        return json.load(tar.extractfile(member))
+
+
+@pytest.fixture(scope="session")
+def digits_training(local_image, digits_subset, tmp_path_factory):
+    """One single-instance local-mode training on the digits: the local-mode tests check it, and
+    every test that only needs a trained model serves its model."""
+    # All 1,259 training digits (about 120 per class), a tenth of valid and test.
+    data = digits_subset({"train": 200, "valid": 10, "test": 10})
+    runs = tmp_path_factory.mktemp("local-runs")
+    result = sm_classifier(
+        "train", "--local", "--image", local_image, "--data", data, "--local-dir", runs,
+        "--no-debug-local", *hp_args({"epochs": str(EPOCHS)}),
+    )  # fmt: skip
+    return data, result
 
 
 def train_on_host(

@@ -1,8 +1,8 @@
 """`transform --local` for real: the built image run as SageMaker runs a transform job, a folder
 of digit PNGs in, one ``<name>.out`` per input out, a corrupt file failing alone.
 
-The model is trained by the real ``./train`` in the runtime env (no Docker), as in
-test_metric_lines, then served by the image.
+The model is the session's one local-mode training (``digits_training``), served by the image
+over its job's whole test split.
 """
 
 from __future__ import annotations
@@ -11,42 +11,33 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.sdk.conftest import train_on_host
+from tests.sdk.conftest import final_json, job_metrics
 
 pytestmark = pytest.mark.docker
 
-# The demo's hyperparameters (local_test) with 5 of its 8 epochs: 0.98 test accuracy on the host.
-OVERRIDES = {"epochs": "5", "num_workers": "0"}
-# Judged over the whole test split: far above chance, and the training job's own test accuracy
-# within a margin (the same model on the serving engine), whatever CPU trained it.
-MIN_ACCURACY = 0.9
+# Judged over the job's whole test split (100 digits): far above chance (0.1), and the training
+# job's own test accuracy within a margin (the same model on the serving engine), whatever CPU
+# trained it.
+MIN_ACCURACY = 0.7
 ENGINE_MARGIN = 0.05
 
 
-@pytest.fixture(scope="module")
-def trained_job(runtime_python, repo_root, digits_dir, tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("transform-train") / "opt_ml"
-    demo = json.loads((repo_root / "local_test/test_dir/input/config/hyperparameters.json").read_text())
-    result = train_on_host(runtime_python, repo_root, base, {**demo, **OVERRIDES}, digits_dir, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return base
-
-
 def test_local_transform_writes_one_out_per_input_and_records_a_corrupt_file(
-    trained_job, digits_dir, local_image, cli, tmp_path, capsys
+    digits_training, local_image, cli, tmp_path, capsys
 ):
+    data, training = digits_training
     inputs = tmp_path / "in"
-    shutil.copytree(digits_dir / "test", inputs)
+    shutil.copytree(data / "test", inputs)
     expected = {path.relative_to(inputs).as_posix(): path.parent.name for path in inputs.rglob("*.png")}
     (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     out = tmp_path / "out"
 
+    model_data = final_json(training.stdout)["model_data"]
     code = cli(
-        "transform", "--local", "--image", local_image, "--model-data", trained_job / "model",
+        "transform", "--local", "--image", local_image, "--model-data", model_data,
         "--input", inputs, "--output", out, "--job-name", f"ct-transform-{os.getpid()}",
     )  # fmt: skip
     summary = json.loads(capsys.readouterr().out)
@@ -67,7 +58,7 @@ def test_local_transform_writes_one_out_per_input_and_records_a_corrupt_file(
         for name, digit in expected.items()
     )
     served = right / len(expected)
-    measured = json.loads((trained_job / "output" / "data" / "metrics.json").read_text())["test"]["accuracy"]
+    measured = job_metrics(training.stdout)["test"]["accuracy"]
     print(f"{right}/{len(expected)} right ({served:.3f}); the job measured {measured:.3f}")
     assert served >= MIN_ACCURACY and abs(served - measured) <= ENGINE_MARGIN, (served, measured)
     assert (

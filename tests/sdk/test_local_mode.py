@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import tarfile
 from collections import defaultdict
 from pathlib import Path
@@ -20,31 +19,17 @@ import pytest
 
 from classifier.metric_definitions import EPOCH_METRICS
 from tests.sdk.capture_records import capture_record
+from tests.sdk.conftest import CLI, EPOCHS, final_json, hp_args, job_metrics, sm_classifier
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-CLI = str(Path(sys.executable).with_name("sm-classifier"))
-FAST = {
-    "model": "resnet18", "image_size": "16", "batch_size": "32", "num_workers": "0",
-    "augmentation": "none", "learning_rate": "0.003", "inference_export": "openvino",
-}  # fmt: skip
 # "algo-1_1  | text" (Compose v1) or "algo-1-abcd  | text" (Compose v2), colours stripped.
-EPOCHS = 3
 # A served model is judged over its job's whole test split (100 digits): far above chance (0.1),
 # and within this margin of the job's own test accuracy, whatever CPU trained it.
 MIN_ACCURACY = 0.7
 ENGINE_MARGIN = 0.05
 HOST_LINE = re.compile(r"^(algo-\d+)[-_]\S*\s+\|\s?(.*)$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def sm_classifier(*args, timeout: float = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, (
-        f"sm-classifier {' '.join(map(str, args))} exited {result.returncode}\n"
-        f"--- stdout ---\n{result.stdout[-2000:]}\n--- stderr ---\n{result.stderr[-8000:]}"
-    )
-    return result
 
 
 def host_lines(log: str) -> dict[str, list[str]]:
@@ -57,38 +42,9 @@ def host_lines(log: str) -> dict[str, list[str]]:
     return lines
 
 
-def final_json(stdout: str) -> dict:
-    """The CLI's result: stdout is only the JSON result (container logs go to stderr)."""
-    return json.loads(stdout)
-
-
-def hp_args(extra: dict | None = None) -> list[str]:
-    return [arg for k, v in {**FAST, **(extra or {})}.items() for arg in ("--hp", f"{k}={v}")]
-
-
-def job_metrics(stdout: str) -> dict:
-    """metrics.json from the job's output.tar.gz."""
-    with tarfile.open(final_json(stdout)["output_data"]) as tar:
-        member = next(m for m in tar.getmembers() if Path(m.name).name == "metrics.json")
-        return json.load(tar.extractfile(member))
-
-
 def archive_names(path: Path) -> set[str]:
     with tarfile.open(path) as tar:
         return {Path(name).name for name in tar.getnames()}
-
-
-@pytest.fixture(scope="module")
-def digits_training(local_image, digits_subset, tmp_path_factory):
-    """One single-instance local-mode training on the digits (shared by the tests below)."""
-    # All 1,259 training digits (about 120 per class), a tenth of valid and test.
-    data = digits_subset({"train": 200, "valid": 10, "test": 10})
-    runs = tmp_path_factory.mktemp("local-runs")
-    result = sm_classifier(
-        "train", "--local", "--image", local_image, "--data", data, "--local-dir", runs,
-        "--no-debug-local", *hp_args({"epochs": str(EPOCHS)}),
-    )  # fmt: skip
-    return data, result
 
 
 def test_local_training_writes_model_tar_gz_and_scrapable_metrics(digits_training):
