@@ -91,10 +91,12 @@ test-unit: $(STAMP)/venv $(STAMP)/venv-sdk
 	$(VENV)/bin/python -m pytest tests/unit -n $(PYTEST_WORKERS) --dist worksteal
 
 # The local-mode tests run the built image; the runtime venv runs a real ./train for the regex test.
+# One worker per core, a file per worker at a time: a file's tests share its module's fixtures.
 # SDK_TESTS: more pytest arguments, e.g. SDK_TESTS='-m "not docker"' (the tests needing no image).
 SDK_TESTS ?=
 test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
-	CLASSIFIER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV_SDK)/bin/python -m pytest tests/sdk $(SDK_TESTS)
+	CLASSIFIER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV_SDK)/bin/python -m pytest tests/sdk \
+	    -n $(PYTEST_WORKERS) --dist loadfile $(SDK_TESTS)
 
 # `make test`: every suite, one after another. The images build in the background while the unit
 # suite runs (log: $(TEST_LOGS)/image.log); lint, the SDK suite and the container suite need them.

@@ -3,13 +3,17 @@
 Each test drives the installed ``sm-classifier`` console script in a subprocess, as a user
 would, and reads what the containers printed (on stderr; docker-compose prefixes every line
 with the host, ``algo-1_1  | ...``). Trainings are tiny (16-pixel digits, a few epochs) to
-keep the suite's runtime modest on a shared 2-core machine.
+keep the suite's runtime modest on a shared 2-core machine, and one training (``digits_training``)
+serves every test that needs a model, the local batch transform's included: one file, so one
+xdist worker runs them all and trains once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import tarfile
 from collections import defaultdict
@@ -342,3 +346,52 @@ def test_captured_turns_the_real_servers_answers_into_a_review_set(
         kept = sorted(row["time"] for row in csv.DictReader(handle))
     since_21 = sorted(e["time"].replace("Z", "+00:00") for e in answered.values() if "T21:" in e["time"])
     assert kept == since_21[-5:]
+
+
+# --- batch transform: the built image run as SageMaker runs a transform job ----------------------
+
+
+def test_local_transform_writes_one_out_per_input_and_records_a_corrupt_file(
+    digits_training, local_image, cli, tmp_path, capsys
+):
+    data, training = digits_training
+    inputs = tmp_path / "in"
+    shutil.copytree(data / "test", inputs)
+    expected = {path.relative_to(inputs).as_posix(): path.parent.name for path in inputs.rglob("*.png")}
+    (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    out = tmp_path / "out"
+
+    model_data = final_json(training.stdout)["model_data"]
+    code = cli(
+        "transform", "--local", "--image", local_image, "--model-data", model_data,
+        "--input", inputs, "--output", out, "--job-name", f"ct-transform-{os.getpid()}",
+    )  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 1  # like a SageMaker job with a failed file: the others still complete
+    assert summary["files"] == len(expected) + 1 and summary["completed"] == len(expected)
+    assert list(summary["failed"]) == ["corrupt.png"]
+    assert summary["failed"]["corrupt.png"]["status"] == 400
+    error = json.loads((out / "corrupt.png.error").read_text())
+    assert error["input"] == "corrupt.png" and "error" in error
+    assert not (out / "corrupt.png.out").exists()
+    # The container's /execution-parameters decided what the job left open.
+    assert summary["batch_strategy"] == "MultiRecord" and summary["max_payload_mb"] == 6
+
+    outs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.out"))
+    assert outs == sorted(f"{name}.out" for name in expected)
+    right = sum(
+        json.loads((out / f"{name}.out").read_text())["predictions"][0]["label"] == digit
+        for name, digit in expected.items()
+    )
+    served = right / len(expected)
+    measured = job_metrics(training.stdout)["test"]["accuracy"]
+    print(f"{right}/{len(expected)} right ({served:.3f}); the job measured {measured:.3f}")
+    assert served >= MIN_ACCURACY and abs(served - measured) <= ENGINE_MARGIN, (served, measured)
+    assert (
+        subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"name=ct-transform-{os.getpid()}"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        == ""
+    )
