@@ -1,4 +1,6 @@
-"""The real ``train`` executable under the SageMaker contract, run as a process."""
+"""The real ``train`` executable under the SageMaker contract, run as a process; the jobs that
+fail before their first step run its ``main`` in this process (the same top-level handler, the
+same failure file and exit code, without a second torch import)."""
 
 from __future__ import annotations
 
@@ -46,6 +48,21 @@ def start_train(base_dir: Path, repo_root: Path, extra_env: dict | None = None) 
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def run_main(monkeypatch, **env: str) -> int:
+    """``train``'s main in this process (the opt_ml fixture points SAGEMAKER_BASE_DIR at the
+    job's tree), with ``env`` set and SIGTERM left to pytest; its exit code."""
+    from classifier.training import program
+
+    monkeypatch.setattr(program.StopSignal, "install", lambda self: None)
+    for name, value in {"SM_PROCESSES_PER_HOST": "1", **env}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        program.main()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    return 0
 
 
 def epoch_lines(output: str) -> list[str]:
@@ -104,30 +121,27 @@ def test_job_writes_model_reports_and_parsable_metrics(job, repo_root):
     assert job.failure is None
 
 
-def test_bad_hyperparameter_fails_fast_with_reason_first(job, repo_root):
+def test_bad_hyperparameter_fails_fast_with_reason_first(job, monkeypatch):
     job.hyperparameters({"epochs": "zero", "optimizer": "lbfgs"})
-    result = run_train(job.root, repo_root)
-    assert result.returncode == 1
+    assert run_main(monkeypatch) == 1
     assert job.failure.startswith("HyperparameterError: hyperparameter epochs='zero' is invalid")
     assert "optimizer='lbfgs'" in job.failure.splitlines()[0]
 
 
-def test_too_many_unreadable_images_fail_with_the_list(job, repo_root):
+def test_too_many_unreadable_images_fail_with_the_list(job, monkeypatch):
     (job.root / "input/data/train/dog/bad.jpg").write_bytes(b"garbage")
     job.hyperparameters({**FAST, "epochs": 1, "max_skipped_fraction": 0})
-    result = run_train(job.root, repo_root)
-    assert result.returncode == 1
+    assert run_main(monkeypatch) == 1
     assert job.failure.startswith("DataError: 1 of 37 files in channel train are unreadable")
     assert "bad.jpg" in job.failure.splitlines()[0]
 
 
-def test_missing_class_in_valid_is_named(job, repo_root):
+def test_missing_class_in_valid_is_named(job, monkeypatch):
     import shutil
 
     shutil.rmtree(job.root / "input/data/valid/fox")
     job.hyperparameters({**FAST, "epochs": 1})
-    result = run_train(job.root, repo_root)
-    assert result.returncode == 1
+    assert run_main(monkeypatch) == 1
     assert job.failure.startswith("DataError: classes missing from valid: fox")
 
 
@@ -165,44 +179,40 @@ def _checkpoint_of(job, hyperparameters: dict) -> None:
     save_checkpoint(job.root / "checkpoints", {"identity": identity, "epoch": 1})
 
 
-def test_checkpoint_of_another_model_is_refused(job, repo_root):
+def test_checkpoint_of_another_model_is_refused(job, monkeypatch):
     # 64 px: squeezenet1_1 cannot take 16 px images (refused before any checkpoint is read).
     _checkpoint_of(job, {**FAST, "epochs": 1, "image_size": 64})
     job.hyperparameters({**FAST, "epochs": 2, "model": "squeezenet1_1", "image_size": 64})
-    result = run_train(job.root, repo_root)
-    assert result.returncode == 1
+    assert run_main(monkeypatch) == 1
     first_line = job.failure.splitlines()[0]
     assert first_line.startswith("CheckpointMismatchError: checkpoint"), first_line
     assert "(model differ" in first_line, first_line  # and nothing else: the identity is the job's
 
 
-def test_checkpoint_of_a_run_with_other_hyperparameters_is_refused(job, repo_root):
+def test_checkpoint_of_a_run_with_other_hyperparameters_is_refused(job, monkeypatch):
     _checkpoint_of(job, {**FAST, "epochs": 1, "learning_rate": 0.01})
     job.hyperparameters({**FAST, "epochs": 2, "learning_rate": 0.02})
-    result = run_train(job.root, repo_root)
-    assert result.returncode == 1
+    assert run_main(monkeypatch) == 1
     first_line = job.failure.splitlines()[0]
     assert first_line.startswith("CheckpointMismatchError: checkpoint"), first_line
     assert "learning_rate differ" in first_line and "epochs" not in first_line, first_line
 
 
-def test_pipe_input_mode_fails_the_job_naming_the_channel(job, repo_root):
+def test_pipe_input_mode_fails_the_job_naming_the_channel(job, monkeypatch):
     config = job.root / "input/config/inputdataconfig.json"
     config.write_text(config.read_text().replace('"File"', '"Pipe"'))
     job.hyperparameters({**FAST, "epochs": 1})
-    result = run_train(job.root, repo_root)
-    assert result.returncode == 1
+    assert run_main(monkeypatch) == 1
     assert job.failure.startswith("ContractError: channel 'test' uses TrainingInputMode=Pipe"), job.failure
 
 
-def test_checkpoints_go_to_the_checkpointconfig_local_path(job, repo_root, tmp_path):
+def test_checkpoints_go_to_the_checkpointconfig_local_path(job, monkeypatch, tmp_path):
     local_path = tmp_path / "spot"
     (job.root / "input/config/checkpointconfig.json").write_text(
         json.dumps({"LocalPath": str(local_path), "S3Uri": "s3://bucket/checkpoints"})
     )
     job.hyperparameters({**FAST, "epochs": 1})
-    result = run_train(job.root, repo_root)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert run_main(monkeypatch) == 0, job.failure
     assert (local_path / "checkpoint.pt").exists()
     assert not (job.root / "checkpoints" / "checkpoint.pt").exists()
     # inference_export=none (FAST): the model PyTorch serves, nothing else.
@@ -219,14 +229,13 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_checkpoint_carrying_code_is_refused_and_not_run(job, repo_root, tmp_path):
+def test_checkpoint_carrying_code_is_refused_and_not_run(job, monkeypatch, tmp_path):
     marker = tmp_path / "payload-ran"
     checkpoints = job.root / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     torch.save({"identity": {}, "epoch": 1, "trap": _Payload(marker)}, checkpoints / "checkpoint.pt")
     job.hyperparameters({**FAST, "epochs": 1})
-    result = run_train(job.root, repo_root)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert run_main(monkeypatch) == 1
     assert not marker.exists(), "the checkpoint's pickle payload was executed"
     first_line = job.failure.splitlines()[0]
     assert first_line.startswith("CheckpointUnreadableError: checkpoint"), first_line
@@ -251,20 +260,19 @@ def test_a_checkpoint_written_in_fp32_resumes_in_bf16_and_stays_fp32(job, repo_r
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
-def test_a_finished_tuning_trial_removes_its_checkpoints_and_a_training_job_keeps_them(job, repo_root):
+def test_a_finished_tuning_trial_removes_its_checkpoints_and_a_training_job_keeps_them(job, monkeypatch):
     """All trials of a tuning job share one checkpoint prefix that SageMaker restores into each
     new trial: a finished trial's folder goes (and its deletion with it in S3)."""
     sibling = job.root / "checkpoints" / "tune-0001-running" / "checkpoint.pt"
     sibling.parent.mkdir(parents=True)
     sibling.write_bytes(b"a running sibling's checkpoint")
     job.hyperparameters({**FAST, "epochs": 1, "_tuning_objective_metric": "valid_accuracy"})
-    result = run_train(job.root, repo_root, {"TRAINING_JOB_NAME": "tune-0002-done"})
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert run_main(monkeypatch, TRAINING_JOB_NAME="tune-0002-done") == 0, job.failure
     assert not (job.root / "checkpoints" / "tune-0002-done").exists()
     assert sibling.exists()
 
     job.hyperparameters({**FAST, "epochs": 1})
-    assert run_train(job.root, repo_root, {"TRAINING_JOB_NAME": "train-0003"}).returncode == 0
+    assert run_main(monkeypatch, TRAINING_JOB_NAME="train-0003") == 0, job.failure
     assert (job.root / "checkpoints" / "checkpoint.pt").is_file()
 
 

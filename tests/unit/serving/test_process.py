@@ -225,20 +225,17 @@ def test_keep_alive_connections_are_spread_over_both_workers(server):
     assert min(per_worker) >= 1, per_worker
 
 
-def test_connections_that_reach_a_killed_workers_socket_are_answered_by_its_replacement(base_dir):
+def test_connections_that_reach_a_killed_workers_socket_are_answered_by_its_replacement(server):
     body = encode(photo(300, 200, seed=3), "JPEG")
-    with Server(base_dir) as server:
-        victim = _workers(server)[0]
-        victim.kill()
-        victim.wait(10)
-        statuses = []
-        for _ in range(16):
-            statuses.append(server.request("POST", "/invocations", body=body, headers=JPEG)[0])
-        deadline = time.monotonic() + START_DEADLINE_S
-        while len(_workers(server)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)  # poll interval for the replacement's fork
-        assert statuses == [200] * 16
-        assert len(_workers(server)) == 2 and victim.pid not in [w.pid for w in _workers(server)]
+    victim = _workers(server)[0]
+    victim.kill()
+    victim.wait(10)
+    statuses = [server.request("POST", "/invocations", body=body, headers=JPEG)[0] for _ in range(16)]
+    deadline = time.monotonic() + START_DEADLINE_S
+    while len(_workers(server)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # poll interval for the replacement's fork
+    assert statuses == [200] * 16
+    assert len(_workers(server)) == 2 and victim.pid not in [w.pid for w in _workers(server)]
 
 
 def _smooth_jpeg(width: int, height: int) -> bytes:
