@@ -242,13 +242,12 @@ def test_checkpoint_carrying_code_is_refused_and_not_run(job, monkeypatch, tmp_p
     assert str(checkpoints / "checkpoint.pt") in first_line
 
 
-def test_a_checkpoint_written_in_fp32_resumes_in_bf16_and_stays_fp32(job, repo_root):
+def test_a_checkpoint_written_in_fp32_resumes_in_bf16_and_stays_fp32(job, monkeypatch, capsys):
     job.hyperparameters({**FAST, "epochs": 1, "precision": "fp32", "image_size": 32})
-    assert run_train(job.root, repo_root).returncode == 0
+    assert run_main(monkeypatch) == 0, job.failure
     job.hyperparameters({**FAST, "epochs": 2, "precision": "bf16", "debug": "true", "image_size": 32})
-    result = run_train(job.root, repo_root)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "resumed from checkpoint: epoch=1" in result.stdout
+    assert run_main(monkeypatch) == 0, job.failure
+    assert "resumed from checkpoint: epoch=1" in capsys.readouterr().out
     metrics = json.loads((job.root / "output/data/metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["precision"]["precision"] == "bf16"
     checkpoint = torch.load(job.root / "checkpoints/checkpoint.pt", weights_only=True)
