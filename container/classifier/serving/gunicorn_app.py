@@ -27,9 +27,8 @@ logger = logging.getLogger(__name__)
 
 def gunicorn_options(settings: ServingSettings) -> dict:
     """gunicorn settings (by their config-file names) for ``settings``."""
-    bind = [f"{settings.bind_host}:{settings.port}"]
     options = {
-        "bind": bind,
+        "bind": [f"{settings.bind_host}:{settings.port}"],
         "workers": settings.workers,
         "worker_class": "gthread",
         "threads": settings.worker_threads,
@@ -46,8 +45,13 @@ def gunicorn_options(settings: ServingSettings) -> dict:
         "proc_name": "classifier-serve",
     }
     if settings.workers > 1 and hasattr(socket, "SO_REUSEPORT"):
-        # One listening socket per worker slot on the same port; see ServingApplication.post_fork.
-        options["bind"] = bind * settings.workers
+        # Each worker opens its own SO_REUSEPORT socket on the port after fork (gunicorn's
+        # reuse_port), and the kernel spreads new connections over them by their addresses.
+        # With one socket shared by the gthread workers, the worker that woke first accepted
+        # every connection of a burst: the 16 keep-alive connections of a batch transform all
+        # sat in one worker, whose one GIL carried every request while the others idled. A
+        # worker's socket lives and dies with it: its replacement listens from its fork, so
+        # connections hashed to it wait for its model to load (about 1 s on a CPU).
         options["reuse_port"] = True
     if os.path.isdir("/dev/shm"):
         # Worker heartbeats on a tmpfs: a slow overlay filesystem cannot stall them.
@@ -85,21 +89,9 @@ class ServingApplication(BaseApplication):
             self._slot_owner[worker.serving_slot] = worker
 
     def post_fork(self, server, worker) -> None:
-        """Worker: remember the slot for ``load``, which runs next in this process, and listen
-        on the slot's own socket only.
-
-        With one socket shared by every gthread worker, the worker that wakes first accepts
-        every connection of a burst: 16 keep-alive connections of a batch transform all land in
-        one worker, whose one GIL then carries every request while the others idle. With
-        SO_REUSEPORT sockets, one per slot, the kernel spreads new connections over the slots
-        by their addresses. A replacement worker takes over its slot's socket, and connections
-        that arrive while it loads wait in that socket's backlog; a worker without a slot (more
-        workers than slots, e.g. after TTIN) listens on every socket.
-        """
+        """Worker: remember the slot for ``load``, which runs next in this process."""
         self.worker_slot = worker.serving_slot
         self.worker_age = worker.age
-        if worker.serving_slot is not None and len(worker.sockets) == self.settings.workers > 1:
-            worker.sockets = [worker.sockets[worker.serving_slot]]
 
     def child_exit(self, server, worker) -> None:
         """Master: a dead worker's slot is free again, and not busy; its live gauges go."""

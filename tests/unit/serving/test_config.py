@@ -127,7 +127,7 @@ def test_cgroup_quota_caps_the_cpu_count(tmp_path):
 def test_gunicorn_options():
     s = settings({"SAGEMAKER_MODEL_SERVER_WORKERS": "3"})
     options = gunicorn_options(s)
-    assert options["bind"] == ["0.0.0.0:8080"] * 3 and options["reuse_port"]
+    assert options["bind"] == ["0.0.0.0:8080"] and options["reuse_port"]
     assert options["workers"] == 3
     assert options["worker_class"] == "gthread"
     assert options["threads"] == s.worker_threads

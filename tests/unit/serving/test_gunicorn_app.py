@@ -19,8 +19,8 @@ from classifier.serving.predictor import Predictor
 from .conftest import CLASS_NAMES, encode, photo, settings_for
 
 
-def fake_worker(age: int, sockets=("socket 0", "socket 1")):
-    return SimpleNamespace(age=age, sockets=list(sockets))
+def fake_worker(age: int):
+    return SimpleNamespace(age=age)
 
 
 @pytest.fixture
@@ -34,9 +34,8 @@ def test_gunicorn_reads_the_settings(application):
     assert cfg.workers == 2
     assert cfg.worker_class_str == "gthread"
     assert cfg.timeout == 60 and cfg.graceful_timeout == 25
-    # One SO_REUSEPORT socket per worker slot, all on the one port.
-    assert cfg.bind == ["0.0.0.0:8080", "0.0.0.0:8080"]
-    assert cfg.reuse_port
+    # Each worker opens its own SO_REUSEPORT socket on the port (test_process: connections reach both).
+    assert cfg.bind == ["0.0.0.0:8080"] and cfg.reuse_port
     assert cfg.control_socket_disable
 
 
@@ -55,29 +54,12 @@ def test_workers_get_free_slots_and_release_them(application):
 
     application.post_fork(None, replacement)
     assert application.worker_slot == 0
-    assert replacement.sockets == ["socket 0"]
 
 
-def test_each_worker_listens_on_its_slot_socket_and_a_worker_without_one_on_all(application):
-    workers = [fake_worker(age) for age in (1, 2, 3)]
-    for worker in workers:
-        application.pre_fork(None, worker)
-        application.post_fork(None, worker)
-    assert [worker.sockets for worker in workers] == [
-        ["socket 0"],
-        ["socket 1"],
-        ["socket 0", "socket 1"],
-    ]
-
-
-def test_one_worker_keeps_the_one_shared_socket(base_dir):
+def test_one_worker_listens_on_the_masters_socket(base_dir):
     settings = settings_for(base_dir, SAGEMAKER_MODEL_SERVER_WORKERS=1)
     application = ServingApplication(settings, load_model_spec(settings.model_dir))
     assert application.cfg.bind == ["0.0.0.0:8080"] and not application.cfg.reuse_port
-    worker = fake_worker(1, sockets=["shared"])
-    application.pre_fork(None, worker)
-    application.post_fork(None, worker)
-    assert worker.sockets == ["shared"]
 
 
 def test_master_does_not_initialise_cuda(application):

@@ -109,7 +109,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(base_dir):
-    with Server(base_dir, SAGEMAKER_MAX_PAYLOAD_IN_MB=1) as server:
+    # Two workers on any machine: the tests below count them.
+    with Server(base_dir, SAGEMAKER_MAX_PAYLOAD_IN_MB=1, SAGEMAKER_MODEL_SERVER_WORKERS=2) as server:
         yield server
 
 
@@ -207,7 +208,8 @@ def _connections_per_worker(server: Server) -> list[int]:
 
 def test_keep_alive_connections_are_spread_over_both_workers(server):
     """A burst of keep-alive connections (a batch transform's) reaches every worker, not the
-    first one to wake; with one shared socket all 16 landed in one worker."""
+    first one to wake: each worker has its own SO_REUSEPORT socket. With one shared socket all
+    16 landed in one worker."""
     connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(16)]
     try:
         for connection in connections:
@@ -225,7 +227,9 @@ def test_keep_alive_connections_are_spread_over_both_workers(server):
     assert min(per_worker) >= 1, per_worker
 
 
-def test_connections_that_reach_a_killed_workers_socket_are_answered_by_its_replacement(server):
+def test_after_a_worker_is_killed_every_new_connection_is_answered(server):
+    """The dead worker's socket goes with it; new connections reach the live worker's socket, or
+    the replacement's, which listens from its fork and answers once its model is loaded."""
     body = encode(photo(300, 200, seed=3), "JPEG")
     victim = _workers(server)[0]
     victim.kill()
