@@ -99,7 +99,8 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 	    -n $(PYTEST_WORKERS) --dist loadfile $(SDK_TESTS)
 
 # `make test`: every suite, one after another. The images build in the background while the unit
-# suite runs (log: $(TEST_LOGS)/image.log); lint, the SDK suite and the container suite need them.
+# suite runs (log: $(TEST_LOGS)/image.log); lint, the SDK suite and the container suite need them,
+# and each runs even when one before it failed.
 TEST_LOGS := $(STAMP)/test-logs
 test: setup
 	@mkdir -p $(TEST_LOGS)
@@ -107,7 +108,7 @@ test: setup
 	$(MAKE) --no-print-directory test-unit; unit=$$?; \
 	if ! wait $$build; then echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; exit 1; fi; \
 	tail -n 1 $(TEST_LOGS)/image.log; \
-	$(MAKE) --no-print-directory -o image -o image-serve lint test-sdk test-container && exit $$unit
+	$(MAKE) --no-print-directory --keep-going -o image -o image-serve lint test-sdk test-container && exit $$unit
 
 # --- Docker (see docs/image.md) -------------------------------------------------------------
 IMAGE_NAME ?= sagemaker-image-classifier

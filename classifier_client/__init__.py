@@ -19,11 +19,11 @@ imported on first use, so ``import classifier_client`` loads neither boto3 nor t
 
 Runs in the SDK environment (``.venv-sdk``: sagemaker 3.x, boto3). It never imports torch or
 smdebug: of the runtime package it imports the top-level contract modules
-(``classifier.constants``, ``metric_definitions``, ``hyperparameter_schema``, ``archives``,
-``redaction``, ``opt_ml``) and, until they move there, a few import-light names from
-``classifier.debugging``, ``classifier.serving.config`` and ``classifier.watching``
-(tests/unit/test_layers.py lists them). A regulated account's settings (VPC, KMS, isolation,
-tags) come from ``account_settings`` (docs/security.md).
+(``classifier.constants``, ``metric_definitions``, ``hyperparameter_schema``,
+``debugger_contract``, ``archives``, ``redaction``, ``opt_ml``), and the local tuner the
+torch-free MLflow watcher of ``classifier.watching`` (tests/unit/test_layers.py holds the rule).
+A regulated account's settings (VPC, KMS, isolation, tags) come from ``account_settings``
+(docs/security.md).
 """
 
 from __future__ import annotations

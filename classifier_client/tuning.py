@@ -54,13 +54,13 @@ class SearchSettings:
     max_parallel_jobs: int | None = None
 
     def __post_init__(self):
+        if not self.ranges:
+            raise ConfigurationError("tuning needs at least one --range")
         if self.early_stopping is None:
             self.early_stopping = self.strategy.early_stopping_by_default
         self.strategy.check(self.ranges, self.early_stopping)
         self.max_jobs = self.strategy.max_jobs_for(self.ranges, self.max_jobs, DEFAULT_MAX_JOBS)
         check_ranges(self.ranges)
-        if not self.ranges:
-            raise ConfigurationError("tuning needs at least one --range")
         if self.max_parallel_jobs is None:
             self.max_parallel_jobs = min(DEFAULT_MAX_PARALLEL_JOBS, self.max_jobs)
         if not 1 <= self.max_parallel_jobs <= self.max_jobs:

@@ -28,7 +28,7 @@ Prints the base image to build FROM as the only line on stdout.
   -h, --help           show this help
 
 Environment: DEBIAN_MIRROR (Debian archive for debootstrap; default: the first Debian archive
-             among this host's apt sources), DOCKERD_LOG (default /var/log/dockerd.log),
+             among this host's apt sources; on Ubuntu, set it), DOCKERD_LOG (default /var/log/dockerd.log),
              DOCKER_START_TIMEOUT (seconds, default 60), BASE_PULL_TIMEOUT (seconds, default 120).
 EOF
 }

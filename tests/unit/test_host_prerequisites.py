@@ -116,36 +116,31 @@ Components: main
 
 
 def test_deb_src_is_skipped(apt_dir):
-    write(
-        apt_dir / "sources.list",
-        f"""
-deb-src http://src.example.com/debian bookworm main
-deb {MIRROR} bookworm main
-""",
-    )
+    write(apt_dir / "sources.list", "deb-src http://src.example.com/debian bookworm main\n")
     write(
         apt_dir / "sources.list.d" / "a-src.sources",
         "Types: deb-src\nURIs: http://src.example.com/debian\nSuites: bookworm\nComponents: main\n",
     )
+    write(apt_dir / "sources.list.d" / "b.list", f"deb {MIRROR} bookworm main\n")
     assert mirror_of(apt_dir) == MIRROR
 
 
 def test_local_methods_disabled_stanzas_and_third_party_repositories_are_skipped(apt_dir):
     write(
         apt_dir / "sources.list",
-        f"""
+        """
 deb cdrom:[Debian GNU/Linux 12 _Bookworm_]/ bookworm main
 deb file:/srv/debian bookworm main
 deb https://tools.example.com/apt cloud-sdk-bookworm main
 deb https://containers.example.com/linux/debian bookworm stable
 deb https://flat.example.com/repo ./
-deb {MIRROR} bookworm-backports main
 """,
     )
     write(
         apt_dir / "sources.list.d" / "0-off.sources",
         "Types: deb\nURIs: http://off.example.com/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n",
     )
+    write(apt_dir / "sources.list.d" / "1.list", f"deb {MIRROR} bookworm-backports main\n")
     assert mirror_of(apt_dir) == MIRROR
 
 
