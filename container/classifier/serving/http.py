@@ -17,18 +17,9 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from classifier import constants
-from classifier.serving import metrics
+from classifier.serving import metrics, model_errors
 from classifier.serving.config import ServingSettings
 from classifier.serving.content_types import CONTENT_TYPES, json_response
-from classifier.serving.model_errors import (
-    ModelAlreadyLoaded,
-    ModelError,
-    ModelLoadFailed,
-    ModelLoadRefused,
-    ModelNotFound,
-    ModelNotLoaded,
-    ModelRestoring,
-)
 from classifier.serving.predictor import InvalidInput, ModelTimeout, Predictor
 
 logger = logging.getLogger("classifier.serving.requests")
@@ -43,16 +34,16 @@ _ATTRIBUTE_SEPARATOR = re.compile(r"[,;]")
 # A caller's own request id is kept only if it cannot forge log lines.
 _REQUEST_ID = re.compile(r"[\w.:-]{1,128}")
 
-MODEL_ERROR_STATUS: dict[type[ModelError], int] = {
-    ModelNotLoaded: 404,
-    ModelNotFound: 404,
-    ModelAlreadyLoaded: 409,
-    ModelLoadFailed: 500,
-    ModelRestoring: 503,
+MODEL_ERROR_STATUS: dict[type[model_errors.ModelError], int] = {
+    model_errors.ModelNotLoaded: 404,
+    model_errors.ModelNotFound: 404,
+    model_errors.ModelAlreadyLoaded: 409,
+    model_errors.ModelLoadFailed: 500,
+    model_errors.ModelRestoring: 503,
     # AWS, "Custom containers contract for multi-model endpoints" (LoadModel): "Any time a model
     # cannot be loaded due to lack of memory or to any other resource, this API should return a
     # 507 HTTP status code."
-    ModelLoadRefused: 507,
+    model_errors.ModelLoadRefused: 507,
 }
 
 
@@ -140,9 +131,9 @@ def answer_errors_as_json(app: Flask) -> None:
             response.headers["Connection"] = "close"
         return response
 
-    @app.errorhandler(ModelError)
-    def _model_error(error: ModelError):
-        if isinstance(error, ModelLoadRefused):
+    @app.errorhandler(model_errors.ModelError)
+    def _model_error(error: model_errors.ModelError):
+        if isinstance(error, model_errors.ModelLoadRefused):
             # SageMaker unloads models to make room: the log says which load ran short, and by how much.
             logger.warning("%s", error)
         return json_response({"error": str(error)}, MODEL_ERROR_STATUS.get(type(error), 500))

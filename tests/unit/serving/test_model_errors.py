@@ -11,24 +11,15 @@ from flask import Flask
 
 from classifier.serving import model_errors, multi_model
 from classifier.serving.http import MODEL_ERROR_STATUS, answer_errors_as_json, log_requests
-from classifier.serving.model_errors import (
-    ModelAlreadyLoaded,
-    ModelError,
-    ModelLoadFailed,
-    ModelLoadRefused,
-    ModelNotFound,
-    ModelNotLoaded,
-    ModelRestoring,
-)
 
 # SageMaker's multi-model contract, and what the server answered before the table existed.
 CONTRACT = {
-    ModelNotLoaded: 404,
-    ModelNotFound: 404,
-    ModelAlreadyLoaded: 409,
-    ModelLoadFailed: 500,
-    ModelRestoring: 503,
-    ModelLoadRefused: 507,
+    model_errors.ModelNotLoaded: 404,
+    model_errors.ModelNotFound: 404,
+    model_errors.ModelAlreadyLoaded: 409,
+    model_errors.ModelLoadFailed: 500,
+    model_errors.ModelRestoring: 503,
+    model_errors.ModelLoadRefused: 507,
 }
 
 
@@ -55,7 +46,9 @@ def test_the_table_maps_every_model_error():
     declared = {
         value
         for value in vars(model_errors).values()
-        if isinstance(value, type) and issubclass(value, ModelError) and value is not ModelError
+        if isinstance(value, type)
+        and issubclass(value, model_errors.ModelError)
+        and value is not model_errors.ModelError
     }
     assert set(MODEL_ERROR_STATUS) == declared == set(CONTRACT)
 
