@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from classifier.opt_ml import write_job_config
-from tests.helpers import REPO_ROOT, write_image_folder
+from tests.helpers import REPO_ROOT, container_threads, share_cores_among_workers, write_image_folder
 
 RUNTIME_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 ROLE_NAME = "ClassifierSageMakerExecution"
@@ -298,6 +298,7 @@ def local_image() -> str:
 
 
 def pytest_configure(config):
+    share_cores_among_workers()
     # The SDK's own modules import its deprecated alias; nothing for us to change.
     config.addinivalue_line(
         "filterwarnings",
@@ -322,6 +323,12 @@ def sm_classifier(*args, timeout: float = 900) -> subprocess.CompletedProcess:
         f"--- stdout ---\n{result.stdout[-2000:]}\n--- stderr ---\n{result.stderr[-8000:]}"
     )
     return result
+
+
+def env_args(containers: int = 1) -> list[str]:
+    """``--env`` options that keep ``containers`` local-mode containers at once within this
+    worker's share of the cores."""
+    return [arg for k, v in container_threads(containers).items() for arg in ("--env", f"{k}={v}")]
 
 
 def final_json(stdout: str) -> dict:
@@ -349,7 +356,7 @@ def digits_training(local_image, digits_subset, tmp_path_factory):
     runs = tmp_path_factory.mktemp("local-runs")
     result = sm_classifier(
         "train", "--local", "--image", local_image, "--data", data, "--local-dir", runs,
-        "--no-debug-local", *hp_args({"epochs": str(EPOCHS)}),
+        "--no-debug-local", *env_args(), *hp_args({"epochs": str(EPOCHS)}),
     )  # fmt: skip
     return data, result
 

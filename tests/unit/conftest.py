@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from classifier.opt_ml import write_hyperparameters, write_input_data_config, write_resource_config
-from tests.helpers import write_image_folder
+from tests.helpers import share_cores_among_workers, write_image_folder
 from tools.demo_data import write_digits
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Each xdist worker, and every training or server it starts, gets its share of the cores.
-
-    torch sizes its OpenMP pool to every core, so two workers each running a job put four
-    threads that spin at their barriers on two cores: on a 2-core machine the suite took 468 s
-    that way and 281 s with one thread per worker. An OMP_NUM_THREADS set by the caller wins.
-    """
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers and "OMP_NUM_THREADS" not in os.environ:
-        share = max(1, len(os.sched_getaffinity(0)) // int(workers))
-        os.environ["OMP_NUM_THREADS"] = str(share)
+    share_cores_among_workers()
 
 
 @pytest.fixture(scope="session")
