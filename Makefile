@@ -131,11 +131,12 @@ image-serve:
 demo: image $(STAMP)/venv
 	local_test/run_demo.sh $(IMAGE_NAME):$(IMAGE_TAG)
 
-# docker-registry (push test) comes with --with-registry; moto comes from .venv-sdk.
+# docker-registry (push test) comes with --with-registry; moto comes from .venv-sdk. One worker
+# per core, a file per worker at a time in the conftest's order; the workers share one trained job.
 test-container: image image-serve $(STAMP)/venv $(STAMP)/venv-sdk
 	@scripts/docker_host_prerequisites.sh --with-registry >/dev/null
 	CONTAINER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) CONTAINER_TEST_SERVE_IMAGE=$(IMAGE_NAME)-serve:$(IMAGE_TAG) \
-	    $(VENV)/bin/python -m pytest tests/container
+	    $(VENV)/bin/python -m pytest tests/container -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # ruff everywhere; mypy (configured in pyproject.toml) over the runtime in its venv and over
 # the client in the SDK's venv, where each one's libraries are installed.

@@ -15,7 +15,8 @@ TEST_DIR/output/data, checkpoints in TEST_DIR/checkpoints. Exits with the contai
   --resume    keep TEST_DIR/checkpoints so the job resumes from them (as a restarted spot job)
   -h, --help  show this help
 
-Environment: TEST_DIR (default local_test/test_dir), TRAIN_CONTAINER_NAME.
+Environment: TEST_DIR (default local_test/test_dir), TRAIN_CONTAINER_NAME, OMP_NUM_THREADS (passed
+to the job: its threads per process, as a job's Environment on SageMaker).
 Make the demo data first: .venv/bin/python -m tools.demo_data TEST_DIR/input/data
 USAGE
 }
@@ -47,12 +48,15 @@ mkdir -p "$TEST_DIR/model" "$TEST_DIR/output" "$TEST_DIR/checkpoints"
 
 log "training with $image on $TEST_DIR"
 # No network: a single-host job needs none, and this is SageMaker's network isolation.
+env_args=()
+[[ -n "${OMP_NUM_THREADS:-}" ]] && env_args=(--env "OMP_NUM_THREADS=$OMP_NUM_THREADS")
 status=0
 docker run --rm \
     --name "${TRAIN_CONTAINER_NAME:-sagemaker-local-train-$$}" \
     --hostname algo-1 \
     --network none \
     --volume "$TEST_DIR:/opt/ml" \
+    ${env_args[@]+"${env_args[@]}"} \
     "$image" train || status=$?
 if ((status)); then
     [[ -s "$TEST_DIR/output/failure" ]] && log "failure reason: $(head -c 1024 "$TEST_DIR/output/failure")"

@@ -3,6 +3,8 @@
 The image is built once per session through build_and_push.sh (or taken from
 CONTAINER_TEST_IMAGE, which `make test-container` sets after `make image`). Every container
 runs without network or with its port published on 127.0.0.1 only. Waits poll with deadlines.
+Under pytest-xdist the digits and the trained job are made once per run, by the first worker
+that needs them, and shared (:func:`made_once`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from classifier.opt_ml import write_job_config
-from tests.helpers import REPO_ROOT, free_port
+from tests.helpers import REPO_ROOT, free_port, share_cores_among_workers
 
 REPO = REPO_ROOT
 LOCAL_TEST = REPO / "local_test"
@@ -38,6 +41,32 @@ SERVE_START_TIMEOUT_S = 180
 # assertion holds whatever CPU (and kernels) trained it.
 MIN_SERVED_ACCURACY = 0.8
 ENGINE_MARGIN = 0.05
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    share_cores_among_workers()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist one worker trains the shared job while the other runs the files that need none.
+
+    xdist (``--dist loadfile --no-loadscope-reorder``) hands the files out in collection order,
+    each next file to a worker with two tests or fewer left. So the first file that uses the job
+    comes first (its worker trains), every file that needs none next (the other worker runs
+    them meanwhile), and the other files that use the job last.
+    """
+
+    def needs_job(item: pytest.Item) -> bool:
+        return "trained_job" in getattr(item, "fixturenames", ())
+
+    files: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+    needing = [path for path, tests in files.items() if any(map(needs_job, tests))]
+    free = [path for path in files if path not in needing]
+    order = [*needing[:1], *free, *needing[1:]]
+    items[:] = [item for path in order for item in files[path]]
 
 
 def run(cmd: list[str], timeout: float, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -142,12 +171,41 @@ def serving_image(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def digits_data(tmp_path_factory) -> Path:
+def shared_tmp(tmp_path_factory, worker_id) -> Path:
+    """A folder every xdist worker of this run sees (the parent of the workers' own base temps)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def made_once(shared: Path, name: str, make: Callable[[Path], None]) -> Path:
+    """``shared/name``, made by ``make`` in the first worker that asks while the others wait on a
+    file lock (pytest-xdist's recipe for a session fixture that runs once). A failure is made
+    once too: the workers after the first fail with its message."""
+    folder, failed = shared / name, shared / f"{name}.failed"
+    with FileLock(shared / f"{name}.lock"):
+        if failed.exists():
+            pytest.fail(f"{name} failed in another worker:\n{failed.read_text()}", pytrace=False)
+        if not folder.exists():
+            scratch = shared / f"{name}.partial"
+            shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                make(scratch)
+            except BaseException as error:
+                failed.write_text(str(error))
+                raise
+            scratch.replace(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def digits_data(shared_tmp) -> Path:
     """The demo data (train/valid/test ImageFolders), written by the project's own command."""
-    out = tmp_path_factory.mktemp("digits") / "data"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "container"), str(REPO)])}
-    run([sys.executable, "-m", "tools.demo_data", str(out)], timeout=300, env=env, cwd=REPO)
-    return out
+
+    def write(out: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "container"), str(REPO)])}
+        run([sys.executable, "-m", "tools.demo_data", str(out)], timeout=300, env=env, cwd=REPO)
+
+    return made_once(shared_tmp, "digits", write)
 
 
 def run_training(image: str, job_dir: Path, timeout: float) -> subprocess.CompletedProcess:
@@ -172,15 +230,20 @@ def pack_channels(job_dir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def trained_job(image, digits_data, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """The digits job every serving test uses. Its channels are uploaded as one ``.tar.gz`` each
-    (test_archives checks that path in the image's own Python); folder channels are what the
-    other trainings here and the demo read."""
-    job_dir = make_job_dir(tmp_path_factory.mktemp("job"), digits_data, TEST_HYPERPARAMETERS)
-    assert pack_channels(job_dir) == ["test", "train", "valid"]
-    result = run_training(image, job_dir, TRAIN_TIMEOUT_S)
-    assert result.returncode == 0, f"training failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return job_dir, result
+def trained_job(image, digits_data, shared_tmp) -> tuple[Path, str]:
+    """The digits job every serving test uses, trained once per run: its folder and its log. Its
+    channels are uploaded as one ``.tar.gz`` each (test_archives checks that path in the image's
+    own Python); folder channels are what the other trainings here and the demo read."""
+
+    def train(job_dir: Path) -> None:
+        make_job_dir(job_dir, digits_data, TEST_HYPERPARAMETERS)
+        assert pack_channels(job_dir) == ["test", "train", "valid"]
+        result = run_training(image, job_dir, TRAIN_TIMEOUT_S)
+        assert result.returncode == 0, f"training failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        (job_dir / "train.log").write_text(result.stdout + result.stderr)
+
+    job_dir = made_once(shared_tmp, "trained-job", train)
+    return job_dir, (job_dir / "train.log").read_text()
 
 
 def start_server(image: str, job_dir: Path, **env_overrides: str) -> tuple[str, str]:

@@ -17,6 +17,17 @@ from .conftest import assert_served_as_measured, count_correct, remove_container
 pytestmark = pytest.mark.docker
 
 
+def test_train_writes_the_model_and_the_reports(trained_job):
+    job_dir, log = trained_job
+    config = json.loads((job_dir / "model" / "model_config.json").read_text())
+    assert config["class_names"] == [str(digit) for digit in range(10)]
+    assert (job_dir / "model" / "model.pt").stat().st_size > 0
+    reports = [p.name for p in (job_dir / "output" / "data").iterdir()]
+    assert reports, "no reports in output/data"
+    assert not (job_dir / "output" / "failure").exists()
+    assert "epoch=3 " in log and "valid_accuracy=" in log
+
+
 def test_trains_from_tar_gz_channels_and_serves_a_model_tar_gz(
     serving_image, trained_job, digits_data, tmp_path
 ):
