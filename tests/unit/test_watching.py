@@ -118,6 +118,31 @@ def test_a_credentialed_tracking_uri_reaches_no_log_file_event_or_mlflow_record(
     assert not [key for key, value in recorded.items() if PASSWORD in value]
 
 
+def test_a_transient_failure_stops_sending_but_the_run_still_ends_finished(mlflow_server, monkeypatch):
+    from mlflow import MlflowClient
+
+    from classifier.watching.base import JobEnd, JobFacts
+    from classifier.watching.mlflow_tracking import MlflowWatcher
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    watcher = MlflowWatcher(mlflow_server, {"MLFLOW_EXPERIMENT_NAME": "transient"})
+    watcher.start(JobFacts("transient-job", None, "local", 1, "img", {"epochs": 2}))
+    log_batch = watcher.client.log_batch
+
+    def fail_once(*args, **kwargs):
+        watcher.client.log_batch = log_batch
+        raise ConnectionError("the network blinked")
+
+    watcher.client.log_batch = fail_once
+    watcher.epoch(1, {"valid_accuracy": 0.5})
+    watcher.epoch(2, {"valid_accuracy": 0.6})
+    watcher.finish(JobEnd(metrics={"best_valid_accuracy": 0.6}))
+    missed = watcher.close()
+    assert missed and "epoch 1 metrics, epoch 2 metrics, the final metrics" in missed[0]
+    run = MlflowClient(mlflow_server).get_run(watcher.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["epochs"] == "2"
+
+
 def test_tensorboard_reads_back_the_scalars_per_epoch_the_hparams_session_and_the_figures(logged_job):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -209,31 +234,6 @@ def test_the_tensorboard_folder_is_the_output_configs_local_path(opt_ml, missing
     env = TrainingEnvironment.from_environ({**os.environ, "SAGEMAKER_BASE_DIR": str(opt_ml.root)})
     expected = opt_ml.root / "output/tensorboard" if missing else tmp_path / "tb"
     assert env.tensorboard_dir == expected
-
-
-def test_a_transient_failure_stops_sending_but_the_run_still_ends_finished(mlflow_server, monkeypatch):
-    from mlflow import MlflowClient
-
-    from classifier.watching.base import JobEnd, JobFacts
-    from classifier.watching.mlflow_tracking import MlflowWatcher
-
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    watcher = MlflowWatcher(mlflow_server, {"MLFLOW_EXPERIMENT_NAME": "transient"})
-    watcher.start(JobFacts("transient-job", None, "local", 1, "img", {"epochs": 2}))
-    log_batch = watcher.client.log_batch
-
-    def fail_once(*args, **kwargs):
-        watcher.client.log_batch = log_batch
-        raise ConnectionError("the network blinked")
-
-    watcher.client.log_batch = fail_once
-    watcher.epoch(1, {"valid_accuracy": 0.5})
-    watcher.epoch(2, {"valid_accuracy": 0.6})
-    watcher.finish(JobEnd(metrics={"best_valid_accuracy": 0.6}))
-    missed = watcher.close()
-    assert missed and "epoch 1 metrics, epoch 2 metrics, the final metrics" in missed[0]
-    run = MlflowClient(mlflow_server).get_run(watcher.run_id)
-    assert run.info.status == "FINISHED" and run.data.params["epochs"] == "2"
 
 
 def test_figures_that_fail_at_the_end_leave_the_job_and_its_metrics(opt_ml, monkeypatch):

@@ -353,7 +353,7 @@ def test_missing_model_exits_non_zero_with_the_reason(tmp_path):
 def test_broken_weights_exit_non_zero_without_a_green_ping(tmp_path):
     make_model_dir(tmp_path)
     (tmp_path / "model" / "model.pt").write_bytes(b"not a state dict")
-    server = Server(tmp_path)
+    server = Server(tmp_path, SAGEMAKER_MODEL_SERVER_WORKERS=1)
     try:
         deadline = time.monotonic() + START_DEADLINE_S
         while server.process.poll() is None and time.monotonic() < deadline:
