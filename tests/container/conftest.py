@@ -171,10 +171,10 @@ def serving_image(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def shared_tmp(tmp_path_factory, worker_id) -> Path:
+def shared_tmp(tmp_path_factory) -> Path:
     """A folder every xdist worker of this run sees (the parent of the workers' own base temps)."""
     base = tmp_path_factory.getbasetemp()
-    return base if worker_id == "master" else base.parent
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 def made_once(shared: Path, name: str, make: Callable[[Path], None]) -> Path:
