@@ -24,7 +24,6 @@ from classifier.constants import MODEL_CONFIG_FILE
 from classifier_client.training import load_hyperparameters_file
 from tests import helpers
 from tests.sdk.browser import colour_counts, screenshot
-from tests.sdk.conftest import env_args
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -68,7 +67,7 @@ def test_three_one_epoch_trials_through_the_image(
         "--tuning-job-name", "ci-local", "--max-jobs", 3, "--max-parallel-jobs", 2,
         "--strategy", "Random", "--only-ranges",
         "--range", "learning_rate=continuous:0.0005:0.05:log",
-        "--range", "optimizer=categorical:adam,sgd", *env_args(containers=2), *hp,
+        "--range", "optimizer=categorical:adam,sgd", *hp,
     )  # fmt: skip
     assert tuned.returncode == 0, f"{tuned.stdout[-2000:]}\n{tuned.stderr[-6000:]}"
     assert json.loads(tuned.stdout)["finished"] is True
