@@ -98,11 +98,11 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 	CLASSIFIER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV_SDK)/bin/python -m pytest tests/sdk \
 	    -n $(PYTEST_WORKERS) --dist loadfile $(SDK_TESTS)
 
-# `make test`: every suite, one after another. The images build in the background while the unit
-# suite runs (log: $(TEST_LOGS)/image.log); lint, the SDK suite and the container suite need them,
-# and each runs even when one before it failed.
+# `make test`: every suite, one after another. The images build in the background from the start,
+# while the venvs install and the unit suite runs (log: $(TEST_LOGS)/image.log); lint, the SDK
+# suite and the container suite need them, and each runs even when one before it failed.
 TEST_LOGS := $(STAMP)/test-logs
-test: setup
+test:
 	@mkdir -p $(TEST_LOGS)
 	@$(MAKE) --no-print-directory image image-serve >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
 	$(MAKE) --no-print-directory test-unit; unit=$$?; \
