@@ -102,7 +102,8 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 # while the venvs install and the unit suite runs (log: $(TEST_LOGS)/image.log); lint, the SDK
 # suite and the container suite need them, and each runs even when one before it failed.
 TEST_LOGS := $(STAMP)/test-logs
-test:
+# .venv-tools first: build_wheelhouse.sh takes its pip where python3 has none.
+test: $(STAMP)/uv-$(UV_VERSION)
 	@mkdir -p $(TEST_LOGS)
 	@$(MAKE) --no-print-directory image image-serve >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
 	$(MAKE) --no-print-directory test-unit; unit=$$?; \

@@ -52,7 +52,7 @@ done
 [[ -r "$requirements" ]] || die "lock file not found: $requirements (make lock writes it)"
 
 # Any CPython 3.11 with pip will do: when python3 has no pip module, one of the repository's
-# venvs (.venv-tools comes first in `make test`, before the image build starts).
+# venvs (`make test` makes .venv-tools before the image build starts).
 python="${PYTHON:-python3}"
 if [[ -z "${PYTHON:-}" ]] && ! python3 -m pip --version >/dev/null 2>&1; then
     for venv in .venv-tools .venv; do

@@ -37,11 +37,20 @@ def share_cores_among_workers() -> None:
         os.environ["OMP_NUM_THREADS"] = str(share)
 
 
-def container_threads(containers: int = 1) -> dict[str, str]:
-    """The environment a training container gets so that ``containers`` of them at once take this
-    worker's share of the cores (a container does not inherit the test's environment)."""
-    share = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
-    return {"OMP_NUM_THREADS": str(max(1, share // containers))}
+def container_env_args(containers: int = 1) -> list[str]:
+    """``--env`` options (docker run, sm-classifier) that keep ``containers`` training containers
+    at once within this worker's share of the cores: a container does not inherit the test's
+    environment. The share is OMP_NUM_THREADS's first number, else every core."""
+    try:
+        share = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        share = len(os.sched_getaffinity(0))
+    return ["--env", f"OMP_NUM_THREADS={max(1, share // containers)}"]
+
+
+def runtime_env() -> dict[str, str]:
+    """The environment in which the host's Python imports the runtime (``classifier``) and tools."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "container"), str(REPO_ROOT)])}
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ import pytest
 from filelock import FileLock
 
 from classifier.opt_ml import write_job_config
-from tests.helpers import REPO_ROOT, free_port, share_cores_among_workers
+from tests.helpers import REPO_ROOT, free_port, runtime_env, share_cores_among_workers
 
 REPO = REPO_ROOT
 LOCAL_TEST = REPO / "local_test"
@@ -60,13 +61,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def needs_job(item: pytest.Item) -> bool:
         return "trained_job" in getattr(item, "fixturenames", ())
 
+    here = Path(__file__).parent
     files: dict[Path, list[pytest.Item]] = {}
     for item in items:
-        files.setdefault(item.path, []).append(item)
+        if item.path.parent == here:
+            files.setdefault(item.path, []).append(item)
     needing = [path for path, tests in files.items() if any(map(needs_job, tests))]
     free = [path for path in files if path not in needing]
     order = [*needing[:1], *free, *needing[1:]]
-    items[:] = [item for path in order for item in files[path]]
+    others = [item for item in items if item.path.parent != here]
+    items[:] = [*others, *(item for path in order for item in files[path])]
 
 
 def run(cmd: list[str], timeout: float, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -152,16 +156,25 @@ def _image_under_test(env_name: str, *build_args: str) -> str:
     return built.stdout.strip().splitlines()[-1]
 
 
+def _image_once(shared: Path, env_name: str, *build_args: str) -> str:
+    """:func:`_image_under_test`, built by one worker of the run (they share the wheelhouse)."""
+
+    def build(folder: Path) -> None:
+        (folder / "reference").write_text(_image_under_test(env_name, *build_args))
+
+    return (made_once(shared, f"image-{env_name}", build) / "reference").read_text()
+
+
 @pytest.fixture(scope="session")
-def image(docker_engine) -> str:
+def image(docker_engine, shared_tmp) -> str:
     """The full image: CONTAINER_TEST_IMAGE, or built now from the working tree."""
-    return _image_under_test(IMAGE_ENV)
+    return _image_once(shared_tmp, IMAGE_ENV)
 
 
 @pytest.fixture(scope="session")
-def serve_only_image(docker_engine) -> str:
+def serve_only_image(docker_engine, shared_tmp) -> str:
     """The serving image: CONTAINER_TEST_SERVE_IMAGE, or built now (build_and_push.sh --serve-only)."""
-    return _image_under_test(SERVE_IMAGE_ENV, "--serve-only")
+    return _image_once(shared_tmp, SERVE_IMAGE_ENV, "--serve-only")
 
 
 @pytest.fixture(scope="session", params=["full", "serve"])
@@ -186,8 +199,8 @@ def made_once(shared: Path, name: str, make: Callable[[Path], None]) -> Path:
         if failed.exists():
             pytest.fail(f"{name} failed in another worker:\n{failed.read_text()}", pytrace=False)
         if not folder.exists():
-            scratch = shared / f"{name}.partial"
-            shutil.rmtree(scratch, ignore_errors=True)
+            # A fresh folder per attempt: one a killed worker left may hold the container's files.
+            scratch = Path(tempfile.mkdtemp(dir=shared, prefix=f"{name}.partial-"))
             try:
                 make(scratch)
             except BaseException as error:
@@ -202,8 +215,7 @@ def digits_data(shared_tmp) -> Path:
     """The demo data (train/valid/test ImageFolders), written by the project's own command."""
 
     def write(out: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "container"), str(REPO)])}
-        run([sys.executable, "-m", "tools.demo_data", str(out)], timeout=300, env=env, cwd=REPO)
+        run([sys.executable, "-m", "tools.demo_data", str(out)], timeout=300, env=runtime_env(), cwd=REPO)
 
     return made_once(shared_tmp, "digits", write)
 
@@ -235,15 +247,15 @@ def trained_job(image, digits_data, shared_tmp) -> tuple[Path, str]:
     channels are uploaded as one ``.tar.gz`` each (test_archives checks that path in the image's
     own Python); folder channels are what the other trainings here and the demo read."""
 
-    def train(job_dir: Path) -> None:
-        make_job_dir(job_dir, digits_data, TEST_HYPERPARAMETERS)
+    def train(folder: Path) -> None:
+        job_dir = make_job_dir(folder / "job", digits_data, TEST_HYPERPARAMETERS)
         assert pack_channels(job_dir) == ["test", "train", "valid"]
         result = run_training(image, job_dir, TRAIN_TIMEOUT_S)
         assert result.returncode == 0, f"training failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        (job_dir / "train.log").write_text(result.stdout + result.stderr)
+        (folder / "train.log").write_text(result.stdout + result.stderr)
 
-    job_dir = made_once(shared_tmp, "trained-job", train)
-    return job_dir, (job_dir / "train.log").read_text()
+    folder = made_once(shared_tmp, "trained-job", train)
+    return folder / "job", (folder / "train.log").read_text()
 
 
 def start_server(image: str, job_dir: Path, **env_overrides: str) -> tuple[str, str]:

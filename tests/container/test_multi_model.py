@@ -9,7 +9,6 @@ each answer with their own class names; one is a model folder, the other a model
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import REPO_ROOT, free_port
+from tests.helpers import free_port, runtime_env
 
 from .conftest import (
     ENGINE_MARGIN,
@@ -62,15 +61,17 @@ def high_model(trained_job, digits_data, tmp_path_factory) -> Path:
     from classifier.artifacts import load_model, save_model
 
     model, spec = load_model(trained_job[0] / "model")
+    assert spec.architecture.startswith("resnet"), (
+        f"the cut below knows ResNet's head (fc), not {spec.architecture}"
+    )
     rows = [spec.class_names.index(label) for label in HIGH_DIGITS]
     weights = model.state_dict()
     weights["fc.weight"], weights["fc.bias"] = weights["fc.weight"][rows], weights["fc.bias"][rows]
     model_dir = save_model(
         tmp_path_factory.mktemp("high") / "model", weights, replace(spec, class_names=HIGH_DIGITS, exports={})
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "container"), str(REPO_ROOT)])}
     export = [sys.executable, "-m", "classifier.inference.export", str(model_dir)]
-    run([*export, "--data", str(digits_data / "valid")], timeout=300, env=env)
+    run([*export, "--data", str(digits_data / "valid")], timeout=300, env=runtime_env())
     return model_dir
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from classifier.constants import EXIT_SIGTERM
-from tests.helpers import container_threads
+from tests.helpers import container_env_args
 
 from .conftest import make_job_dir, remove_container, run, run_training, unique_name, wait_for
 
@@ -46,7 +46,7 @@ def test_docker_stop_checkpoints_and_exits_within_the_grace_period(image, digits
             "none",
             "--volume",
             f"{job_dir}:/opt/ml",
-            *[arg for k, v in container_threads().items() for arg in ("--env", f"{k}={v}")],
+            *container_env_args(),
             image,
             "train",
         ],

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from classifier.opt_ml import write_job_config
-from tests.helpers import REPO_ROOT, container_threads, share_cores_among_workers, write_image_folder
+from tests.helpers import REPO_ROOT, container_env_args, share_cores_among_workers, write_image_folder
 
 RUNTIME_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 ROLE_NAME = "ClassifierSageMakerExecution"
@@ -325,12 +325,6 @@ def sm_classifier(*args, timeout: float = 900) -> subprocess.CompletedProcess:
     return result
 
 
-def env_args(containers: int = 1) -> list[str]:
-    """``--env`` options that keep ``containers`` local-mode containers at once within this
-    worker's share of the cores."""
-    return [arg for k, v in container_threads(containers).items() for arg in ("--env", f"{k}={v}")]
-
-
 def final_json(stdout: str) -> dict:
     """The CLI's result: stdout is only the JSON result (container logs go to stderr)."""
     return json.loads(stdout)
@@ -356,7 +350,7 @@ def digits_training(local_image, digits_subset, tmp_path_factory):
     runs = tmp_path_factory.mktemp("local-runs")
     result = sm_classifier(
         "train", "--local", "--image", local_image, "--data", data, "--local-dir", runs,
-        "--no-debug-local", *env_args(), *hp_args({"epochs": str(EPOCHS)}),
+        "--no-debug-local", *container_env_args(), *hp_args({"epochs": str(EPOCHS)}),
     )  # fmt: skip
     return data, result
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from classifier.metric_definitions import EPOCH_METRICS
+from tests.helpers import container_env_args
 from tests.sdk.capture_records import capture_record
-from tests.sdk.conftest import CLI, EPOCHS, env_args, final_json, hp_args, job_metrics, sm_classifier
+from tests.sdk.conftest import CLI, EPOCHS, final_json, hp_args, job_metrics, sm_classifier
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -133,7 +134,7 @@ def test_two_instances_make_one_distributed_job(local_image, digits_subset, tmp_
     data = digits_subset({"train": 20, "valid": 5, "test": 5})
     result = sm_classifier(
         "train", "--local", "--instance-count", "2", "--image", local_image, "--data", data,
-        "--local-dir", tmp_path, "--no-debug-local", *env_args(containers=2),
+        "--local-dir", tmp_path, "--no-debug-local", *container_env_args(containers=2),
         *hp_args({"epochs": "2", "inference_export": "none"}),
     )  # fmt: skip
     lines = host_lines(result.stderr)
