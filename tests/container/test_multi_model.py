@@ -27,7 +27,6 @@ from tests.helpers import free_port, runtime_env
 
 from .conftest import (
     ENGINE_MARGIN,
-    MIN_SERVED_ACCURACY,
     SERVE_START_TIMEOUT_S,
     assert_served_as_measured,
     remove_container,
@@ -41,6 +40,9 @@ pytestmark = pytest.mark.docker
 ALL_DIGITS = tuple(str(digit) for digit in range(10))
 LOW_DIGITS = ("0", "1", "2", "3", "4")
 HIGH_DIGITS = ("5", "6", "7", "8", "9")
+# "high" is judged against the digits model on the same images; this only says it learned at all
+# (chance is 0.2), so it holds whatever CPU trained the digits model.
+FAR_ABOVE_CHANCE = 0.5
 
 # Fits two ResNet-18s and the server (~0.8 GB measured), not a model announcing 2 GB of weights.
 BUDGET_MB = 2000
@@ -192,7 +194,7 @@ def test_the_sequence_sagemaker_drives(endpoint, digits_data, trained_job):
     served = _accuracy(url, "digits", all_images)
     assert_served_as_measured(served, trained_job[0], f"digits over {len(all_images)} test images")
     high, digits_on_high = _accuracy(url, "high", high_images), _accuracy(url, "digits", high_images)
-    assert high >= MIN_SERVED_ACCURACY and high >= digits_on_high - ENGINE_MARGIN, (high, digits_on_high)
+    assert high >= FAR_ABOVE_CHANCE and high >= digits_on_high - ENGINE_MARGIN, (high, digits_on_high)
     assert set(_top_labels(url, "high", low_images[::10])) <= set(HIGH_DIGITS)
     digits_answers = _top_labels(url, "digits", low_images[:1])
 
