@@ -1,10 +1,10 @@
 """Fixtures for the container tests: the built image, a trained job, a running endpoint.
 
-The image is built once per session through build_and_push.sh (or taken from
+The image is built once per run through build_and_push.sh (or taken from
 CONTAINER_TEST_IMAGE, which `make test-container` sets after `make image`). Every container
 runs without network or with its port published on 127.0.0.1 only. Waits poll with deadlines.
-Under pytest-xdist the digits and the trained job are made once per run, by the first worker
-that needs them, and shared (:func:`made_once`).
+Under pytest-xdist the images, the digits and the trained job are made once per run, by the
+first worker that needs them, and shared (:func:`made_once`).
 """
 
 from __future__ import annotations
