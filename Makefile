@@ -25,8 +25,10 @@ DEV_LOCK := requirements-dev.lock
 SDK_LOCK := classifier_client/requirements.lock
 # uv installs the locks several times faster than pip (parallel downloads, no resolver run); it
 # lives in a venv of its own. USE_UV=0 (or no uv) installs with pip, from the same locks.
+# BUILD_LOCK pins it, here and in the image build (container/install_venv.sh).
+BUILD_LOCK := container/requirements-build.lock
 VENV_TOOLS := .venv-tools
-UV_VERSION := 0.13.8
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(BUILD_LOCK))
 UV := $(VENV_TOOLS)/bin/uv
 USE_UV ?= 1
 # The image's platform: Debian 12 (glibc 2.36), CPython 3.11, x86_64. pip's index strategy: the
@@ -40,7 +42,7 @@ uv_sources = $$(source scripts/common.sh && uv_source_args)
 $(STAMP)/uv-$(UV_VERSION):
 	@mkdir -p $(STAMP)
 	@{ test -x $(VENV_TOOLS)/bin/python || $(PYTHON) -m venv $(VENV_TOOLS); } && \
-	$(VENV_TOOLS)/bin/pip install -q uv==$(UV_VERSION) || \
+	$(VENV_TOOLS)/bin/pip install -q --require-hashes -r $(BUILD_LOCK) || \
 	echo "uv $(UV_VERSION) could not be installed: the venvs are installed with pip" >&2
 	@touch $@
 
@@ -79,7 +81,8 @@ endef
 
 # Refreshes the locks after an edit of a requirement file (needs uv and the package index).
 lock: $(STAMP)/uv-$(UV_VERSION)
-	@test -x $(UV) || { echo "make lock needs uv: $(VENV_TOOLS)/bin/pip install uv==$(UV_VERSION)" >&2; exit 1; }
+	@test -x $(UV) || { echo "make lock needs uv: $(VENV_TOOLS)/bin/pip install -r $(BUILD_LOCK)" >&2; exit 1; }
+	$(call compile_lock,$(BUILD_LOCK),container/requirements-build.txt)
 	$(call compile_lock,$(RUNTIME_LOCK),container/requirements.txt)
 	python3 scripts/subset_lock.py $(RUNTIME_LOCK) $(SERVE_REQUIREMENTS) > $(SERVE_LOCK).tmp && mv $(SERVE_LOCK).tmp $(SERVE_LOCK)
 	$(call compile_lock,$(DEV_LOCK),container/requirements.txt requirements-dev.txt -c $(RUNTIME_LOCK))

@@ -3,9 +3,10 @@
 # builds with `pip install --no-index` and no network inside `docker build`. Air-gapped users run
 # this on a connected machine and carry the folder over.
 #
-# The wheels are exactly those of container/requirements.lock, hash-checked on download. The
-# folder gets its own copy of the lock, wheelhouse/requirements.lock, which the image installs
-# from: it adds, for packages built here from a hashed sdist, the hash of the wheel built.
+# The wheels are exactly those of container/requirements.lock and of the installer that the build
+# uses (container/requirements-build.lock), hash-checked on download. The folder gets its own copy
+# of the image's lock, wheelhouse/requirements.lock, which the image installs from: it adds, for
+# packages built here from a hashed sdist, the hash of the wheel built.
 #
 # Skips all work when the wheelhouse already matches the lock (a stamp holds its hash).
 set -euo pipefail
@@ -15,7 +16,7 @@ source "$repo_root/scripts/common.sh"
 
 usage() {
     cat <<EOF
-Usage: $(basename "$0") [-r LOCK] [-o WHEELHOUSE_DIR] [--force] [-h]
+Usage: $(basename "$0") [-r LOCK] [-b BUILD_LOCK] [-o WHEELHOUSE_DIR] [--force] [-h]
 
 Downloads the locked runtime requirements as wheels for Linux x86_64 / CPython 3.11.
 Packages published only as source (sagemaker-training has a C extension) are built into wheels;
@@ -23,6 +24,7 @@ that needs a Linux x86_64 host with Python 3.11 and a C compiler (the image base
 so build on Debian 12 or older glibc).
 
   -r FILE      lock file, every package pinned with hashes (default: container/requirements.lock)
+  -b FILE      lock of the installer the build runs (default: container/requirements-build.lock)
   -o DIR       output folder (default: container/wheelhouse)
   --force      rebuild even when the wheelhouse is up to date
   -h, --help   show this help
@@ -38,18 +40,22 @@ EOF
 
 
 requirements="$repo_root/container/requirements.lock"
+build_requirements="$repo_root/container/requirements-build.lock"
 out="$repo_root/container/wheelhouse"
 force=0
 while (($#)); do
     case "$1" in
         -r) requirements="${2:?-r needs a file}"; shift 2 ;;
+        -b) build_requirements="${2:?-b needs a file}"; shift 2 ;;
         -o) out="${2:?-o needs a folder}"; shift 2 ;;
         --force) force=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-[[ -r "$requirements" ]] || die "lock file not found: $requirements (make lock writes it)"
+for lock in "$requirements" "$build_requirements"; do
+    [[ -r "$lock" ]] || die "lock file not found: $lock (make lock writes it)"
+done
 
 # Any CPython 3.11 with pip will do: when python3 has no pip module, one of the repository's
 # venvs (`make test` makes .venv-tools before the image build starts).
@@ -66,7 +72,7 @@ fi
     || die "$python has no pip: apt-get install python3-pip, or set PYTHON to one that has"
 torch_index="${TORCH_INDEX_URL:-}"
 stamp="$out/.requirements.sha256"
-want="$( { cat "$requirements"; echo "torch_index=$torch_index"; } | sha256sum | cut -d' ' -f1)"
+want="$( { cat "$requirements" "$build_requirements"; echo "torch_index=$torch_index"; } | sha256sum | cut -d' ' -f1)"
 
 if ((!force)) && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     log "up to date: $out"
@@ -87,15 +93,15 @@ log "collecting wheels for $(grep -cE '^[A-Za-z0-9]' "$requirements") locked pac
 # into wheels, checking every download against the lock's hashes; the lock is complete, so no
 # dependency resolution (--no-deps). pip's wheel cache reuses the wheel `make setup` built.
 "$python" -m pip wheel --quiet --require-hashes --no-deps ${extra[@]+"${extra[@]}"} \
-    -r "$requirements" -w "$out"
+    -r "$requirements" -r "$build_requirements" -w "$out"
 
 # Drop wheels of older locks, so the folder (and the build context) does not grow forever, and
 # write the image's copy of the lock: a wheel built here from an sdist has a hash of its own,
 # which is added next to the sdist's (the sdist was checked against the lock when downloaded).
-"$python" - "$requirements" "$out" <<'PY'
+"$python" - "$requirements" "$build_requirements" "$out" <<'PY'
 import hashlib, pathlib, re, sys
 
-lock, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+lock, build_lock, out = (pathlib.Path(arg) for arg in sys.argv[1:4])
 text = lock.read_text()
 
 
@@ -103,10 +109,18 @@ def norm(name):
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-entries = {}  # name -> (version, hashes, offset just after the entry's last hash)
-pattern = r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)((?: \\\n +--hash=sha256:[0-9a-f]+)+)"
-for m in re.finditer(pattern, text, re.M):
-    entries[norm(m[1])] = (m[2], set(re.findall(r"sha256:([0-9a-f]+)", m[3])), m.end())
+def parse(lock_text):
+    """name -> (version, hashes, offset just after the entry's last hash)"""
+    pattern = r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)((?: \\\n +--hash=sha256:[0-9a-f]+)+)"
+    return {
+        norm(m[1]): (m[2], set(re.findall(r"sha256:([0-9a-f]+)", m[3])), m.end())
+        for m in re.finditer(pattern, lock_text, re.M)
+    }
+
+
+image_entries = parse(text)
+# The installer's wheels are published ones: only the image's lock gets hashes added.
+entries = {**parse(build_lock.read_text()), **image_entries}
 files = {}  # name -> [(wheel, sha256)], oldest first
 for whl in sorted(out.glob("*.whl"), key=lambda path: path.stat().st_mtime):
     name, version = whl.name.split("-")[:2]
@@ -127,7 +141,9 @@ for name, found in files.items():
 missing = sorted(set(entries) - set(wheels))
 if missing:
     sys.exit(f"[build_wheelhouse.sh] ERROR: no wheel for {', '.join(missing)}")
-built = [(entries[n][2], h) for n, h in wheels.items() if h not in entries[n][1]]
+built = [
+    (image_entries[n][2], h) for n, h in wheels.items() if n in image_entries and h not in image_entries[n][1]
+]
 for offset, digest in sorted(built, reverse=True):
     text = f"{text[:offset]} \\\n    --hash=sha256:{digest}{text[offset:]}"
 header = "# The image installs this copy of the lock; hashes of wheels built here from sdists added.\n"

@@ -26,12 +26,12 @@ def test_image_honours_the_sagemaker_contract(image):
     assert env["PYTHONUNBUFFERED"] == "1"
     assert inspect(image)["Architecture"] == "amd64"
 
-    # Wheels from the wheelhouse must not reach the image (Debian's own ensurepip wheels in
-    # /usr/share/python-wheels belong to the base).
+    # Wheels from the wheelhouse, the installers' caches and uv itself must not reach the image
+    # (Debian's own ensurepip wheels in /usr/share/python-wheels belong to the base).
     probe = (
         "set -e; command -v train; command -v serve; test ! -e /opt/ml; "
         "test -z \"$(find /opt /tmp /root -name '*.whl' -print -quit)\"; "
-        "test ! -d /root/.cache/pip; "
+        "test ! -e /root/.cache; test ! -e /tmp/build; test ! -e /opt/venv/bin/uv; "
         "python3 -c 'import torch, torchvision, smdebug, classifier.training.program, classifier.serving'"
     )
     result = run(["docker", "run", "--rm", "--network", "none", image, "sh", "-c", probe], timeout=300)

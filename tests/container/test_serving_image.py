@@ -25,7 +25,8 @@ pytestmark = pytest.mark.docker
 
 # The ceiling, as `docker image inspect` reports the size.
 MAX_SERVING_IMAGE_BYTES = 600 * 10**6
-FORBIDDEN_MODULES = ("torch", "torchvision", "triton", "smdebug", "nncf", "sagemaker_training")
+# uv installs the venv at build time and must not stay.
+FORBIDDEN_MODULES = ("torch", "torchvision", "triton", "smdebug", "nncf", "sagemaker_training", "uv")
 
 
 def _answers(url: str, images: list[Path]) -> list[dict]:
