@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 UV_NO_CACHE=1
 tools=/tmp/build/tools
 build_lock="$(dirname "$0")/requirements-build.lock"
 python3 -m venv /opt/venv
@@ -54,9 +54,12 @@ if [ -n "$compiler" ]; then
 fi
 # shellcheck disable=SC2086 # the sources are words on purpose
 "$tools/bin/pip" install -q $pip_sources --require-hashes -r "$build_lock"
+# The lock is complete, so no resolution (--no-deps: uv would fetch every wheel twice, once for its
+# metadata); `uv pip check` then proves every declared dependency is installed.
 # shellcheck disable=SC2086
-"$tools/bin/uv" pip install --python /opt/venv/bin/python --no-cache --compile-bytecode \
+"$tools/bin/uv" pip install -q --python /opt/venv/bin/python --compile-bytecode --no-deps \
     $uv_sources --require-hashes -r "$lock"
+"$tools/bin/uv" pip check -q --python /opt/venv/bin/python
 if [ -n "$compiler" ]; then
     apt-get purge -y --auto-remove $compiler
     rm -rf /var/lib/apt/lists/*
