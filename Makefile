@@ -104,20 +104,21 @@ test-sdk: image $(STAMP)/venv-sdk $(STAMP)/venv
 	CLASSIFIER_TEST_IMAGE=$(IMAGE_NAME):$(IMAGE_TAG) $(VENV_SDK)/bin/python -m pytest tests/sdk \
 	    -n $(PYTEST_WORKERS) --dist loadfile $(SDK_TESTS)
 
-# `make test`: every suite, one after another. The images build in the background from the start,
-# while the venvs install and the unit suite runs (log: $(TEST_LOGS)/image.log); the SDK suite and
-# the container suite need them. Lint (one process, so one core) runs in the background beside
-# those two (log: $(TEST_LOGS)/lint.log). Each runs even when one before it failed.
+# `make test`: every suite. The images build in the background from the start, while the venvs
+# install and the unit suite runs (log: $(TEST_LOGS)/image.log); then lint (one process, so one
+# core; log: $(TEST_LOGS)/lint.log) runs in the background while the SDK suite and the container
+# suite, which need the images, run one after the other. Each runs even when another failed.
 TEST_LOGS := $(STAMP)/test-logs
 # .venv-tools first: build_wheelhouse.sh takes its pip where python3 has none.
 test: $(STAMP)/uv-$(UV_VERSION)
 	@mkdir -p $(TEST_LOGS)
 	@$(MAKE) --no-print-directory image image-serve >$(TEST_LOGS)/image.log 2>&1 & build=$$!; \
 	$(MAKE) --no-print-directory test-unit; unit=$$?; \
-	if ! wait $$build; then echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; exit 1; fi; \
-	tail -n 1 $(TEST_LOGS)/image.log; \
-	$(MAKE) --no-print-directory lint >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
-	$(MAKE) --no-print-directory --keep-going -o image -o image-serve test-sdk test-container; suites=$$?; \
+	$(MAKE) --no-print-directory -o $(STAMP)/venv -o $(STAMP)/venv-sdk lint >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
+	if wait $$build; then \
+	    tail -n 1 $(TEST_LOGS)/image.log; \
+	    $(MAKE) --no-print-directory --keep-going -o image -o image-serve test-sdk test-container; suites=$$?; \
+	else echo "image build failed:" >&2; tail -n 40 $(TEST_LOGS)/image.log >&2; suites=1; fi; \
 	wait $$lint; lint=$$?; cat $(TEST_LOGS)/lint.log; \
 	exit $$(( unit || suites || lint ))
 

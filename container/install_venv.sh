@@ -24,13 +24,14 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 UV_NO_CACHE=1
+# UV_SYSTEM_CERTS: uv trusts the base's certificate store (where a company's CA is installed).
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 UV_NO_CACHE=1 UV_SYSTEM_CERTS=1
 tools=/tmp/build/tools
 build_lock="$(dirname "$0")/requirements-build.lock"
 python3 -m venv /opt/venv
 python3 -m venv "$tools"
-# Sources as words (none holds a space): pip's for uv itself, uv's for the lock.
 compiler=""
+# Sources as words (none holds a space): pip's for uv itself, uv's for the lock.
 if [ -n "${WHEELHOUSE_URL:-}" ]; then
     # A proxy passed into the build (HTTP_PROXY) must not take the wheelhouse's local requests.
     export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
@@ -52,13 +53,16 @@ if [ -n "$compiler" ]; then
     apt-get update
     apt-get install -y --no-install-recommends $compiler
 fi
-# shellcheck disable=SC2086 # the sources are words on purpose
-"$tools/bin/pip" install -q $pip_sources --require-hashes -r "$build_lock"
 # The lock is complete, so no resolution (--no-deps: uv would fetch every wheel twice, once for its
-# metadata); `uv pip check` then proves every declared dependency is installed.
+# metadata); `uv pip check` then proves every declared dependency is installed. The sources are
+# split into words but not globbed (set -f: an address may hold [ or ?).
+set -f
+# shellcheck disable=SC2086
+"$tools/bin/pip" install -q $pip_sources --require-hashes -r "$build_lock"
 # shellcheck disable=SC2086
 "$tools/bin/uv" pip install -q --python /opt/venv/bin/python --compile-bytecode --no-deps \
     $uv_sources --require-hashes -r "$lock"
+set +f
 "$tools/bin/uv" pip check -q --python /opt/venv/bin/python
 if [ -n "$compiler" ]; then
     apt-get purge -y --auto-remove $compiler

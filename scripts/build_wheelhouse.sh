@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch every wheel the image needs into container/wheelhouse/ (git-ignored), so that the image
-# builds with `pip install --no-index` and no network inside `docker build`. Air-gapped users run
+# builds with `uv pip install --no-index` and no network inside `docker build`. Air-gapped users run
 # this on a connected machine and carry the folder over.
 #
 # The wheels are exactly those of container/requirements.lock and of the installer that the build
@@ -16,15 +16,15 @@ source "$repo_root/scripts/common.sh"
 
 usage() {
     cat <<EOF
-Usage: $(basename "$0") [-r LOCK] [-b BUILD_LOCK] [-o WHEELHOUSE_DIR] [--force] [-h]
+Usage: $(basename "$0") [-r LOCK] [-o WHEELHOUSE_DIR] [--force] [-h]
 
-Downloads the locked runtime requirements as wheels for Linux x86_64 / CPython 3.11.
+Downloads the locked runtime requirements, and uv (container/requirements-build.lock, which the
+image build installs with), as wheels for Linux x86_64 / CPython 3.11.
 Packages published only as source (sagemaker-training has a C extension) are built into wheels;
 that needs a Linux x86_64 host with Python 3.11 and a C compiler (the image base is Debian 12,
 so build on Debian 12 or older glibc).
 
   -r FILE      lock file, every package pinned with hashes (default: container/requirements.lock)
-  -b FILE      lock of the installer the build runs (default: container/requirements-build.lock)
   -o DIR       output folder (default: container/wheelhouse)
   --force      rebuild even when the wheelhouse is up to date
   -h, --help   show this help
@@ -46,7 +46,6 @@ force=0
 while (($#)); do
     case "$1" in
         -r) requirements="${2:?-r needs a file}"; shift 2 ;;
-        -b) build_requirements="${2:?-b needs a file}"; shift 2 ;;
         -o) out="${2:?-o needs a folder}"; shift 2 ;;
         --force) force=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -74,6 +73,11 @@ torch_index="${TORCH_INDEX_URL:-}"
 stamp="$out/.requirements.sha256"
 want="$( { cat "$requirements" "$build_requirements"; echo "torch_index=$torch_index"; } | sha256sum | cut -d' ' -f1)"
 
+# One run at a time per folder (`make -j image image-serve`, two test workers building both images):
+# a second run waits, then finds the stamp.
+mkdir -p "$out"
+exec 9>"$out/.lock"
+flock 9
 if ((!force)) && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     log "up to date: $out"
     exit 0
@@ -84,11 +88,10 @@ tag="$("$python" -c 'import platform, sys; print(f"{sys.implementation.name}{sys
 [[ "$tag" == "cpython311-Linux-x86_64" ]] \
     || die "this host gives '$tag'; run on Linux x86_64 with CPython 3.11 (or set PYTHON)"
 
-mkdir -p "$out"
 rm -f "$stamp"
 extra=()
 [[ -n "$torch_index" ]] && extra+=(--extra-index-url "$torch_index")
-log "collecting wheels for $(grep -cE '^[A-Za-z0-9]' "$requirements") locked packages into $out"
+log "collecting wheels for $(cat "$requirements" "$build_requirements" | grep -cE '^[A-Za-z0-9]') locked packages into $out"
 # `pip wheel` copies the published wheels and builds source-only packages (sagemaker-training)
 # into wheels, checking every download against the lock's hashes; the lock is complete, so no
 # dependency resolution (--no-deps). pip's wheel cache reuses the wheel `make setup` built.
