@@ -69,8 +69,8 @@ if [ -n "$compiler" ]; then
     rm -rf /var/lib/apt/lists/*
 fi
 rm -rf "$tools"
+# One process imports them all (torch loads once); a failing import's traceback names its module.
 if [ -n "$checks" ]; then
-    for module in $checks; do
-        /opt/venv/bin/python -c "import $module"
-    done
+    # shellcheck disable=SC2086
+    /opt/venv/bin/python -c 'import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]' $checks
 fi

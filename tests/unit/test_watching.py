@@ -52,16 +52,8 @@ def job(opt_ml, tmp_path):
     return opt_ml
 
 
-@pytest.fixture(scope="module")
-def logged_job(mlflow_server, tmp_path_factory):
-    """One real job logged to the server (module-wide: a job takes seconds)."""
-    from conftest import OptMl
-
-    root = tmp_path_factory.mktemp("job")
-    job = OptMl(root / "opt_ml")
-    data = write_image_folder(root / "data", CLASSES, size=(36, 36))
-    for channel in ("train", "valid", "test"):
-        job.channel(channel, data)
+def run_logged_job(mlflow_server: str, job):
+    """``job`` with the Debugger on, logged to the server."""
     job.hyperparameters({**HYPERPARAMETERS, "debug": True})
     env = {
         # The test server asks for no credentials; the client sends them all the same.
@@ -73,12 +65,19 @@ def logged_job(mlflow_server, tmp_path_factory):
     }
     result = run_train(job.root, REPO, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return job, result
+    return result
 
 
-def test_the_run_read_back_from_mlflow_has_params_metrics_per_epoch_tags_and_artifacts(
-    mlflow_server, logged_job
-):
+def test_a_watched_job_reads_back_from_mlflow_and_tensorboard_and_leaks_no_credential(mlflow_server, job):
+    """One job (a training takes seconds), read back the three ways a user would."""
+    result = run_logged_job(mlflow_server, job)
+    run = assert_mlflow_run(mlflow_server)
+    assert_no_credential(job, result, run)
+    assert_tensorboard_events(job)
+
+
+def assert_mlflow_run(mlflow_server: str):
+    """The run has the job's params, a metric per epoch, its tags and artifacts, and a model version."""
     from mlflow import MlflowClient
 
     client = MlflowClient(mlflow_server)
@@ -104,18 +103,37 @@ def test_the_run_read_back_from_mlflow_has_params_metrics_per_epoch_tags_and_art
     assert "valid_worst_mispredictions.png" in files and "model" in files
     versions = client.search_model_versions("name='watched-classifier'")
     assert [v.run_id for v in versions] == [run.info.run_id]
+    return run
 
 
-def test_a_credentialed_tracking_uri_reaches_no_log_file_event_or_mlflow_record(mlflow_server, logged_job):
-    from mlflow import MlflowClient
-
-    job, result = logged_job
+def assert_no_credential(job, result, run) -> None:
+    """The credentialed tracking URI reaches no log, file, event or MLflow record."""
     assert "watcher:***@127.0.0.1" in result.stdout + result.stderr
     assert_no_password(result, job.root)
-    client = MlflowClient(mlflow_server)
-    (run,) = client.search_runs([client.get_experiment_by_name("watching-test").experiment_id])
     recorded = {**run.data.tags, **run.data.params}
     assert not [key for key, value in recorded.items() if PASSWORD in value]
+
+
+def assert_tensorboard_events(job) -> None:
+    """TensorBoard's reader finds the scalars per epoch, the hparams session and the figures."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(job.root / "output" / "tensorboard"), size_guidance={"images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("train/loss", "train/accuracy", "valid/loss", "valid/accuracy", "train/learning_rate"):
+        assert [event.step for event in events.Scalars(tag)] == [1, 2], tag
+    assert len(events.Scalars("train/batch_loss")) >= 4, "every step with log_steps=1"
+    assert "final/test_accuracy" in scalars and "profiler/cpu_percent" in scalars
+    assert {"test/confusion_matrix", "valid/worst_mispredictions"} <= set(events.Tags()["images"])
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")[HPARAMS_SESSION]
+    )
+    hparams = session.session_start_info.hparams
+    assert hparams["epochs"].number_value == 2 and hparams["optimizer"].string_value == "adam"
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
+    rules = events.Tensors("debugger/rules/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "loss_not_decreasing" in rules and "class_imbalance" in rules, rules
 
 
 def test_a_transient_failure_stops_sending_but_the_run_still_ends_finished(mlflow_server, monkeypatch):
@@ -143,42 +161,28 @@ def test_a_transient_failure_stops_sending_but_the_run_still_ends_finished(mlflo
     assert run.info.status == "FINISHED" and run.data.params["epochs"] == "2"
 
 
-def test_tensorboard_reads_back_the_scalars_per_epoch_the_hparams_session_and_the_figures(logged_job):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    job, _ = logged_job
-    events = EventAccumulator(str(job.root / "output" / "tensorboard"), size_guidance={"images": 0}).Reload()
-    scalars = set(events.Tags()["scalars"])
-    for tag in ("train/loss", "train/accuracy", "valid/loss", "valid/accuracy", "train/learning_rate"):
-        assert [event.step for event in events.Scalars(tag)] == [1, 2], tag
-    assert len(events.Scalars("train/batch_loss")) >= 4, "every step with log_steps=1"
-    assert "final/test_accuracy" in scalars and "profiler/cpu_percent" in scalars
-    assert {"test/confusion_matrix", "valid/worst_mispredictions"} <= set(events.Tags()["images"])
-    session = plugin_data_pb2.HParamsPluginData.FromString(
-        events.PluginTagToContent("hparams")[HPARAMS_SESSION]
-    )
-    hparams = session.session_start_info.hparams
-    assert hparams["epochs"].number_value == 2 and hparams["optimizer"].string_value == "adam"
-    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
-    rules = events.Tensors("debugger/rules/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert "loss_not_decreasing" in rules and "class_imbalance" in rules, rules
-
-
 def _job_output(result) -> str:
     return result.stdout + result.stderr
 
 
-def test_a_tracking_server_where_nothing_listens_warns_once_and_the_job_succeeds(job, repo_root):
+def test_a_tracking_server_where_nothing_listens_is_warned_about_once_without_its_password(
+    caplog, monkeypatch
+):
+    from classifier.watching.base import JobEnd, JobFacts, Watchers
+    from classifier.watching.mlflow_tracking import MlflowWatcher
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
     port = free_port()
-    uri = with_credentials(f"http://127.0.0.1:{port}")
-    result = run_train(job.root, repo_root, {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"})
-    output = _job_output(result)
-    assert result.returncode == 0, output[-5000:]
-    assert output.count(f"MLflow tracking server http://watcher:***@127.0.0.1:{port} failed") == 1
-    assert_no_password(result, job.root)
-    assert "MLflow did not record:" in output and "epoch 2 metrics" in output
-    assert (job.root / "model" / "model_config.json").exists()
+    watchers = Watchers([MlflowWatcher(with_credentials(f"http://127.0.0.1:{port}"), {})])
+    with caplog.at_level("WARNING"):
+        watchers.start(JobFacts("unheard-job", None, "local", 1, "img", {"epochs": 2}))
+        watchers.epoch(1, {"valid_accuracy": 0.5})
+        watchers.epoch(2, {"valid_accuracy": 0.6})
+        watchers.finish(JobEnd(metrics={"best_valid_accuracy": 0.6}))
+        watchers.close()
+    assert caplog.text.count(f"MLflow tracking server http://watcher:***@127.0.0.1:{port} failed") == 1
+    assert PASSWORD not in caplog.text
+    assert "MLflow did not record:" in caplog.text and "epoch 2 metrics" in caplog.text
 
 
 class HangingServer:
@@ -207,7 +211,7 @@ class HangingServer:
 
 def test_a_tracking_server_that_hangs_costs_one_bounded_wait_and_the_job_succeeds(job, repo_root):
     server = HangingServer()
-    uri = f"http://127.0.0.1:{server.port}"
+    uri = with_credentials(f"http://127.0.0.1:{server.port}")
     try:
         started = time.monotonic()
         result = run_train(
@@ -218,8 +222,11 @@ def test_a_tracking_server_that_hangs_costs_one_bounded_wait_and_the_job_succeed
         server.close()
     output = _job_output(result)
     assert result.returncode == 0, output[-5000:]
-    assert output.count(f"MLflow tracking server {uri} failed") == 1
+    assert output.count(f"MLflow tracking server http://watcher:***@127.0.0.1:{server.port} failed") == 1
     assert server.connections, "the job did reach the server"
+    assert_no_password(result, job.root)
+    assert "MLflow did not record:" in output and "epoch 2 metrics" in output
+    assert (job.root / "model" / "model_config.json").exists()
     # One request of 2 s, one retry, backoff: the job itself takes well under a minute here.
     assert elapsed < 120, elapsed
 

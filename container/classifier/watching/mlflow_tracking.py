@@ -63,6 +63,9 @@ class MlflowWatcher(JobWatcher):
 
         self.tracking_uri = tracking_uri
         self.shown_uri = redact_uri(tracking_uri)
+        # The client's errors quote the URI whole: its password is masked here even where
+        # redaction.install did not see it (a watcher built outside a job).
+        self._own_secret = redaction.Redactor(filter(None, [redaction.uri_secret(tracking_uri)]))
         self.environ = environ
         self.register_as = register_as
         self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -87,7 +90,7 @@ class MlflowWatcher(JobWatcher):
             return action()
         except Exception as error:  # noqa: BLE001 - any client or transport error; see module docstring
             text = str(error).splitlines()[0][:300] if str(error) else ""
-            self.failure = redaction.redact(f"{type(error).__name__}: {text}")
+            self.failure = self._own_secret.redact(redaction.redact(f"{type(error).__name__}: {text}"))
             self.missed.append(what)
             logger.warning(
                 "MLflow tracking server %s failed (%s) on %s; training goes on, nothing more is sent to it",
