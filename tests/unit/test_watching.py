@@ -52,6 +52,17 @@ def job(opt_ml, tmp_path):
     return opt_ml
 
 
+@pytest.fixture
+def watcher_environment(monkeypatch):
+    """An MLflow watcher built in this process sets the client's defaults in ``os.environ``:
+    they are undone after the test, so no later job in this worker inherits them."""
+    from classifier.watching.mlflow_tracking import CLIENT_DEFAULTS
+
+    for name in CLIENT_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
 def run_logged_job(mlflow_server: str, job):
     """``job`` with the Debugger on, logged to the server."""
     job.hyperparameters({**HYPERPARAMETERS, "debug": True})
@@ -136,13 +147,15 @@ def assert_tensorboard_events(job) -> None:
     assert "loss_not_decreasing" in rules and "class_imbalance" in rules, rules
 
 
-def test_a_transient_failure_stops_sending_but_the_run_still_ends_finished(mlflow_server, monkeypatch):
+def test_a_transient_failure_stops_sending_but_the_run_still_ends_finished(
+    mlflow_server, watcher_environment
+):
     from mlflow import MlflowClient
 
     from classifier.watching.base import JobEnd, JobFacts
     from classifier.watching.mlflow_tracking import MlflowWatcher
 
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    watcher_environment.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     watcher = MlflowWatcher(mlflow_server, {"MLFLOW_EXPERIMENT_NAME": "transient"})
     watcher.start(JobFacts("transient-job", None, "local", 1, "img", {"epochs": 2}))
     log_batch = watcher.client.log_batch
@@ -166,12 +179,12 @@ def _job_output(result) -> str:
 
 
 def test_a_tracking_server_where_nothing_listens_is_warned_about_once_without_its_password(
-    caplog, monkeypatch
+    caplog, watcher_environment
 ):
     from classifier.watching.base import JobEnd, JobFacts, Watchers
     from classifier.watching.mlflow_tracking import MlflowWatcher
 
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    watcher_environment.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
     port = free_port()
     watchers = Watchers([MlflowWatcher(with_credentials(f"http://127.0.0.1:{port}"), {})])
     with caplog.at_level("WARNING"):
